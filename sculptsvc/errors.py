@@ -1,0 +1,104 @@
+"""The error tree of sculptsvc, mapped once to what the consumer does with an order.
+
+    SculptError                      every error carries a machine-readable ``code``
+    ├── RejectedInput                the order itself is bad: never retried,
+    │   ├── InvalidEvent             status ``rejected`` + dead letter
+    │   ├── InvalidImage
+    │   ├── ImageTooLarge
+    │   ├── NoSubject
+    │   ├── UriNotAllowed
+    │   └── UnrepairableMesh
+    ├── ProcessingFailed             the input was fine but the pipeline could not make a
+    │   ├── MoldFailed               castable result: status ``failed`` + dead letter
+    │   └── ModelOutputInvalid
+    └── TransientError               worth another try with backoff (``retryable``)
+        ├── WorkerCrashed
+        ├── JobTimeout
+        └── StorageUnavailable
+
+Codes are part of the public ``OrderStatus``/``DeadLetter`` contracts: add, never rename.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class SculptError(Exception):
+    """Base of every error this service raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class RejectedInput(SculptError):
+    """The order cannot be made as submitted; the sender must fix it."""
+
+    code = "rejected_input"
+
+
+class InvalidEvent(RejectedInput):
+    code = "invalid_event"
+
+
+class InvalidImage(RejectedInput):
+    code = "invalid_image"
+
+
+class ImageTooLarge(RejectedInput):
+    code = "image_too_large"
+
+
+class NoSubject(RejectedInput):
+    code = "no_subject"
+
+
+class UriNotAllowed(RejectedInput):
+    code = "uri_not_allowed"
+
+
+class UnrepairableMesh(RejectedInput):
+    """A mesh that cannot be made one watertight, consistently oriented solid."""
+
+    code = "mesh_unrepairable"
+
+
+class ProcessingFailed(SculptError):
+    """Valid input, but no castable result came out; retrying gives the same answer."""
+
+    code = "processing_failed"
+
+
+class MoldFailed(ProcessingFailed):
+    code = "mold_failed"
+
+
+class ModelOutputInvalid(ProcessingFailed):
+    code = "model_output_invalid"
+
+
+class TransientError(SculptError):
+    """Infrastructure hiccup: the same order may well succeed on the next attempt."""
+
+    code = "transient_error"
+    retryable = True
+
+
+class WorkerCrashed(TransientError):
+    code = "worker_crashed"
+
+
+class JobTimeout(TransientError):
+    code = "job_timeout"
+
+
+class StorageUnavailable(TransientError):
+    code = "storage_unavailable"

@@ -1,0 +1,118 @@
+"""Every knob of the service, in one place, read from ``SCULPT_*`` environment variables.
+
+``docs/operations.md`` has a reference table generated from this class
+(``python -m sculptsvc.docs``); a test fails when the two drift.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCULPT_", extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
+    group_id: str = Field("sculptsvc", description="Consumer group of the order consumers.")
+    transactional_id_prefix: str = Field(
+        "sculptsvc", description="Prefix of the per-partition transactional producer ids."
+    )
+    session_timeout_ms: int = Field(30_000, description="Consumer group session timeout.")
+    heartbeat_interval_ms: int = Field(3_000, description="Consumer heartbeat interval.")
+    max_poll_interval_ms: int = Field(
+        300_000, description="Longest gap between polls before the group evicts a consumer."
+    )
+
+    # --- Topics (key = order id on every topic) -----------------------------------------
+    topic_orders: str = Field("sculpt.orders.v1", description="Input: OrderPlaced events.")
+    topic_status: str = Field("sculpt.order-status.v1", description="Output: OrderStatus.")
+    topic_models: str = Field("sculpt.models.v1", description="Output: ModelReady (GLB).")
+    topic_molds: str = Field("sculpt.molds.v1", description="Output: MoldReady (STL, 3MF).")
+    topic_dlq: str = Field("sculpt.orders.dlq.v1", description="Output: DeadLetter.")
+    topic_qa: str = Field("sculpt.orders.qa.v1", description="QA replay target topic.")
+
+    # --- Artifacts ---------------------------------------------------------------------
+    artifact_root: Path = Field(
+        Path("var/artifacts"), description="Directory of the content-addressed artifact store."
+    )
+
+    # --- Work --------------------------------------------------------------------------
+    workers: int = Field(1, ge=1, description="Worker processes (one per GPU on GPU hosts).")
+    job_queue_size: int = Field(
+        0, ge=0, description="Orders waiting for a worker; 0 means equal to `workers`."
+    )
+    job_timeout_s: float = Field(600.0, gt=0, description="Longest one order may take.")
+    max_attempts: int = Field(
+        3, ge=1, description="Attempts for transient failures before dead-lettering."
+    )
+    retry_backoff_s: float = Field(2.0, ge=0, description="First retry delay; doubles each time.")
+    graceful_timeout_s: float = Field(
+        660.0, ge=0, description="On SIGTERM, how long in-flight orders may finish."
+    )
+
+    # --- Models ------------------------------------------------------------------------
+    stylizer: Literal["classic", "diffusion"] = Field(
+        "classic", description="Stylizer backend; `diffusion` needs `diffusion_model_dir`."
+    )
+    reconstructor: Literal["classic", "triposr"] = Field(
+        "classic", description="Reconstructor backend; `triposr` needs `triposr_model_dir`."
+    )
+    diffusion_model_dir: Path | None = Field(
+        None, description="Local diffusers image-to-image pipeline folder."
+    )
+    triposr_model_dir: Path | None = Field(
+        None, description="Local TripoSR folder (config.yaml + model.ckpt or .safetensors)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device.")
+
+    # --- Sculpture ---------------------------------------------------------------------
+    target_faces: int = Field(20_000, ge=500, description="Triangles of the exported model.")
+    default_size_mm: float = Field(80.0, gt=0, description="Longest side when an order omits it.")
+    default_wall_mm: float = Field(4.0, gt=0, description="Mold wall when an order omits it.")
+
+    # --- Input limits ------------------------------------------------------------------
+    max_image_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted image file.")
+    max_image_pixels: int = Field(
+        40_000_000, description="Largest accepted width x height, checked before decoding."
+    )
+    allowed_uri_schemes: list[str] = Field(
+        default_factory=lambda: ["file", "https"],
+        description="Schemes an OrderPlaced image URI may use.",
+    )
+    allowed_uri_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts an https image URI may name (empty: none).",
+    )
+    allowed_file_roots: list[Path] = Field(
+        default_factory=list, description="Directories a file:// image URI may point into."
+    )
+
+    # --- Operations --------------------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Bind address of /health, /ready, /metrics.")
+    http_port: int = Field(8080, description="Port of /health, /ready, /metrics.")
+    log_level: str = Field("INFO", description="Log level.")
+    log_format: Literal["json", "console"] = Field("json", description="Log renderer.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
