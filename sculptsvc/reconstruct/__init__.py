@@ -1,0 +1,1 @@
+"""Reconstruct stage: stylized picture in, coloured closed mesh out."""

@@ -1,0 +1,1 @@
+"""Stylize stage: picture in, glossy-silicone-looking RGBA picture of the subject out."""
