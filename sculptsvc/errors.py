@@ -11,10 +11,12 @@
     ├── ProcessingFailed             the input was fine but the pipeline could not make a
     │   ├── MoldFailed               castable result: status ``failed`` + dead letter
     │   └── ModelOutputInvalid
-    └── TransientError               worth another try with backoff (``retryable``)
-        ├── WorkerCrashed
-        ├── JobTimeout
-        └── StorageUnavailable
+    ├── TransientError               worth another try with backoff (``retryable``)
+    │   ├── WorkerCrashed
+    │   ├── JobTimeout
+    │   └── StorageUnavailable
+    └── ConfigurationError           the service is set up wrong: refuse to start
+        └── ModelUnavailable         model weights missing or not matching their config
 
 Codes are part of the public ``OrderStatus``/``DeadLetter`` contracts: add, never rename.
 """
@@ -102,3 +104,15 @@ class JobTimeout(TransientError):
 
 class StorageUnavailable(TransientError):
     code = "storage_unavailable"
+
+
+class ConfigurationError(SculptError):
+    """The deployment is wrong (not the order): raised at start-up so no order is consumed."""
+
+    code = "configuration_error"
+
+
+class ModelUnavailable(ConfigurationError):
+    """A configured model folder is missing, incomplete or does not match its config."""
+
+    code = "model_unavailable"
