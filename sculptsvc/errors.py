@@ -14,9 +14,11 @@
     ├── TransientError               worth another try with backoff (``retryable``)
     │   ├── WorkerCrashed
     │   ├── JobTimeout
-    │   └── StorageUnavailable
+    │   ├── StorageUnavailable
+    │   └── PoolClosed               the worker pool shut down before the job ran/finished
     └── ConfigurationError           the service is set up wrong: refuse to start
-        └── ModelUnavailable         model weights missing or not matching their config
+        ├── ModelUnavailable         model weights missing or not matching their config
+        └── WorkerStartFailed        a worker process could not start or load its models
 
 Codes are part of the public ``OrderStatus``/``DeadLetter`` contracts: add, never rename.
 """
@@ -106,6 +108,12 @@ class StorageUnavailable(TransientError):
     code = "storage_unavailable"
 
 
+class PoolClosed(TransientError):
+    """The worker pool shut down first; the order was not finished and may be redelivered."""
+
+    code = "pool_closed"
+
+
 class ConfigurationError(SculptError):
     """The deployment is wrong (not the order): raised at start-up so no order is consumed."""
 
@@ -116,3 +124,9 @@ class ModelUnavailable(ConfigurationError):
     """A configured model folder is missing, incomplete or does not match its config."""
 
     code = "model_unavailable"
+
+
+class WorkerStartFailed(ConfigurationError):
+    """A worker process died or raised while loading its models at start-up."""
+
+    code = "worker_start_failed"
