@@ -70,8 +70,12 @@ def test_status_error_only_for_unhappy_states() -> None:
 
 
 def test_event_ids_and_seeds_are_deterministic() -> None:
-    assert deterministic_event_id("o", 1, "completed") == deterministic_event_id("o", 1, "completed")
-    assert deterministic_event_id("o", 1, "completed") != deterministic_event_id("o", 2, "completed")
+    assert deterministic_event_id("o", 1, "completed") == deterministic_event_id(
+        "o", 1, "completed"
+    )
+    assert deterministic_event_id("o", 1, "completed") != deterministic_event_id(
+        "o", 2, "completed"
+    )
     a = OrderPlaced.model_validate(order())
     b = OrderPlaced.model_validate(order())
     assert a.effective_seed() == b.effective_seed()
@@ -86,9 +90,14 @@ def test_round_trip_through_json() -> None:
 
 def test_dead_letter_accepts_unknown_order() -> None:
     dl = DeadLetter(
-        original_topic="t", original_partition=0, original_offset=3,
-        original_key_base64=None, original_value_base64="eA==",
-        error_class="InvalidEvent", error_code="invalid_event", error_message="bad json",
+        original_topic="t",
+        original_partition=0,
+        original_offset=3,
+        original_key_base64=None,
+        original_value_base64="eA==",
+        error_class="InvalidEvent",
+        error_code="invalid_event",
+        error_message="bad json",
     )
     assert dl.order_id is None
 

@@ -1,0 +1,1 @@
+"""The Kafka-facing service: intake, the order processor, transactional publishing, the app."""

@@ -1,0 +1,167 @@
+"""Wiring: FastStream broker + order processor + worker pool + HTTP probes and metrics.
+
+Nothing connects at import time: ``create_app(settings)`` builds everything, so tests and
+``faststream docs gen sculptsvc.service.app:create_app --factory`` can call it freely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.message import StreamMessage
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sculptsvc.logging import configure_logging, get_logger
+from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
+from sculptsvc.service.metrics import Metrics
+from sculptsvc.service.processor import InboundRecord, JobRunner, OrderProcessor
+from sculptsvc.settings import Settings, get_settings
+from sculptsvc.store import LocalArtifactStore
+
+log = get_logger(__name__)
+
+POLL_INTERVAL_MARGIN_S = 120.0
+
+
+def effective_max_poll_interval_ms(settings: Settings) -> int:
+    """The handler awaits the whole order before the next poll, so the poll interval must
+    outlast the worst case: every attempt timing out plus every backoff, plus a margin."""
+    backoff = sum(settings.retry_backoff_s * 2**i for i in range(settings.max_attempts - 1))
+    worst_s = settings.job_timeout_s * settings.max_attempts + backoff + POLL_INTERVAL_MARGIN_S
+    return max(settings.max_poll_interval_ms, int(worst_s * 1000))
+
+
+async def _raw_body(message: StreamMessage[Any]) -> bytes:
+    """Keep the payload as bytes: the processor validates it, so bad JSON can be
+    dead-lettered byte for byte instead of failing inside FastStream."""
+    return message.body
+
+
+def to_inbound(message: KafkaMessage) -> InboundRecord:
+    raw = message.raw_message
+    return InboundRecord(
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        key=raw.key,
+        value=raw.value,
+        headers=tuple((k, v or b"") for k, v in (raw.headers or ())),
+        timestamp_ms=raw.timestamp,
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, runner: JobRunner | None = None
+) -> AsgiFastStream:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = Metrics()
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        security=faststream_security(settings),
+        graceful_timeout=settings.graceful_timeout_s,
+        middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry)],
+        client_id="sculptsvc",
+    )
+    publisher = TransactionalPublisher(settings)
+    store = LocalArtifactStore(settings.artifact_root)
+    state: dict[str, Any] = {"processor": None, "ready": False}
+
+    consumer_options: dict[str, Any] = {
+        "group_id": settings.group_id,
+        "ack_policy": AckPolicy.MANUAL,  # offsets are committed inside our transactions
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "max_poll_interval_ms": effective_max_poll_interval_ms(settings),
+        "decoder": _raw_body,
+        "title": "sculpt-orders",
+        "description": "OrderPlaced v1 from the e-commerce system (schemas/OrderPlaced.v1.json)",
+    }
+    if settings.workers > 1:
+        consumer_options["max_workers"] = settings.workers
+
+    @broker.subscriber(settings.topic_orders, **consumer_options)
+    async def on_order(body: bytes, message: KafkaMessage) -> None:
+        record = to_inbound(message)
+        try:
+            await state["processor"].handle(record)
+        except PublishFailed as exc:
+            # Kafka refused the outcome: nothing was committed, so read the message again.
+            log.warning("order.publish_failed", offset=record.coordinates, error=str(exc))
+            await asyncio.sleep(settings.retry_backoff_s)
+            await message.nack()
+
+    _document_outputs(broker, settings)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        pool_cm = None
+        job_runner = runner
+        if job_runner is None:
+            from sculptsvc.service.jobs import PoolJobRunner
+
+            pool_cm = PoolJobRunner(settings, metrics)
+            job_runner = await pool_cm.start()
+        state["processor"] = OrderProcessor(settings, publisher, job_runner, store, metrics)
+        log.info("service.starting", topic=settings.topic_orders, workers=settings.workers)
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await publisher.close()
+            if pool_cm is not None:
+                await pool_cm.close()
+            log.info("service.stopped")
+
+    async def mark_ready() -> None:
+        state["ready"] = True
+        log.info("service.ready")
+
+    @get(include_in_schema=False)
+    async def health(scope: Any) -> AsgiResponse:
+        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
+
+    @get(include_in_schema=False)
+    async def ready(scope: Any) -> AsgiResponse:
+        ok = state["ready"] and await broker.ping(timeout=2.0)
+        body = b'{"ready":true}' if ok else b'{"ready":false}'
+        return AsgiResponse(body, 200 if ok else 503, headers={"content-type": "application/json"})
+
+    @get(include_in_schema=False)
+    async def prometheus(scope: Any) -> AsgiResponse:
+        return AsgiResponse(
+            generate_latest(metrics.registry), 200, headers={"content-type": CONTENT_TYPE_LATEST}
+        )
+
+    app = AsgiFastStream(
+        broker,
+        asgi_routes=[("/health", health), ("/ready", ready), ("/metrics", prometheus)],
+        lifespan=lifespan,
+        after_startup=[mark_ready],
+        asyncapi_path="/docs/asyncapi",
+    )
+    app.state = state  # type: ignore[attr-defined]  # tests read readiness
+    return app
+
+
+def _document_outputs(broker: KafkaBroker, settings: Settings) -> None:
+    """Declare the output topics so the AsyncAPI document lists them with their schemas.
+    (The service publishes through its own transactional producers, not these.)"""
+    from sculptsvc.events import DeadLetter, ModelReady, MoldReady, OrderStatus
+
+    for topic, model, text in (
+        (settings.topic_status, OrderStatus, "Every state of an order; one terminal state."),
+        (settings.topic_models, ModelReady, "The sculpture as GLB (claim check)."),
+        (settings.topic_molds, MoldReady, "Two STL mold halves + 3MF + report (claim check)."),
+        (settings.topic_dlq, DeadLetter, "Inputs that could not be processed, byte for byte."),
+    ):
+        broker.publisher(topic, title=topic, description=text, schema=model)

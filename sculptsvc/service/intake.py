@@ -1,0 +1,104 @@
+"""Turning raw Kafka bytes into a validated order and its image bytes, or a typed rejection."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from pydantic import TypeAdapter, ValidationError
+
+from sculptsvc.errors import ImageTooLarge, InvalidEvent, InvalidImage, UriNotAllowed
+from sculptsvc.events import InlineImage, OrderId, OrderPlaced, UriImage
+from sculptsvc.settings import Settings
+
+FETCH_TIMEOUT_S = 10.0
+_ORDER_ID: TypeAdapter[str] = TypeAdapter(OrderId)
+
+
+def parse_order(value: bytes | None) -> OrderPlaced:
+    """Validate an OrderPlaced; the error message names every bad field."""
+    if not value:
+        raise InvalidEvent("empty message value")
+    try:
+        return OrderPlaced.model_validate_json(value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise InvalidEvent(f"not a valid OrderPlaced v1: {problems}") from None
+
+
+def order_id_hint(value: bytes | None, key: bytes | None) -> str | None:
+    """Best-effort order id of an event that failed validation (for its rejected status)."""
+    candidates: list[object] = []
+    try:
+        doc = json.loads(value or b"")
+        if isinstance(doc, dict):
+            candidates.append(doc.get("order_id"))
+    except ValueError:
+        pass
+    if key:
+        candidates.append(key.decode("utf-8", "replace"))
+    for cand in candidates:
+        try:
+            return _ORDER_ID.validate_python(cand)
+        except ValidationError:
+            continue
+    return None
+
+
+def resolve_image(image: InlineImage | UriImage, settings: Settings) -> bytes:
+    """The image's bytes, within the byte limit, from an inline payload or an allowed URI."""
+    if isinstance(image, InlineImage):
+        data = image.decoded()
+    else:
+        data = _fetch(str(image.uri), settings)
+    if len(data) > settings.max_image_bytes:
+        raise ImageTooLarge(f"image is {len(data)} bytes; the limit is {settings.max_image_bytes}")
+    if not data:
+        raise InvalidImage("image is empty (0 bytes)")
+    return data
+
+
+def _fetch(uri: str, settings: Settings) -> bytes:
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme not in settings.allowed_uri_schemes:
+        raise UriNotAllowed(f"scheme {scheme!r} is not allowed ({settings.allowed_uri_schemes})")
+    if scheme == "file":
+        path = Path(unquote(parsed.path)).resolve()
+        roots = [Path(r).resolve() for r in settings.allowed_file_roots]
+        if not any(path.is_relative_to(root) for root in roots):
+            raise UriNotAllowed(f"{path} is outside the allowed file roots")
+        if not path.is_file():
+            raise InvalidImage(f"{path} does not exist")
+        if path.stat().st_size > settings.max_image_bytes:
+            raise ImageTooLarge(f"{path} is larger than {settings.max_image_bytes} bytes")
+        return path.read_bytes()
+    host = (parsed.hostname or "").lower()
+    if host not in {h.lower() for h in settings.allowed_uri_hosts}:
+        raise UriNotAllowed(f"host {host!r} is not in the allowed hosts")
+    _refuse_internal_addresses(host)
+    request = urllib.request.Request(uri, headers={"User-Agent": "sculptsvc"})
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:
+        data = response.read(settings.max_image_bytes + 1)
+    if len(data) > settings.max_image_bytes:
+        raise ImageTooLarge(f"{uri} is larger than {settings.max_image_bytes} bytes")
+    return data
+
+
+def _refuse_internal_addresses(host: str) -> None:
+    """An allowed name that resolves to a private or loopback address is refused (SSRF)."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise InvalidImage(f"cannot resolve {host}: {exc}") from exc
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0])
+        if addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved:
+            raise UriNotAllowed(f"{host} resolves to internal address {addr}")

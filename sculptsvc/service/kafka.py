@@ -1,0 +1,137 @@
+"""Kafka adapter: client settings, and transactional publishing with one producer per input
+partition (its transactional id fences a zombie instance that lost the partition)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.helpers import create_ssl_context
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+from sculptsvc.logging import get_logger
+from sculptsvc.service.processor import InboundRecord, Outgoing
+from sculptsvc.settings import Settings
+
+log = get_logger(__name__)
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.kafka_security_protocol.endswith("SSL"):
+        return None
+    return create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+    )
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection and security arguments for aiokafka clients, from settings."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+        "ssl_context": ssl_context(settings),
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
+        kwargs["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None
+        )
+    return kwargs
+
+
+def faststream_security(settings: Settings) -> BaseSecurity | None:
+    """The same security settings, in FastStream's terms, for the consuming broker."""
+    context = ssl_context(settings)
+    if not settings.kafka_security_protocol.startswith("SASL"):
+        return BaseSecurity(ssl_context=context) if context else None
+    password = (
+        settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    )
+    cls = {
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }.get(settings.kafka_sasl_mechanism or "PLAIN", SASLPlaintext)
+    return cls(
+        username=settings.kafka_sasl_username or "",
+        password=password,
+        ssl_context=context,
+        use_ssl=context is not None,
+    )
+
+
+class PublishFailed(Exception):
+    """The outcome could not be committed; the input message must be consumed again."""
+
+
+class TransactionalPublisher:
+    """Publishes an order's events, and optionally commits its input offset, atomically."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producers: dict[tuple[str, int], AIOKafkaProducer] = {}
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+
+    def transactional_id(self, topic: str, partition: int) -> str:
+        return f"{self.settings.transactional_id_prefix}.{topic}.{partition}"
+
+    async def _producer(self, topic: str, partition: int) -> AIOKafkaProducer:
+        key = (topic, partition)
+        producer = self._producers.get(key)
+        if producer is None:
+            producer = AIOKafkaProducer(
+                **client_kwargs(self.settings),
+                transactional_id=self.transactional_id(topic, partition),
+                enable_idempotence=True,
+                acks="all",
+                max_request_size=1_048_576,
+            )
+            await producer.start()  # init_transactions: aborts what a dead predecessor left open
+            self._producers[key] = producer
+        return producer
+
+    async def publish(
+        self, messages: Sequence[Outgoing], *, source: InboundRecord, commit: bool
+    ) -> None:
+        if not messages and not commit:
+            return
+        partition = (source.topic, source.partition)
+        lock = self._locks.setdefault(partition, asyncio.Lock())
+        async with lock:
+            try:
+                producer = await self._producer(*partition)
+                async with producer.transaction():
+                    futures = [
+                        await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers))
+                        for m in messages
+                    ]
+                    if commit:
+                        next_offset = {TopicPartition(*partition): source.offset + 1}
+                        await producer.send_offsets_to_transaction(
+                            next_offset, self.settings.group_id
+                        )
+                    for future in futures:
+                        await future
+            except (ProducerFenced, KafkaError, OSError) as exc:
+                await self._discard(partition)
+                raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _discard(self, source: tuple[str, int]) -> None:
+        producer = self._producers.pop(source, None)
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception as exc:  # already broken; closing is best effort
+                log.warning("producer.close_failed", error=str(exc))
+
+    async def close(self) -> None:
+        for source in list(self._producers):
+            await self._discard(source)

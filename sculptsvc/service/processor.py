@@ -1,0 +1,358 @@
+"""One order message in, its events out: the service's logic, free of Kafka and processes.
+
+Delivery contract (see docs/contracts/README.md):
+- progress statuses (``accepted``) are published as they happen, at least once;
+- the terminal outcome (ModelReady + MoldReady + statuses through ``completed``, or
+  ``rejected``/``failed`` + a DeadLetter) is published in ONE Kafka transaction together
+  with the input offset, so a ``read_committed`` consumer sees it exactly once;
+- before that transaction the outcome is written to the ledger (artifact store records):
+  a redelivery of the same message re-publishes the stored outcome without re-running the
+  job, and the same order revision arriving again as a new message publishes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sculptsvc.errors import (
+    InvalidEvent,
+    ProcessingFailed,
+    RejectedInput,
+    SculptError,
+    TransientError,
+)
+from sculptsvc.events import (
+    DeadLetter,
+    DeadLetterHeader,
+    ErrorInfo,
+    Event,
+    ModelReady,
+    MoldReady,
+    OrderPlaced,
+    OrderState,
+    OrderStatus,
+    b64,
+    deterministic_event_id,
+)
+from sculptsvc.logging import bound_order, get_logger
+from sculptsvc.service.intake import order_id_hint, parse_order, resolve_image
+from sculptsvc.service.metrics import Metrics
+from sculptsvc.settings import Settings
+from sculptsvc.store import ArtifactStore
+
+log = get_logger(__name__)
+
+MEDIA_TYPES = {
+    "model.glb": "model/gltf-binary",
+    "preview.png": "image/png",
+    "mold_a.stl": "model/stl",
+    "mold_b.stl": "model/stl",
+    "mold.3mf": "model/3mf",
+    "report.json": "application/json",
+}
+SUCCESS_STATES = (
+    OrderState.stylized,
+    OrderState.reconstructed,
+    OrderState.validated,
+    OrderState.mold_ready,
+    OrderState.completed,
+)
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "topic": self.topic,
+            "key": b64(self.key),
+            "value": b64(self.value),
+            "headers": [[k, b64(v)] for k, v in self.headers],
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Outgoing:
+        return cls(
+            topic=doc["topic"],
+            key=None if doc["key"] is None else base64.b64decode(doc["key"]),
+            value=base64.b64decode(doc["value"]),
+            headers=tuple((k, base64.b64decode(v)) for k, v in doc["headers"]),
+        )
+
+
+@dataclass
+class JobOutput:
+    """What the pipeline hands back: artifacts by file name, plus the few facts events carry."""
+
+    artifacts: dict[str, bytes]
+    triangles: int
+    watertight: bool
+    cavity_volume_ml: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Publisher(Protocol):
+    async def publish(
+        self, messages: Sequence[Outgoing], *, source: InboundRecord, commit: bool
+    ) -> None:
+        """Send messages atomically, through the producer of ``source``'s partition; with
+        ``commit``, the offset after ``source`` is committed in the same transaction."""
+        ...
+
+
+class JobRunner(Protocol):
+    async def run(self, order: OrderPlaced, image: bytes) -> JobOutput: ...
+
+
+def ledger_name(order_id: str, revision: int) -> str:
+    return f"ledger/{order_id}/r{revision}.json"
+
+
+class OrderProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        runner: JobRunner,
+        store: ArtifactStore,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.runner = runner
+        self.store = store
+        self.metrics = metrics or Metrics()
+
+    # -- entry point ------------------------------------------------------------------
+
+    async def handle(self, record: InboundRecord) -> None:
+        started = time.monotonic()
+        try:
+            order = parse_order(record.value)
+        except InvalidEvent as exc:
+            order_id = order_id_hint(record.value, record.key)
+            with bound_order(order_id or "unknown", offset=record.coordinates):
+                log.warning("order.invalid", code=exc.code, reason=exc.message)
+                await self._finish_unhappy(record, None, order_id, exc, attempts=1)
+                self.metrics.orders.labels("rejected").inc()
+            return
+
+        with bound_order(order.order_id, revision=order.revision, offset=record.coordinates):
+            if await self._replayed_from_ledger(record, order):
+                return
+            self.metrics.in_flight.inc()
+            try:
+                outcome = await self._process(record, order)
+            finally:
+                self.metrics.in_flight.dec()
+            self.metrics.order_seconds.labels(outcome).observe(time.monotonic() - started)
+            self.metrics.orders.labels(outcome).inc()
+
+    # -- steps ------------------------------------------------------------------------
+
+    async def _replayed_from_ledger(self, record: InboundRecord, order: OrderPlaced) -> bool:
+        stored = self.store.get_record(ledger_name(order.order_id, order.revision))
+        if stored is None:
+            return False
+        entry = json.loads(stored)
+        if entry["input"] == record.coordinates:
+            # Crash after the ledger write but before the commit: finish the same outcome.
+            messages = [Outgoing.from_json(m) for m in entry["messages"]]
+            log.info("order.redelivered", outcome=entry["outcome"])
+            await self.publisher.publish(messages, source=record, commit=True)
+            self.metrics.redeliveries.inc()
+        else:
+            log.info("order.duplicate", first_seen=entry["input"], outcome=entry["outcome"])
+            await self.publisher.publish([], source=record, commit=True)
+            self.metrics.duplicates.inc()
+        return True
+
+    async def _process(self, record: InboundRecord, order: OrderPlaced) -> str:
+        await self.publisher.publish(
+            [self._status(order, OrderState.accepted, attempt=1)], source=record, commit=False
+        )
+        log.info("order.accepted", mode=order.mode.value, size_mm=order.size_mm)
+        attempt = 1
+        while True:
+            try:
+                image = await asyncio.to_thread(resolve_image, order.image, self.settings)
+                output = await self.runner.run(order, image)
+                break
+            except TransientError as exc:
+                if attempt >= self.settings.max_attempts:
+                    log.error("order.failed", code=exc.code, reason=exc.message, attempts=attempt)
+                    await self._finish_unhappy(record, order, order.order_id, exc, attempt)
+                    return "failed"
+                delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
+                log.warning("order.retry", code=exc.code, reason=exc.message, delay_s=delay)
+                self.metrics.retries.labels(exc.code).inc()
+                await asyncio.sleep(delay)
+                attempt += 1
+            except SculptError as exc:
+                log.warning("order.unhappy", code=exc.code, reason=exc.message)
+                await self._finish_unhappy(record, order, order.order_id, exc, attempt)
+                return "rejected" if isinstance(exc, RejectedInput) else "failed"
+            except Exception as exc:  # a bug must not stall the partition: fail the order
+                log.exception("order.crashed")
+                failure = ProcessingFailed(f"{type(exc).__name__}: {exc}")
+                await self._finish_unhappy(record, order, order.order_id, failure, attempt)
+                return "failed"
+
+        for stage, seconds in output.stage_seconds.items():
+            self.metrics.stage_seconds.labels(stage).observe(seconds)
+        messages = self._success_messages(order, output, attempt)
+        await self._commit_outcome(record, order, "completed", messages)
+        log.info("order.completed", triangles=output.triangles, attempts=attempt)
+        return "completed"
+
+    async def _finish_unhappy(
+        self,
+        record: InboundRecord,
+        order: OrderPlaced | None,
+        order_id: str | None,
+        error: SculptError,
+        attempts: int,
+    ) -> None:
+        state = OrderState.rejected if isinstance(error, RejectedInput) else OrderState.failed
+        messages: list[Outgoing] = []
+        if order_id is not None:
+            status = OrderStatus(
+                event_id=deterministic_event_id(
+                    order_id, order.revision if order else 0, "status", state.value
+                ),
+                order_id=order_id,
+                revision=order.revision if order else 1,
+                correlation_id=order.correlation_id if order else "",
+                state=state,
+                attempt=attempts,
+                error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
+            )
+            messages.append(self._message(self.settings.topic_status, order_id, status))
+        dead = DeadLetter(
+            event_id=deterministic_event_id(record.coordinates, "dead-letter"),
+            order_id=order_id,
+            correlation_id=order.correlation_id if order else "",
+            original_topic=record.topic,
+            original_partition=record.partition,
+            original_offset=record.offset,
+            original_timestamp_ms=record.timestamp_ms,
+            original_key_base64=b64(record.key),
+            original_value_base64=b64(record.value or b"") or "",
+            original_headers=[
+                DeadLetterHeader(key=k, value_base64=b64(v) or "") for k, v in record.headers
+            ],
+            error_class=type(error).__name__,
+            error_code=error.code,
+            error_message=error.message,
+            attempts=attempts,
+        )
+        messages.append(self._message(self.settings.topic_dlq, order_id, dead))
+        self.metrics.dead_letters.labels(error.code).inc()
+        if order is None:
+            await self.publisher.publish(messages, source=record, commit=True)
+        else:
+            await self._commit_outcome(record, order, state.value, messages)
+
+    async def _commit_outcome(
+        self, record: InboundRecord, order: OrderPlaced, outcome: str, messages: list[Outgoing]
+    ) -> None:
+        entry = {
+            "input": record.coordinates,
+            "outcome": outcome,
+            "messages": [m.to_json() for m in messages],
+        }
+        self.store.put_record(
+            ledger_name(order.order_id, order.revision),
+            json.dumps(entry, sort_keys=True).encode(),
+        )
+        await self.publisher.publish(messages, source=record, commit=True)
+
+    # -- event builders ---------------------------------------------------------------
+
+    def _success_messages(
+        self, order: OrderPlaced, output: JobOutput, attempt: int
+    ) -> list[Outgoing]:
+        refs = {
+            name: self.store.put(data, MEDIA_TYPES.get(name, "application/octet-stream"))
+            for name, data in sorted(output.artifacts.items())
+        }
+        common = {
+            "order_id": order.order_id,
+            "revision": order.revision,
+            "correlation_id": order.correlation_id,
+        }
+        model = ModelReady(
+            event_id=deterministic_event_id(order.order_id, order.revision, "model"),
+            glb=refs["model.glb"],
+            preview=refs["preview.png"],
+            triangles=output.triangles,
+            watertight=output.watertight,
+            mode=order.mode,
+            color=order.color,
+            **common,
+        )
+        mold = MoldReady(
+            event_id=deterministic_event_id(order.order_id, order.revision, "mold"),
+            half_a=refs["mold_a.stl"],
+            half_b=refs["mold_b.stl"],
+            three_mf=refs["mold.3mf"],
+            report=refs["report.json"],
+            cavity_volume_ml=output.cavity_volume_ml,
+            material=order.mold.material,
+            **common,
+        )
+        messages = [
+            self._message(self.settings.topic_models, order.order_id, model),
+            self._message(self.settings.topic_molds, order.order_id, mold),
+        ]
+        messages += [self._status(order, state, attempt) for state in SUCCESS_STATES]
+        return messages
+
+    def _status(self, order: OrderPlaced, state: OrderState, attempt: int) -> Outgoing:
+        status = OrderStatus(
+            event_id=deterministic_event_id(order.order_id, order.revision, "status", state.value),
+            order_id=order.order_id,
+            revision=order.revision,
+            correlation_id=order.correlation_id,
+            state=state,
+            attempt=attempt,
+        )
+        return self._message(self.settings.topic_status, order.order_id, status)
+
+    @staticmethod
+    def _message(topic: str, order_id: str | None, event: Event) -> Outgoing:
+        return Outgoing(
+            topic=topic,
+            key=order_id.encode() if order_id else None,
+            value=event.model_dump_json().encode(),
+            headers=(
+                ("event-type", event.event_type.encode()),
+                ("schema-version", str(event.schema_version).encode()),
+                ("content-type", b"application/json"),
+            ),
+        )

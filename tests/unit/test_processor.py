@@ -1,0 +1,180 @@
+"""The order processor without Kafka: outcomes, dead letters, retries, ledger, duplicates."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from sculptsvc.errors import JobTimeout, NoSubject
+from sculptsvc.events import DeadLetter, ModelReady, MoldReady, OrderPlaced, OrderStatus
+from sculptsvc.service.processor import InboundRecord, JobOutput, OrderProcessor, Outgoing
+from sculptsvc.settings import Settings
+from sculptsvc.store import LocalArtifactStore
+
+PNG = base64.b64encode(b"\x89PNG fake").decode()
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[Outgoing], bool]] = []
+
+    async def publish(self, messages: Sequence[Outgoing], *, source: InboundRecord, commit: bool):
+        self.batches.append((list(messages), commit))
+
+    def on(self, topic: str) -> list[dict]:
+        return [json.loads(m.value) for b, _ in self.batches for m in b if m.topic == topic]
+
+
+class FakeRunner:
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def run(self, order: OrderPlaced, image: bytes) -> JobOutput:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return JobOutput(
+            artifacts={
+                n: f"{n}:{order.order_id}".encode()
+                for n in (
+                    "model.glb",
+                    "preview.png",
+                    "mold_a.stl",
+                    "mold_b.stl",
+                    "mold.3mf",
+                    "report.json",
+                )
+            },
+            triangles=20000,
+            watertight=True,
+            cavity_volume_ml=42.5,
+            stage_seconds={"mesh": 0.5},
+        )
+
+
+def record(value: bytes, offset: int = 0, key: bytes | None = b"o1") -> InboundRecord:
+    return InboundRecord("orders", 0, offset, key, value, (("source", b"shop"),), 1000)
+
+
+def order_bytes(**extra: object) -> bytes:
+    doc = {
+        "order_id": "o1",
+        "image": {"kind": "inline", "media_type": "image/png", "data_base64": PNG},
+    }
+    doc.update(extra)
+    return json.dumps(doc).encode()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(artifact_root=tmp_path / "store", retry_backoff_s=0.0, max_attempts=3)
+
+
+def make(settings: Settings, runner: FakeRunner) -> tuple[OrderProcessor, FakePublisher]:
+    publisher = FakePublisher()
+    store = LocalArtifactStore(settings.artifact_root)
+    return OrderProcessor(settings, publisher, runner, store), publisher
+
+
+async def test_completed_order_publishes_everything_in_one_committed_batch(settings) -> None:
+    processor, pub = make(settings, FakeRunner())
+    await processor.handle(record(order_bytes()))
+    assert [commit for _, commit in pub.batches] == [False, True]
+    states = [s["state"] for s in pub.on(settings.topic_status)]
+    assert states == [
+        "accepted",
+        "stylized",
+        "reconstructed",
+        "validated",
+        "mold_ready",
+        "completed",
+    ]
+    model = ModelReady.model_validate(pub.on(settings.topic_models)[0])
+    mold = MoldReady.model_validate(pub.on(settings.topic_molds)[0])
+    store = LocalArtifactStore(settings.artifact_root)
+    assert store.get(model.glb) == b"model.glb:o1"
+    assert store.get(mold.half_b) == b"mold_b.stl:o1"
+    assert mold.cavity_volume_ml == 42.5
+    final_batch, _ = pub.batches[-1]
+    assert all(m.key == b"o1" for m in final_batch)
+    assert pub.on(settings.topic_dlq) == []
+
+
+@pytest.mark.parametrize("value", [b"", b"{not json", b'{"order_id": "o1"}', b"\xff\xfe"])
+async def test_invalid_events_go_to_the_dead_letter_topic_with_their_bytes(settings, value):
+    runner = FakeRunner()
+    processor, pub = make(settings, runner)
+    await processor.handle(record(value, offset=7))
+    assert runner.calls == 0
+    (letter,) = [DeadLetter.model_validate(d) for d in pub.on(settings.topic_dlq)]
+    assert letter.error_code == "invalid_event"
+    assert base64.b64decode(letter.original_value_base64) == value
+    assert (letter.original_partition, letter.original_offset) == (0, 7)
+    assert letter.original_headers[0].key == "source"
+    assert pub.batches[-1][1] is True  # offset committed with the dead letter
+    statuses = pub.on(settings.topic_status)
+    assert [s["state"] for s in statuses] == ["rejected"]  # order id known from the key
+
+
+async def test_rejected_input_is_not_retried(settings) -> None:
+    runner = FakeRunner(NoSubject("nothing stands out"))
+    processor, pub = make(settings, runner)
+    await processor.handle(record(order_bytes()))
+    assert runner.calls == 1
+    final = OrderStatus.model_validate(pub.on(settings.topic_status)[-1])
+    assert final.state == "rejected" and final.error and final.error.code == "no_subject"
+    assert DeadLetter.model_validate(pub.on(settings.topic_dlq)[0]).error_class == "NoSubject"
+
+
+async def test_transient_errors_retry_then_succeed(settings) -> None:
+    runner = FakeRunner(JobTimeout("slow"), JobTimeout("slow"))
+    processor, pub = make(settings, runner)
+    await processor.handle(record(order_bytes()))
+    assert runner.calls == 3
+    assert pub.on(settings.topic_status)[-1]["state"] == "completed"
+    assert pub.on(settings.topic_status)[-1]["attempt"] == 3
+
+
+async def test_transient_errors_exhausted_dead_letter_with_attempts(settings) -> None:
+    runner = FakeRunner(*(JobTimeout("slow") for _ in range(3)))
+    processor, pub = make(settings, runner)
+    await processor.handle(record(order_bytes()))
+    assert runner.calls == 3
+    letter = DeadLetter.model_validate(pub.on(settings.topic_dlq)[0])
+    assert (letter.error_code, letter.attempts) == ("job_timeout", 3)
+    assert pub.on(settings.topic_status)[-1]["state"] == "failed"
+
+
+async def test_bug_in_the_pipeline_fails_the_order_instead_of_stalling(settings) -> None:
+    processor, pub = make(settings, FakeRunner(ZeroDivisionError("oops")))
+    await processor.handle(record(order_bytes()))
+    assert pub.on(settings.topic_status)[-1]["state"] == "failed"
+    assert "ZeroDivisionError" in pub.on(settings.topic_dlq)[0]["error_message"]
+
+
+async def test_duplicate_order_revision_runs_once_and_publishes_nothing_new(settings) -> None:
+    runner = FakeRunner()
+    processor, pub = make(settings, runner)
+    await processor.handle(record(order_bytes(), offset=1))
+    published = len(pub.on(settings.topic_status))
+    await processor.handle(record(order_bytes(), offset=2))
+    assert runner.calls == 1
+    assert len(pub.on(settings.topic_status)) == published
+    assert pub.batches[-1] == ([], True)  # only the offset moves on
+    await processor.handle(record(order_bytes(revision=2), offset=3))
+    assert runner.calls == 2  # a new revision is a new job
+
+
+async def test_redelivery_after_crash_republishes_the_stored_outcome(settings) -> None:
+    runner = FakeRunner()
+    processor, pub = make(settings, runner)
+    await processor.handle(record(order_bytes(), offset=5))
+    first = pub.batches[-1]
+    await processor.handle(record(order_bytes(), offset=5))  # same coordinates: redelivery
+    assert runner.calls == 1
+    assert pub.batches[-1] == first  # byte-identical events, same event ids
