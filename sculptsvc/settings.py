@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         3, ge=1, description="Attempts for transient failures before dead-lettering."
     )
     retry_backoff_s: float = Field(2.0, ge=0, description="First retry delay; doubles each time.")
+    job_module: str = Field(
+        "sculptsvc.service.jobs",
+        description="Module with `init_worker(settings_json)` and `run_order_job(state, job)`.",
+    )
     graceful_timeout_s: float = Field(
         660.0, ge=0, description="On SIGTERM, how long in-flight orders may finish."
     )

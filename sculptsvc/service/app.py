@@ -18,6 +18,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sculptsvc.errors import PoolClosed
 from sculptsvc.logging import configure_logging, get_logger
 from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
 from sculptsvc.service.metrics import Metrics
@@ -99,6 +100,8 @@ def create_app(
             log.warning("order.publish_failed", offset=record.coordinates, error=str(exc))
             await asyncio.sleep(settings.retry_backoff_s)
             await message.nack()
+        except PoolClosed:
+            log.warning("order.abandoned_on_shutdown", offset=record.coordinates)
 
     _document_outputs(broker, settings)
 

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from sculptsvc.errors import (
     InvalidEvent,
+    PoolClosed,
     ProcessingFailed,
     RejectedInput,
     SculptError,
@@ -203,6 +204,8 @@ class OrderProcessor:
                 image = await asyncio.to_thread(resolve_image, order.image, self.settings)
                 output = await self.runner.run(order, image)
                 break
+            except PoolClosed:
+                raise  # shutting down: commit nothing, the order is redelivered after restart
             except TransientError as exc:
                 if attempt >= self.settings.max_attempts:
                     log.error("order.failed", code=exc.code, reason=exc.message, attempts=attempt)
