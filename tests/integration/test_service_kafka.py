@@ -1,0 +1,172 @@
+"""The service against the real broker: outcomes, dead letters, commits, restarts, kcat."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sculptsvc.settings import Settings
+from tests.kafka_harness import KafkaHarness
+from tests.service_support import (
+    InstantRunner,
+    committed_offset,
+    order_json,
+    read_topic,
+    running_service,
+)
+
+SUCCESS_STATES = ["accepted", "stylized", "reconstructed", "validated", "mold_ready", "completed"]
+
+
+def service_settings(kafka: KafkaHarness, topics, tmp_path: Path, **extra) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=kafka.bootstrap,
+        group_id=f"sculpt-{uuid.uuid4().hex[:8]}",
+        transactional_id_prefix=f"sculpt-{uuid.uuid4().hex[:8]}",
+        artifact_root=tmp_path / "artifacts",
+        retry_backoff_s=0.1,
+        log_format="console",
+        **topics.settings(),
+        **extra,
+    )
+
+
+async def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.2)
+
+
+async def test_kcat_order_in_events_out(kafka: KafkaHarness, topics, tmp_path: Path) -> None:
+    """An outside producer (kcat) publishes an order; an outside consumer (kcat) sees the
+    model, the mold and every status, keyed by order id, only from committed transactions."""
+    settings = service_settings(kafka, topics, tmp_path)
+    runner = InstantRunner()
+    async with running_service(settings, runner):
+        await asyncio.to_thread(
+            kafka.kcat_produce,
+            topics.orders,
+            "ord-kcat-1",
+            order_json("ord-kcat-1"),
+            {"source": "shop"},
+        )
+        statuses = await asyncio.to_thread(kafka.kcat_consume, topics.status, 6, 60)
+        models = await asyncio.to_thread(kafka.kcat_consume, topics.models, 1, 30)
+        molds = await asyncio.to_thread(kafka.kcat_consume, topics.molds, 1, 30)
+        group_offset = await committed_offset(kafka.bootstrap, settings.group_id, topics.orders)
+    assert [json.loads(r["payload"])["state"] for r in statuses] == SUCCESS_STATES
+    assert {r["key"] for r in statuses + models + molds} == {"ord-kcat-1"}
+    model = json.loads(models[0]["payload"])
+    mold = json.loads(molds[0]["payload"])
+    assert model["correlation_id"] == "corr-ord-kcat-1"
+    assert model["glb"]["uri"].startswith("file://") and len(model["glb"]["sha256"]) == 64
+    assert mold["cavity_volume_ml"] == 12.5
+    assert models[0]["headers"].get("event-type") == "ModelReady"
+    assert group_offset == 1
+    assert runner.jobs == [("ord-kcat-1", 1)]
+
+
+BAD_INPUTS = {
+    "bad-json": b'{"order_id": "x", ',
+    "wrong-schema": json.dumps({"order_id": "ord-bad-2", "image": 42}).encode(),
+    "missing-image": json.dumps({"order_id": "ord-bad-3", "mode": "multicolor"}).encode(),
+    "not-utf8": b"\xff\xfe\x00garbage",
+}
+
+
+async def test_bad_inputs_dead_letter_and_consumer_keeps_going(
+    kafka: KafkaHarness, topics, tmp_path: Path
+) -> None:
+    settings = service_settings(kafka, topics, tmp_path)
+    runner = InstantRunner()
+    async with running_service(settings, runner):
+        for name, value in BAD_INPUTS.items():
+            await asyncio.to_thread(kafka.kcat_produce, topics.orders, name, value)
+        await asyncio.to_thread(
+            kafka.kcat_produce, topics.orders, "ord-good", order_json("ord-good")
+        )
+        letters = await read_topic(kafka.bootstrap, topics.dlq, len(BAD_INPUTS), timeout=60)
+        statuses = await read_topic(kafka.bootstrap, topics.status, 10, timeout=60)
+
+        async def all_committed() -> bool:
+            offset = await committed_offset(kafka.bootstrap, settings.group_id, topics.orders)
+            return offset == len(BAD_INPUTS) + 1
+
+        await wait_for(all_committed)
+    assert len(letters) == len(BAD_INPUTS)
+    for letter, (name, value) in zip(letters, BAD_INPUTS.items(), strict=True):
+        assert letter["error_code"] == "invalid_event", name
+        assert letter["error_class"] == "InvalidEvent"
+        assert base64.b64decode(letter["original_value_base64"]) == value
+        assert base64.b64decode(letter["original_key_base64"]) == name.encode()
+        assert letter["error_message"]
+    assert [o for o, _ in runner.jobs] == ["ord-good"]
+    completed = [s for s in statuses if s["state"] == "completed"]
+    assert [s["order_id"] for s in completed] == ["ord-good"]
+
+
+async def test_restart_does_not_reprocess_committed_orders(
+    kafka: KafkaHarness, topics, tmp_path: Path
+) -> None:
+    settings = service_settings(kafka, topics, tmp_path)
+    first = InstantRunner()
+    async with running_service(settings, first):
+        for i in range(3):
+            await asyncio.to_thread(kafka.kcat_produce, topics.orders, f"o{i}", order_json(f"o{i}"))
+        await read_topic(kafka.bootstrap, topics.molds, 3, timeout=60)
+    second = InstantRunner()
+    async with running_service(settings, second):
+        await asyncio.to_thread(kafka.kcat_produce, topics.orders, "o3", order_json("o3"))
+        molds = await read_topic(kafka.bootstrap, topics.molds, 4, timeout=60)
+    assert len(first.jobs) == 3
+    assert second.jobs == [("o3", 1)]
+    assert sorted(m["order_id"] for m in molds) == ["o0", "o1", "o2", "o3"]
+
+
+async def test_duplicate_revision_is_one_job_new_revision_is_another(
+    kafka: KafkaHarness, topics, tmp_path: Path
+) -> None:
+    settings = service_settings(kafka, topics, tmp_path)
+    runner = InstantRunner()
+    async with running_service(settings, runner):
+        for revision in (1, 1, 2):
+            await asyncio.to_thread(
+                kafka.kcat_produce, topics.orders, "dup", order_json("dup", revision)
+            )
+
+        async def all_committed() -> bool:
+            return await committed_offset(kafka.bootstrap, settings.group_id, topics.orders) == 3
+
+        await wait_for(all_committed)
+        molds = await read_topic(kafka.bootstrap, topics.molds, 3, timeout=5)
+    assert runner.jobs == [("dup", 1), ("dup", 2)]
+    assert sorted(m["revision"] for m in molds) == [1, 2]
+
+
+@pytest.mark.parametrize("rejected_id", ["nosubject-1"])
+async def test_pipeline_rejection_is_a_status_and_a_dead_letter(
+    kafka: KafkaHarness, topics, tmp_path: Path, rejected_id: str
+) -> None:
+    from sculptsvc.errors import NoSubject
+
+    class Rejecting(InstantRunner):
+        async def run(self, order, image):
+            raise NoSubject("the picture has no subject")
+
+    settings = service_settings(kafka, topics, tmp_path)
+    async with running_service(settings, Rejecting()):
+        await asyncio.to_thread(
+            kafka.kcat_produce, topics.orders, rejected_id, order_json(rejected_id)
+        )
+        letters = await read_topic(kafka.bootstrap, topics.dlq, 1, timeout=60)
+        statuses = await read_topic(kafka.bootstrap, topics.status, 2, timeout=30)
+    assert [s["state"] for s in statuses] == ["accepted", "rejected"]
+    assert statuses[-1]["error"]["code"] == "no_subject"
+    assert letters[0]["error_code"] == "no_subject" and letters[0]["order_id"] == rejected_id
