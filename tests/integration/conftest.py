@@ -1,0 +1,124 @@
+"""Fixtures for tests against a real Apache Kafka broker (see ``tests/kafka_harness.py``).
+
+- ``kafka``: one broker for the whole session (started by ``scripts/kafka`` in a temp dir,
+  stopped at the end even when tests fail). Skips only when Java is missing.
+  ``SCULPT_TEST_KAFKA_BOOTSTRAP=host:port`` uses a broker that is already running instead.
+- ``topics``: the service's topics under unique names, created, per test.
+- ``make_topic``: a factory for any other topic a test needs.
+- ``restart_kafka``: restart the session broker (same ports and data) mid-test.
+
+Every test that uses ``kafka`` (directly or through these fixtures) gets ``@pytest.mark.kafka``
+automatically, so ``-m "not kafka"`` deselects them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_harness import KafkaHarness
+
+KAFKA_FIXTURES = frozenset({"kafka", "topics", "make_topic", "restart_kafka", "kafka_log"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests that need the broker before ``-m`` selection runs."""
+    for item in items:
+        if KAFKA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaHarness]:
+    """The session's broker, ready to take clients at ``kafka.bootstrap``."""
+    harness = KafkaHarness.from_env(tmp_path_factory.mktemp("kafka"))
+    if harness.managed and shutil.which("java") is None:
+        pytest.skip("Java (>= 17) not found: the Kafka broker cannot run (scripts/bootstrap)")
+    try:
+        harness.start()
+        yield harness
+    finally:
+        harness.stop()
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The service's topics under names unique to one test (created, one partition each)."""
+
+    orders: str
+    status: str
+    models: str
+    molds: str
+    dlq: str
+    qa: str
+
+    def names(self) -> list[str]:
+        return list(asdict(self).values())
+
+    def settings(self) -> dict[str, str]:
+        """Keyword arguments for ``sculptsvc.settings.Settings`` (``topic_orders=...``)."""
+        return {f"topic_{role}": name for role, name in asdict(self).items()}
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_topic(kafka: KafkaHarness) -> Callable[..., str]:
+    """``make_topic("name-prefix", partitions=3, config={...})`` -> a fresh, created topic."""
+
+    def make(
+        prefix: str = "test", partitions: int = 1, config: dict[str, str] | None = None
+    ) -> str:
+        name = unique_name(prefix)
+        kafka.create_topics([name], partitions=partitions, config=config)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def topics(kafka: KafkaHarness) -> Topics:
+    suffix = uuid.uuid4().hex[:12]
+    created = Topics(
+        orders=f"sculpt.orders.{suffix}",
+        status=f"sculpt.order-status.{suffix}",
+        models=f"sculpt.models.{suffix}",
+        molds=f"sculpt.molds.{suffix}",
+        dlq=f"sculpt.orders.dlq.{suffix}",
+        qa=f"sculpt.orders.qa.{suffix}",
+    )
+    kafka.create_topics(created.names())
+    return created
+
+
+@pytest.fixture
+def restart_kafka(kafka: KafkaHarness) -> Iterator[Callable[..., str]]:
+    """``restart_kafka(hard=False, downtime_s=0.0)`` -> bootstrap (unchanged).
+
+    ``hard=True`` SIGKILLs the broker (a crash) instead of a clean shutdown. Skips the test
+    when the session uses an external broker it cannot restart. Whatever the test did, the
+    broker is running again afterwards, so later tests are not hit by a failed fault test.
+    """
+    if not kafka.managed:
+        pytest.skip("restart needs the broker this session started (SCULPT_TEST_KAFKA_BOOTSTRAP)")
+
+    def restart(*, hard: bool = False, downtime_s: float = 0.0) -> str:
+        return kafka.restart(hard=hard, downtime_s=downtime_s)
+
+    yield restart
+    if not kafka.is_running():
+        kafka.start()
+
+
+@pytest.fixture
+def kafka_log(kafka: KafkaHarness) -> Path:
+    """The broker's log file, to attach to a failure message."""
+    return kafka.log_path
