@@ -57,6 +57,7 @@ MEDIA_TYPES = {
     "mold.3mf": "model/3mf",
     "report.json": "application/json",
 }
+REPLAY_HEADER = "sculpt-replay"
 SUCCESS_STATES = (
     OrderState.stylized,
     OrderState.reconstructed,
@@ -75,6 +76,10 @@ class InboundRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None
+
+    @property
+    def is_replay(self) -> bool:
+        return any(k == REPLAY_HEADER and v == b"1" for k, v in self.headers)
 
     @property
     def coordinates(self) -> str:
@@ -181,6 +186,9 @@ class OrderProcessor:
         if stored is None:
             return False
         entry = json.loads(stored)
+        if record.is_replay and entry["input"] != record.coordinates:
+            log.info("order.replay", first_seen=entry["input"], outcome=entry["outcome"])
+            return False  # a deliberate QA/operator replay runs the order again
         if entry["input"] == record.coordinates:
             # Crash after the ledger write but before the commit: finish the same outcome.
             messages = [Outgoing.from_json(m) for m in entry["messages"]]
