@@ -137,8 +137,10 @@ class OrderPlaced(Event):
     event_type: ClassVar[str] = "OrderPlaced"
 
     revision: int = Field(
-        1, ge=1, description="Bumped by the shop when the order changes; a new revision "
-        "is a new job, the same revision twice is one job."
+        1,
+        ge=1,
+        description="Bumped by the shop when the order changes; a new revision "
+        "is a new job, the same revision twice is one job.",
     )
     image: InlineImage | UriImage = Field(discriminator="kind")
     mode: Mode = Mode.multicolor
@@ -146,8 +148,11 @@ class OrderPlaced(Event):
     size_mm: float = Field(80.0, ge=20.0, le=400.0, description="Longest side of the sculpture.")
     mold: MoldOptions = Field(default_factory=MoldOptions)
     seed: int | None = Field(
-        None, ge=0, le=2**32 - 1, description="Fixes every random choice; default derives "
-        "from order id and revision so replays repeat."
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="Fixes every random choice; default derives "
+        "from order id and revision so replays repeat.",
     )
 
     @model_validator(mode="after")
