@@ -1,0 +1,194 @@
+"""What travels between the pool and a worker: length-prefixed pickles and encoded errors.
+
+Frame: 8-byte big-endian payload length, then a pickle (protocol 5). The parent reads frames
+with asyncio streams (never blocking its loop); the worker uses plain blocking sockets.
+
+Errors cross the process boundary as a :class:`RemoteError` record rather than as the raw
+exception, so that an exception whose class cannot be pickled or imported still arrives
+with its class name, message and traceback. :func:`rebuild_error` turns the record back into
+the exception the caller sees:
+
+- a :class:`~sculptsvc.errors.SculptError` subclass -> the same class, message and detail;
+- anything else -> :class:`~sculptsvc.errors.ProcessingFailed` naming the original class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pickle
+import socket
+import struct
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from sculptsvc.errors import ProcessingFailed, SculptError
+
+HEADER = struct.Struct("!Q")
+PICKLE_PROTOCOL = 5
+
+
+class RemoteTraceback(Exception):
+    """Chained as ``__cause__`` of a rebuilt error so logs show where the worker failed."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+@dataclass(frozen=True)
+class RemoteError:
+    """An exception raised in a worker, in a form that always pickles."""
+
+    module: str
+    qualname: str
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    traceback: str = ""
+    pickled: bytes | None = None
+    """``pickle.dumps(exc)`` when it round-trips in the worker; the faithful path."""
+    typed: bool = False
+    """True when the exception was a ``SculptError`` (an outcome the job chose to report)."""
+
+    @property
+    def type_name(self) -> str:
+        return qualified_name(self.module, self.qualname)
+
+
+def qualified_name(module: str, qualname: str) -> str:
+    """``ValueError`` for builtins, ``package.module.Class`` otherwise."""
+    return qualname if module == "builtins" else f"{module}.{qualname}"
+
+
+def unknown_error(type_name: str, message: str) -> ProcessingFailed:
+    """What the caller sees for an exception that is not a ``SculptError``."""
+    return ProcessingFailed(f"{type_name}: {message}", error_type=type_name, error_message=message)
+
+
+def _picklable_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """Keep detail values that pickle; replace the rest by their ``repr``."""
+    safe: dict[str, Any] = {}
+    for key, value in detail.items():
+        try:
+            pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+            safe[key] = value
+        except Exception:
+            safe[key] = repr(value)
+    return safe
+
+
+def encode_error(exc: BaseException) -> RemoteError:
+    """Describe ``exc`` (raised in the worker) so the parent can rebuild it."""
+    cls = type(exc)
+    text = "".join(traceback.format_exception(exc))
+    if isinstance(exc, SculptError):
+        message, detail = exc.message, _picklable_detail(exc.detail)
+    else:
+        message, detail = str(exc), {}
+    pickled: bytes | None = None
+    try:
+        candidate = pickle.dumps(exc, protocol=PICKLE_PROTOCOL)
+        pickle.loads(candidate)  # a class whose __init__ breaks unpickling is caught here
+        pickled = candidate
+    except Exception:
+        pickled = None
+    return RemoteError(
+        cls.__module__,
+        cls.__qualname__,
+        message,
+        detail,
+        text,
+        pickled,
+        typed=isinstance(exc, SculptError),
+    )
+
+
+def _import_class(module: str, qualname: str) -> type | None:
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception:
+        return None
+    return obj if isinstance(obj, type) else None
+
+
+def rebuild_error(remote: RemoteError) -> SculptError:
+    """The exception the caller sees for a job (or init) that raised ``remote`` in a worker."""
+    rebuilt: SculptError | None = None
+    if remote.pickled is not None:
+        try:
+            candidate = pickle.loads(remote.pickled)
+        except Exception:
+            candidate = None
+        if isinstance(candidate, SculptError):
+            rebuilt = candidate
+    if rebuilt is None:
+        cls = _import_class(remote.module, remote.qualname)
+        if cls is not None and issubclass(cls, SculptError):
+            # Bypass a subclass __init__ with a different signature; restore the base fields.
+            rebuilt = cls.__new__(cls)
+            SculptError.__init__(rebuilt, remote.message, **remote.detail)
+    if rebuilt is None:
+        rebuilt = unknown_error(remote.type_name, remote.message)
+    rebuilt.__cause__ = RemoteTraceback(remote.traceback)
+    return rebuilt
+
+
+# --- framing: parent side (asyncio) ----------------------------------------------------------
+
+
+def frame(message: object) -> tuple[bytes, bytes]:
+    """(header, payload) for one message; sent separately to avoid copying big payloads."""
+    payload = pickle.dumps(message, protocol=PICKLE_PROTOCOL)
+    return HEADER.pack(len(payload)), payload
+
+
+async def read_message(reader: asyncio.StreamReader) -> Any:
+    """Next message; raises ``asyncio.IncompleteReadError`` when the worker has gone."""
+    (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+    return pickle.loads(await reader.readexactly(size))
+
+
+async def write_message(writer: asyncio.StreamWriter, message: object) -> None:
+    header, payload = frame(message)
+    writer.write(header)
+    writer.write(payload)
+    await writer.drain()
+
+
+# --- framing: worker side (blocking) ---------------------------------------------------------
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            return None
+        got += n
+    return buf
+
+
+def recv_message(sock: socket.socket) -> Any:
+    """Next message from the pool, or ``None`` when the pool closed its end (stop)."""
+    header = _recv_exact(sock, HEADER.size)
+    if header is None:
+        return None
+    (size,) = HEADER.unpack(header)
+    payload = _recv_exact(sock, size)
+    if payload is None:
+        return None
+    return pickle.loads(payload)
+
+
+def send_message(sock: socket.socket, message: object) -> None:
+    header, payload = frame(message)
+    sock.sendall(header)
+    sock.sendall(payload)
