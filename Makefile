@@ -25,6 +25,7 @@ lint:
 
 schemas:
 	$(BIN)/python -m sculptsvc.schemas write
+	$(BIN)/python -m sculptsvc.asyncapi write
 
 bench: setup
 	$(BIN)/python -m bench

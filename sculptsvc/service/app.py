@@ -84,7 +84,7 @@ def create_app(
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "max_poll_interval_ms": effective_max_poll_interval_ms(settings),
         "decoder": _raw_body,
-        "title": "sculpt-orders",
+        "title": settings.topic_orders,
         "description": "OrderPlaced v1 from the e-commerce system (schemas/OrderPlaced.v1.json)",
     }
     if settings.workers > 1:

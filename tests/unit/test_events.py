@@ -113,3 +113,21 @@ def test_schemas_are_valid_json_schema_documents() -> None:
         assert {"event_id", "order_id", "occurred_at", "schema_version", "correlation_id"} <= set(
             doc["properties"]
         ), name
+
+
+def test_asyncapi_document_is_current_and_names_every_topic() -> None:
+    from sculptsvc import asyncapi
+
+    text = asyncapi.render()
+    assert asyncapi.ASYNCAPI_PATH.read_text() == text, "run `make schemas` and commit docs/"
+    doc = json.loads(text)
+    assert doc["asyncapi"].startswith("3.")
+    assert set(doc["channels"]) == {
+        "sculpt.orders.v1",
+        "sculpt.order-status.v1",
+        "sculpt.models.v1",
+        "sculpt.molds.v1",
+        "sculpt.orders.dlq.v1",
+    }
+    order_messages = [m for n, m in doc["components"]["messages"].items() if "orders.v1" in n]
+    assert order_messages[0]["payload"] == {"$ref": "#/components/schemas/OrderPlaced"}
