@@ -14,10 +14,13 @@ class StylizedImage:
 
     rgba: (h, w, 4) uint8, straight (not premultiplied) alpha; alpha 0 outside the subject.
     mask: (h, w) bool, the subject's silhouette; what the reconstructor inflates.
+    albedo: optional (h, w, 3) uint8 colours without baked light, defined everywhere
+        (bled past the silhouette); the texture to project when set, else ``rgba``.
     """
 
     rgba: np.ndarray
     mask: np.ndarray
+    albedo: np.ndarray | None = None
 
 
 class Stylizer(Protocol):

@@ -1,0 +1,317 @@
+"""Weight-free reconstructor: inflate the silhouette into a rounded, closed, textured solid.
+
+1. Height field: solve the Poisson equation ``lap(u) = -1`` inside the silhouette with
+   ``u = 0`` on its outline and take ``h = sqrt(2 u)``. A limb of any width gets a round
+   cross-section and a disc an ellipsoid (the "Ink-and-Ray" inflation, Sykora et al. 2014),
+   where a plain distance transform would make thin parts as deep as the body.
+2. Bounds: a soft cap (tanh) keeps big flat subjects (a logo) lens-shaped rather than
+   spherical, and a soft floor thickens thin parts enough to cast.
+3. Relief: the picture's luminance detail (high-pass) adds a little height on the front,
+   fading out towards the outline, so eyes and seams read on the sculpture.
+4. Surface: the solid ``-h_back(x, y) <= z <= h_front(x, y)`` is sampled as an implicit
+   function on a voxel grid whose border is outside, and marching cubes extracts its
+   boundary: closed and consistently oriented by construction; the largest shell is kept
+   and checked with manifold3d.
+5. Texture: the stylized picture, projected along z (front) and a detail-free blur of it
+   (back), as a ``ColorSource``.
+
+Units: pixels of the stylized image, x right, y up, z toward the viewer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import manifold3d
+import numpy as np
+import trimesh
+from scipy import ndimage, sparse
+from scipy.sparse.linalg import spsolve
+from skimage.measure import marching_cubes
+
+from sculptsvc.errors import ModelOutputInvalid, NoSubject
+from sculptsvc.logging import get_logger
+from sculptsvc.reconstruct.base import ColoredMesh
+from sculptsvc.stylize.base import StylizedImage
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class InflateParams:
+    """Tunables of the inflation; lengths are fractions of the picture's longest side."""
+
+    grid_size: int = 160
+    """Voxels across the longest side: ~2-3x the triangles the mesh stage keeps."""
+    depth_scale: float = 1.0
+    """1 gives limbs round cross-sections; the whole solid's depth scales with it."""
+    max_half_depth: float = 0.16
+    """Soft cap of the depth on each side of the middle plane."""
+    min_half_depth: float = 0.015
+    """Soft floor of the depth on each side where the part is at least this far inside."""
+    back_depth_ratio: float = 1.0
+    """Depth of the back relative to the front (below 1: flatter back)."""
+    relief_amplitude: float = 0.006
+    """Height of the luminance relief (bright raised, dark recessed)."""
+    relief_sigma: float = 0.012
+    """Scale of the detail that becomes relief (high-pass cut-off)."""
+    relief_fade: float = 0.04
+    """The relief fades out within this distance of the outline."""
+    smooth_cells: float = 0.7
+    """Gaussian smoothing of the height fields, in voxels (removes grid stair-steps)."""
+    back_texture_blur: float = 0.03
+    """The back shows the front's colours blurred by this much (no face on the back)."""
+
+
+@dataclass(frozen=True)
+class ProjectedTexture:
+    """``ColorSource`` projecting the picture along z: front and back images blended by
+    the normal's z. Picklable (plain arrays), so it can cross process boundaries.
+
+    front, back: (h, w, 3) uint8 in the mesh's units (one pixel = one unit, y up).
+    """
+
+    front: np.ndarray
+    back: np.ndarray
+    blend_width: float = 0.35
+    """Normal-z band over which front and back colours cross-fade (the sides)."""
+
+    def __call__(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        """points, normals: (n, 3) float -> (n, 4) uint8 RGBA."""
+        points = np.asarray(points, dtype=np.float64)
+        normals = np.asarray(normals, dtype=np.float64)
+        h = self.front.shape[0]
+        cols = points[:, 0] - 0.5
+        rows = (h - points[:, 1]) - 0.5
+        front = _bilinear(self.front, rows, cols)
+        back = _bilinear(self.back, rows, cols)
+        t = np.clip((normals[:, 2] + self.blend_width) / (2.0 * self.blend_width), 0.0, 1.0)
+        weight = (t * t * (3.0 - 2.0 * t))[:, None]
+        rgb = weight * front + (1.0 - weight) * back
+        out = np.empty((len(points), 4), dtype=np.uint8)
+        out[:, :3] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        out[:, 3] = 255
+        return out
+
+
+class ClassicReconstructor:
+    """The ``Reconstructor`` that needs no weights and no GPU (see the module docstring)."""
+
+    name = "classic"
+
+    def __init__(self, params: InflateParams | None = None) -> None:
+        self.params = params or InflateParams()
+
+    def reconstruct(self, image: StylizedImage, *, seed: int) -> ColoredMesh:
+        """Deterministic: ``seed`` is accepted for the seam and not needed."""
+        return inflate(image, params=self.params)
+
+
+def inflate(image: StylizedImage, *, params: InflateParams | None = None) -> ColoredMesh:
+    """Stylized image -> one closed, outward-oriented, textured shell (see module doc)."""
+    p = params or InflateParams()
+    mask = np.asarray(image.mask, dtype=bool)
+    if not mask.any():
+        raise NoSubject("the stylized image has an empty subject mask")
+    texture = _albedo(image)
+    h_px, w_px = mask.shape
+    longest = float(max(h_px, w_px))
+    cell = longest / p.grid_size
+
+    front, back = height_fields(mask, texture, cell=cell, params=p)
+    vertices, faces = _surface(front, back, cell=cell, image_height=h_px)
+    vertices, faces = _largest_shell(vertices, faces)
+    _check_solid(vertices, faces)
+
+    source = ProjectedTexture(
+        front=texture, back=_blur_rgb(texture, p.back_texture_blur * longest)
+    )
+    normals = trimesh.Trimesh(vertices, faces, process=False).vertex_normals
+    log.debug("inflated", vertices=len(vertices), faces=len(faces), cell_px=round(cell, 3))
+    return ColoredMesh(
+        vertices=vertices,
+        faces=faces,
+        vertex_colors=source(vertices, normals),
+        color_source=source,
+    )
+
+
+def height_fields(
+    mask: np.ndarray, texture: np.ndarray, *, cell: float, params: InflateParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Front and back heights on the voxel grid, in pixels; negative outside the outline.
+
+    Returns two (rows, cols) float64 arrays sampled at cell centres, with a border of
+    outside cells (so the solid is closed) of ``_PAD`` cells.
+    """
+    p = params
+    h_px, w_px = mask.shape
+    longest = float(max(h_px, w_px))
+    rows = int(np.ceil(h_px / cell))
+    cols = int(np.ceil(w_px / cell))
+    # Signed distance at full resolution, sampled at the cell centres.
+    signed = ndimage.distance_transform_edt(mask) - ndimage.distance_transform_edt(~mask)
+    signed = signed + np.where(mask, -0.5, 0.5)
+    ry = (np.arange(rows) + 0.5) * cell - 0.5
+    rx = (np.arange(cols) + 0.5) * cell - 0.5
+    grid_y, grid_x = np.meshgrid(ry, rx, indexing="ij")
+    sd = ndimage.map_coordinates(signed, [grid_y, grid_x], order=1, mode="nearest")
+    inside = sd > 0
+    if inside.sum() < 4:
+        raise NoSubject("the subject is too small to sculpt at this resolution")
+
+    u = _poisson(inside, cell)
+    height = p.depth_scale * np.sqrt(2.0 * u)
+    floor = p.min_half_depth * longest
+    if floor > 0:
+        s = np.clip(sd / floor, 0.0, 1.0)
+        height = np.sqrt(height**2 + floor**2 * (s * s * (3.0 - 2.0 * s)))
+    cap = p.max_half_depth * longest
+    height = cap * np.tanh(height / cap)
+
+    relief = _relief(texture, grid_y, grid_x, sd, longest, p)
+    front = np.where(inside, height + relief, sd)
+    back = np.where(inside, height * p.back_depth_ratio, sd)
+    if p.smooth_cells > 0:
+        front = ndimage.gaussian_filter(front, p.smooth_cells, mode="nearest")
+        back = ndimage.gaussian_filter(back, p.smooth_cells, mode="nearest")
+    pad_value = -_PAD * cell
+    front = np.pad(front, _PAD, mode="constant", constant_values=pad_value)
+    back = np.pad(back, _PAD, mode="constant", constant_values=pad_value)
+    return front, back
+
+
+_PAD = 2
+
+
+def _poisson(inside: np.ndarray, cell: float) -> np.ndarray:
+    """Solve lap(u) = -1 on the cells ``inside`` (5-point stencil), u = 0 outside."""
+    index = -np.ones(inside.shape, dtype=np.int64)
+    n = int(inside.sum())
+    index[inside] = np.arange(n)
+    padded = np.pad(index, 1, constant_values=-1)
+    centre = padded[1:-1, 1:-1]
+    rows_list = [np.arange(n)]
+    cols_list = [np.arange(n)]
+    data_list = [np.full(n, 4.0)]
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        neighbour = padded[1 + dy : padded.shape[0] - 1 + dy, 1 + dx : padded.shape[1] - 1 + dx]
+        both = (centre >= 0) & (neighbour >= 0)
+        rows_list.append(centre[both])
+        cols_list.append(neighbour[both])
+        data_list.append(np.full(int(both.sum()), -1.0))
+    matrix = sparse.csc_matrix(
+        (np.concatenate(data_list), (np.concatenate(rows_list), np.concatenate(cols_list))),
+        shape=(n, n),
+    )
+    solution = spsolve(matrix, np.full(n, cell * cell))
+    u = np.zeros(inside.shape, dtype=np.float64)
+    u[inside] = np.maximum(solution, 0.0)
+    return u
+
+
+def _relief(
+    texture: np.ndarray,
+    grid_y: np.ndarray,
+    grid_x: np.ndarray,
+    sd: np.ndarray,
+    longest: float,
+    p: InflateParams,
+) -> np.ndarray:
+    """Bounded relief from luminance detail: tanh-limited high-pass, faded at the outline."""
+    if p.relief_amplitude <= 0:
+        return np.zeros_like(sd)
+    lum = texture.astype(np.float64) @ np.array([0.2126, 0.7152, 0.0722]) / 255.0
+    detail = lum - ndimage.gaussian_filter(lum, p.relief_sigma * longest)
+    detail = ndimage.gaussian_filter(detail, 0.25 * p.relief_sigma * longest)
+    sampled = ndimage.map_coordinates(detail, [grid_y, grid_x], order=1, mode="nearest")
+    fade = np.clip(sd / (p.relief_fade * longest), 0.0, 1.0)
+    fade = fade * fade * (3.0 - 2.0 * fade)
+    return p.relief_amplitude * longest * np.tanh(sampled / 0.08) * fade
+
+
+def _surface(
+    front: np.ndarray, back: np.ndarray, *, cell: float, image_height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of ``min(front - z, back + z) = 0``; vertices in image units, y up."""
+    z_top = float(front.max()) + _PAD * cell
+    z_bottom = float(back.max()) + _PAD * cell
+    z = np.arange(-np.ceil(z_bottom / cell), np.ceil(z_top / cell) + 1) * cell
+    volume = np.minimum(front[:, :, None] - z[None, None, :], back[:, :, None] + z[None, None, :])
+    volume = volume.astype(np.float32)
+    verts, faces, _, _ = marching_cubes(
+        volume, level=0.0, spacing=(cell, cell, cell), allow_degenerate=False
+    )
+    # Index space (row, col, z) -> image units: x = col, y = up from the bottom edge.
+    rows_px = verts[:, 0] + (0.5 - _PAD) * cell
+    cols_px = verts[:, 1] + (0.5 - _PAD) * cell
+    vertices = np.column_stack([cols_px, image_height - rows_px, verts[:, 2] + z[0]])
+    # (row, col, z) -> (col, -row, z) is a reflection: flip the winding to keep it outward.
+    faces = faces[:, ::-1].astype(np.int64)
+    return vertices.astype(np.float64), faces
+
+
+def _largest_shell(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the biggest connected shell (a sub-voxel neck can leave crumbs)."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, len(faces))
+    if labels.max() == 0:
+        return vertices, faces
+    counts = np.bincount(labels)
+    keep = labels == int(np.argmax(counts))
+    used = np.unique(faces[keep])
+    remap = -np.ones(len(vertices), dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return vertices[used], remap[faces[keep]]
+
+
+def _check_solid(vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Marching cubes on a closed field gives a manifold; prove it before handing it on."""
+    solid = manifold3d.Manifold(
+        manifold3d.Mesh(
+            vert_properties=vertices.astype(np.float32), tri_verts=faces.astype(np.uint32)
+        )
+    )
+    status = solid.status()
+    if status != manifold3d.Error.NoError or solid.volume() <= 0:
+        raise ModelOutputInvalid(
+            "the inflated surface is not a closed solid",
+            status=str(status),
+            volume=float(solid.volume()),
+        )
+
+
+def _albedo(image: StylizedImage) -> np.ndarray:
+    """The texture to project: ``albedo`` when the stylizer gave one, else bled ``rgba``."""
+    if image.albedo is not None:
+        return np.asarray(image.albedo[..., :3], dtype=np.uint8)
+    rgb = np.asarray(image.rgba[..., :3], dtype=np.uint8)
+    mask = np.asarray(image.mask, dtype=bool)
+    if mask.all():
+        return rgb.copy()
+    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    return rgb[iy, ix]
+
+
+def _blur_rgb(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return rgb.copy()
+    blurred = ndimage.gaussian_filter(rgb.astype(np.float64), (sigma, sigma, 0), mode="nearest")
+    return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
+
+
+def _bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Bilinear samples (n, c) float64 of an (h, w, c) image; coordinates clamp to the edge."""
+    h, w = image.shape[:2]
+    rows = np.clip(rows, 0.0, h - 1.0)
+    cols = np.clip(cols, 0.0, w - 1.0)
+    r0 = np.floor(rows).astype(np.int64)
+    c0 = np.floor(cols).astype(np.int64)
+    r1 = np.minimum(r0 + 1, h - 1)
+    c1 = np.minimum(c0 + 1, w - 1)
+    fr = (rows - r0)[:, None]
+    fc = (cols - c0)[:, None]
+    img = image.astype(np.float64)
+    top = img[r0, c0] * (1 - fc) + img[r0, c1] * fc
+    bottom = img[r1, c0] * (1 - fc) + img[r1, c1] * fc
+    return top * (1 - fr) + bottom * fr
