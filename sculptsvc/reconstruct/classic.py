@@ -123,9 +123,7 @@ def inflate(image: StylizedImage, *, params: InflateParams | None = None) -> Col
     vertices, faces = _largest_shell(vertices, faces)
     _check_solid(vertices, faces)
 
-    source = ProjectedTexture(
-        front=texture, back=_blur_rgb(texture, p.back_texture_blur * longest)
-    )
+    source = ProjectedTexture(front=texture, back=_blur_rgb(texture, p.back_texture_blur * longest))
     normals = trimesh.Trimesh(vertices, faces, process=False).vertex_normals
     log.debug("inflated", vertices=len(vertices), faces=len(faces), cell_px=round(cell, 3))
     return ColoredMesh(

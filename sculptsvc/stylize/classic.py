@@ -297,9 +297,9 @@ def _join_large_parts(mask: np.ndarray, *, radius: int, keep_fraction: float = 0
         return mask
     parts = np.isin(labels, big)
     disk = _disk(radius)
-    closed = ndimage.binary_closing(
-        np.pad(parts, radius + 1), structure=disk
-    )[radius + 1 : -radius - 1, radius + 1 : -radius - 1]
+    closed = ndimage.binary_closing(np.pad(parts, radius + 1), structure=disk)[
+        radius + 1 : -radius - 1, radius + 1 : -radius - 1
+    ]
     added, n_added = ndimage.label(closed & ~mask)
     if n_added == 0:
         return mask
@@ -365,9 +365,7 @@ def _crop_and_resize(
     rgb = np.pad(image[..., :3], (*pad, (0, 0)), mode="edge")
     oy, ox = pad[0][0], pad[1][0]
     rgb = rgb[top + oy : bottom + oy, left + ox : right + ox]
-    full_mask = cv2.resize(
-        mask_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR
-    )
+    full_mask = cv2.resize(mask_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     if has_informative_alpha(image):
         # Keep only the alpha of the main subject found at analysis size.
         alpha = image[..., 3].astype(np.float32) / 255.0
@@ -454,9 +452,7 @@ def silicone_albedo(
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
-def _merge_close_colours(
-    palette: np.ndarray, labels: np.ndarray, distance: float
-) -> np.ndarray:
+def _merge_close_colours(palette: np.ndarray, labels: np.ndarray, distance: float) -> np.ndarray:
     """Merge palette entries closer than ``distance`` (average linkage), weighted by use."""
     counts = np.bincount(labels, minlength=len(palette)).astype(np.float64)
     used = counts > 0
