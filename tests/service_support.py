@@ -123,3 +123,86 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait(10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """One `sculpt serve` instance with its own HTTP port; stdout+stderr in ``log_path``."""
+
+    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.env = {**settings_env(settings), "SCULPT_HTTP_PORT": str(self.port), **env}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ServiceProcess:
+        self.proc = serve_process(self.env, self.log_path)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"service not ready in {timeout}s: {self.log_tail()}")
+
+    def http_get(self, path: str) -> tuple[int, bytes]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def kill(self) -> None:
+        """kill -9 of the service process (its workers notice and exit on their own)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 90.0) -> int:
+        assert self.proc is not None
+        return stop_process(self.proc, signal.SIGTERM, timeout)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``SCULPT_*`` variables that reproduce ``settings`` in a child process."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        env[f"SCULPT_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    return env
+
+
+def job_runs(log: Path) -> list[str]:
+    """Order ids in the order the stand-in job started them (``SCULPT_TEST_JOB_LOG``)."""
+    if not log.exists():
+        return []
+    return [line.split()[0] for line in log.read_text().splitlines() if line.strip()]

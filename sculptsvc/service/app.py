@@ -114,6 +114,7 @@ def create_app(
 
             pool_cm = PoolJobRunner(settings, metrics)
             job_runner = await pool_cm.start()
+            state["pool"] = pool_cm.pool
         state["processor"] = OrderProcessor(settings, publisher, job_runner, store, metrics)
         log.info("service.starting", topic=settings.topic_orders, workers=settings.workers)
         try:
@@ -135,12 +136,16 @@ def create_app(
 
     @get(include_in_schema=False)
     async def ready(scope: Any) -> AsgiResponse:
-        ok = state["ready"] and await broker.ping(timeout=2.0)
+        pool = state.get("pool")
+        pool_ok = pool is None or pool.healthy
+        ok = state["ready"] and pool_ok and await broker.ping(timeout=2.0)
         body = b'{"ready":true}' if ok else b'{"ready":false}'
         return AsgiResponse(body, 200 if ok else 503, headers={"content-type": "application/json"})
 
     @get(include_in_schema=False)
     async def prometheus(scope: Any) -> AsgiResponse:
+        if state.get("pool") is not None:
+            metrics.observe_pool(state["pool"].stats())
         return AsgiResponse(
             generate_latest(metrics.registry), 200, headers={"content-type": CONTENT_TYPE_LATEST}
         )

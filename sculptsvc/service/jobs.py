@@ -67,22 +67,19 @@ class PoolJobRunner:
         from sculptsvc.workers import WorkerPool
 
         module = importlib.import_module(settings.job_module)
-        self.pool = WorkerPool(
-            job_fn=module.run_order_job,
-            init_fn=partial(module.init_worker, settings.model_dump_json()),
-            workers=settings.workers,
-            queue_size=settings.job_queue_size or settings.workers,
-            job_timeout_s=settings.job_timeout_s,
-            max_attempts=settings.max_attempts,
+        self.pool = WorkerPool.from_settings(
+            module.run_order_job,
+            partial(module.init_worker, settings.model_dump_json()),
+            settings,
         )
         self.metrics = metrics
 
     async def start(self) -> PoolJobRunner:
-        await self.pool.__aenter__()
+        await self.pool.start()  # every worker has loaded (and checked) its models
         return self
 
     async def run(self, order: OrderPlaced, image: bytes) -> JobOutput:
         return await self.pool.submit(OrderJob(order.model_dump_json(), image))
 
     async def close(self) -> None:
-        await self.pool.__aexit__(None, None, None)
+        await self.pool.close()

@@ -47,8 +47,19 @@ class Metrics:
             "Order revisions seen again and not re-run",
             registry=r,
         )
+        self.pool = Gauge(
+            "sculpt_pool",
+            "Worker pool state (alive, busy, queued, crashes, timeouts, ...)",
+            ["key"],
+            registry=r,
+        )
         self.redeliveries = Counter(
             "sculpt_redelivered_results_total",
             "Stored results re-published after a crash between job and commit",
             registry=r,
         )
+
+    def observe_pool(self, stats: dict[str, object]) -> None:
+        for key, value in stats.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self.pool.labels(key).set(value)
