@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import manifold3d
 import numpy as np
 import trimesh
@@ -167,19 +168,41 @@ def height_fields(
     cap = p.max_half_depth * longest
     height = cap * np.tanh(height / cap)
 
-    relief = _relief(texture, grid_y, grid_x, sd, longest, p)
-    front = np.where(inside, height + relief, sd)
-    back = np.where(inside, height * p.back_depth_ratio, sd)
     if p.smooth_cells > 0:
-        front = ndimage.gaussian_filter(front, p.smooth_cells, mode="nearest")
-        back = ndimage.gaussian_filter(back, p.smooth_cells, mode="nearest")
-    pad_value = -_PAD * cell
+        height = _smooth_inside(height, inside, p.smooth_cells)
+    relief = _relief(texture, grid_y, grid_x, sd, longest, p)
+    front = _extend_outside(height + relief, inside, sd)
+    back = _extend_outside(height * p.back_depth_ratio, inside, sd)
+    pad_value = min(float(front.min()), float(back.min()), 0.0) - _PAD * cell
     front = np.pad(front, _PAD, mode="constant", constant_values=pad_value)
     back = np.pad(back, _PAD, mode="constant", constant_values=pad_value)
     return front, back
 
 
 _PAD = 2
+
+
+def _smooth_inside(height: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing that averages inside cells only (the outline does not move)."""
+    weight = ndimage.gaussian_filter(inside.astype(np.float64), sigma)
+    total = ndimage.gaussian_filter(np.where(inside, height, 0.0), sigma)
+    return np.where(inside, total / np.maximum(weight, 1e-9), 0.0)
+
+
+def _extend_outside(height: np.ndarray, inside: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Continue a height field past the outline as its mirror image, ``-k sqrt(-sd)``.
+
+    Inflated heights rise like ``sqrt(distance)`` at the outline; with plain distances
+    outside, marching cubes' linear interpolation would place the outline up to a voxel
+    too far out. Mirroring the profile (``k`` from the nearest inside cell) puts the zero
+    crossing where the picture's outline is.
+    """
+    _, (iy, ix) = ndimage.distance_transform_edt(~inside, return_indices=True)
+    near_height = height[iy, ix]
+    near_sd = np.maximum(sd[iy, ix], 1e-6)
+    k = np.maximum(near_height, 0.0) / np.sqrt(near_sd)
+    outside = -k * np.sqrt(np.maximum(-sd, 0.0)) - 1e-6
+    return np.where(inside, height, outside)
 
 
 def _poisson(inside: np.ndarray, cell: float) -> np.ndarray:
@@ -313,3 +336,33 @@ def _bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarr
     top = img[r0, c0] * (1 - fc) + img[r0, c1] * fc
     bottom = img[r1, c0] * (1 - fc) + img[r1, c1] * fc
     return top * (1 - fr) + bottom * fr
+
+
+def front_silhouette(vertices: np.ndarray, faces: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The mesh's orthographic projection along z, rasterised on an image grid.
+
+    vertices (n, 3) in this module's units (image pixels, y up); returns (h, w) bool.
+    Used to score how faithfully a sculpture keeps its picture's outline (IoU vs the mask).
+    """
+    h, w = shape
+    shift = 4  # sub-pixel bits of cv2.fillPoly
+    cols = vertices[:, 0] - 0.5
+    rows = (h - vertices[:, 1]) - 0.5
+    points = np.rint(np.column_stack([cols, rows]) * (1 << shift)).astype(np.int32)
+    # A closed surface's projection is covered by its front-facing triangles; drawing
+    # each one alone avoids fillPoly's even-odd rule cancelling overlaps.
+    tris = vertices[faces]
+    normal_z = (tris[:, 1, 0] - tris[:, 0, 0]) * (tris[:, 2, 1] - tris[:, 0, 1]) - (
+        tris[:, 1, 1] - tris[:, 0, 1]
+    ) * (tris[:, 2, 0] - tris[:, 0, 0])
+    canvas = np.zeros((h, w), dtype=np.uint8)
+    for triangle in points[faces[normal_z > 0]]:
+        cv2.fillConvexPoly(canvas, triangle, 1, lineType=cv2.LINE_8, shift=shift)
+    return canvas.astype(bool)
+
+
+def silhouette_iou(vertices: np.ndarray, faces: np.ndarray, mask: np.ndarray) -> float:
+    """Intersection over union of the mesh's front projection and the subject mask."""
+    projected = front_silhouette(vertices, faces, mask.shape)
+    union = np.logical_or(projected, mask).sum()
+    return float(np.logical_and(projected, mask).sum() / union) if union else 0.0
