@@ -61,6 +61,7 @@ def run(state: dict[str, Any], job: dict[str, Any]) -> Any:
     if op == "echo":
         return {"pid": state["pid"], "value": job.get("value")}
     if op == "state":
+        time.sleep(job.get("hold", 0.0))
         return state
     if op == "sleep":
         time.sleep(job["seconds"])

@@ -57,6 +57,7 @@ from sculptsvc.workers._child import ChildConfig, worker_main
 from sculptsvc.workers._queue import ClosableQueue
 from sculptsvc.workers._wire import (
     PICKLE_PROTOCOL,
+    RemoteError,
     qualified_name,
     read_message,
     rebuild_error,
@@ -489,21 +490,14 @@ class WorkerPool(Generic[State, Job, Result]):
         started = time.monotonic()
         try:
             message = await self._await_ready(worker)
+            if message[0] == "init_error":
+                await self._stop_worker(worker)
+                raise self._init_error(slot, message[1])
         except BaseException:
+            # Cancelled (another worker failed first) or failed: never leave it running.
             worker.kill()
-            await self._reap(worker)
+            await asyncio.shield(self._reap(worker))
             raise
-        if message[0] == "init_error":
-            await self._stop_worker(worker)
-            error = rebuild_error(message[1])
-            log.error("worker_init_failed", slot=slot, pid=worker.pid, error=str(error))
-            if not message[1].typed:  # not a SculptError: say what failed
-                raise WorkerStartFailed(
-                    f"worker {slot} failed to initialise: {error.message}",
-                    slot=slot,
-                    **error.detail,
-                ) from error.__cause__
-            raise error
         log.info(
             "worker_ready",
             slot=slot,
@@ -512,6 +506,19 @@ class WorkerPool(Generic[State, Job, Result]):
             start_s=round(time.monotonic() - started, 3),
         )
         return worker
+
+    @staticmethod
+    def _init_error(slot: int, remote: RemoteError) -> SculptError:
+        """The error ``start()`` raises: the typed one itself, else ``WorkerStartFailed``."""
+        error = rebuild_error(remote)
+        log.error("worker_init_failed", slot=slot, error=str(error))
+        if remote.typed:
+            return error
+        failed = WorkerStartFailed(
+            f"worker {slot} failed to initialise: {error.message}", slot=slot, **error.detail
+        )
+        failed.__cause__ = error.__cause__
+        return failed
 
     async def _await_ready(self, worker: _Worker) -> tuple[Any, ...]:
         reply = asyncio.ensure_future(read_message(worker.reader))
@@ -553,18 +560,23 @@ class WorkerPool(Generic[State, Job, Result]):
             return None
 
     async def _stop_worker(self, worker: _Worker) -> None:
-        """Ask an idle worker to exit; SIGKILL it after the grace period."""
-        if not worker.exited.done():
-            with contextlib.suppress(ConnectionError, OSError):
-                await asyncio.wait_for(
-                    write_message(worker.writer, ("stop",)), self.tuning.stop_grace_s
-                )
-            worker.close_transport()
-            try:
-                await asyncio.wait_for(asyncio.shield(worker.exited), self.tuning.stop_grace_s)
-            except TimeoutError:
-                log.warning("worker_stop_timeout", slot=worker.slot, pid=worker.pid)
-                worker.kill()
+        """Ask an idle worker to exit; SIGKILL it after the grace period (or if cancelled)."""
+        try:
+            if not worker.exited.done():
+                with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                    await asyncio.wait_for(
+                        write_message(worker.writer, ("stop",)), self.tuning.stop_grace_s
+                    )
+                worker.close_transport()
+                try:
+                    await asyncio.wait_for(asyncio.shield(worker.exited), self.tuning.stop_grace_s)
+                except TimeoutError:
+                    log.warning("worker_stop_timeout", slot=worker.slot, pid=worker.pid)
+                    worker.kill()
+        except asyncio.CancelledError:
+            worker.kill()
+            await asyncio.shield(self._reap(worker))
+            raise
         await self._reap(worker)
 
     async def _respawn(self, slot: int) -> _Worker | None:
