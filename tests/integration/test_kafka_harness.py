@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
 from tests.integration.conftest import Topics
@@ -21,33 +24,38 @@ pytestmark = pytest.mark.timeout(120)
 async def consume(
     bootstrap: str,
     topic: str,
-    count: int,
     *,
-    timeout_s: float = 20.0,
+    partitions: int = 1,
     read_committed: bool = True,
-    group_id: str | None = None,
+    timeout_s: float = 20.0,
 ) -> list[ConsumerRecord]:
-    """Read ``count`` records from the beginning of ``topic`` (fewer if the timeout passes)."""
+    """Every record now in ``topic``, up to its end as this isolation level sees it: the last
+    stable offset under ``read_committed``, the high watermark otherwise."""
     consumer = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=bootstrap,
-        group_id=group_id,
-        auto_offset_reset="earliest",
         enable_auto_commit=False,
         isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while len(records) < count and loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=count - len(records))
-            for part in batch.values():
-                records += part
+        while True:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                break
+            if loop.time() > deadline:
+                raise TimeoutError(f"{topic}: not at {ends} after {timeout_s}s")
+            batch = await consumer.getmany(timeout_ms=200)
+            records += [r for part in batch.values() for r in part]
     finally:
         await consumer.stop()
-    return records
+    return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
 async def test_aiokafka_produce_kcat_consume(kafka: KafkaHarness, topics: Topics) -> None:
@@ -90,7 +98,7 @@ async def test_kcat_produce_aiokafka_consume(kafka: KafkaHarness, topics: Topics
     )
     await asyncio.to_thread(kafka.kcat_produce, topics.orders, "o-42", None)  # tombstone
 
-    records = await consume(kafka.bootstrap, topics.orders, 2)
+    records = await consume(kafka.bootstrap, topics.orders)
 
     assert len(records) == 2
     first, tombstone = records
@@ -104,7 +112,7 @@ async def test_kcat_produce_aiokafka_consume(kafka: KafkaHarness, topics: Topics
 async def test_binary_value_roundtrip_through_kcat(kafka: KafkaHarness, topics: Topics) -> None:
     payload = bytes(range(1, 128)) * 8  # every 7-bit byte, newlines and NULs-free control codes
     await asyncio.to_thread(kafka.kcat_produce, topics.models, b"bin", payload)
-    [record] = await consume(kafka.bootstrap, topics.models, 1)
+    [record] = await consume(kafka.bootstrap, topics.models)
     assert record.value == payload
 
 
@@ -123,3 +131,163 @@ def test_topics_are_created_unique_and_not_auto_created(
     with pytest.raises(KafkaHarnessError, match="kcat failed"):
         kafka.kcat_produce("sculpt.missing.topic", "k", "v", timeout=2.0)
     assert "sculpt.missing.topic" not in kafka.list_topics()
+
+
+# --- transactions -----------------------------------------------------------------------
+
+
+def txn_producer(bootstrap: str, transactional_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id=transactional_id,
+        enable_idempotence=True,
+        acks="all",
+    )
+
+
+async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
+
+
+async def test_transactions_commit_and_abort_as_read_committed_sees_them(
+    kafka: KafkaHarness, topics: Topics
+) -> None:
+    producer = txn_producer(kafka.bootstrap, f"txn-{uuid.uuid4().hex}")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send(topics.models, key=b"a", value=b"committed-1")
+            await producer.send(topics.models, key=b"a", value=b"committed-2")
+        await producer.begin_transaction()
+        await producer.send(topics.models, key=b"b", value=b"aborted-1")
+        await producer.send(topics.models, key=b"b", value=b"aborted-2")
+        await producer.abort_transaction()
+        async with producer.transaction():
+            await producer.send(topics.models, key=b"c", value=b"committed-3")
+    finally:
+        await producer.stop()
+
+    committed = await consume(kafka.bootstrap, topics.models)
+    everything = await consume(kafka.bootstrap, topics.models, read_committed=False)
+    by_kcat = await asyncio.to_thread(
+        kafka.kcat_consume, topics.models, 5, 10.0, stop_at_end=True
+    )
+
+    assert [r.value for r in committed] == [b"committed-1", b"committed-2", b"committed-3"]
+    assert [r["payload"] for r in by_kcat] == ["committed-1", "committed-2", "committed-3"]
+    assert [r.value for r in everything] == [
+        b"committed-1", b"committed-2", b"aborted-1", b"aborted-2", b"committed-3",
+    ]
+    # Commit/abort markers take offsets: 0, 1, [marker 2], 3, 4, [marker 5], 6, [marker 7].
+    assert [r.offset for r in committed] == [0, 1, 6]
+
+
+async def test_send_offsets_to_transaction_commits_input_offsets_atomically(
+    kafka: KafkaHarness, topics: Topics
+) -> None:
+    """Consume-transform-produce, as the service does it: the output record and the input
+    offset commit together or not at all (aiokafka's TxnOffsetCommit against Kafka 4)."""
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    for i in range(3):
+        await asyncio.to_thread(kafka.kcat_produce, topics.orders, f"o{i}", f"order-{i}")
+    consumer = AIOKafkaConsumer(
+        topics.orders,
+        bootstrap_servers=kafka.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    producer = txn_producer(kafka.bootstrap, f"{group}-{topics.orders}-0")
+    await consumer.start()
+    await producer.start()
+    try:
+        records: list[ConsumerRecord] = []
+        while len(records) < 3:
+            batch = await consumer.getmany(timeout_ms=1000)
+            records += [r for part in batch.values() for r in part]
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            await producer.begin_transaction()
+            await producer.send(topics.status, key=record.key, value=b"done:" + record.value)
+            await producer.send_offsets_to_transaction({tp: record.offset + 1}, group)
+            if record.offset == 2:
+                await producer.abort_transaction()  # the last one fails mid-way
+            else:
+                await producer.commit_transaction()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+    outputs = await consume(kafka.bootstrap, topics.status)
+    assert [r.value for r in outputs] == [b"done:order-0", b"done:order-1"]
+    offsets = await committed_offsets(kafka.bootstrap, group)
+    assert offsets == {TopicPartition(topics.orders, 0): 2}
+
+
+async def test_new_producer_with_same_transactional_id_fences_the_old_one(
+    kafka: KafkaHarness, topics: Topics
+) -> None:
+    """A zombie worker (same transactional id, older epoch) can no longer commit."""
+    transactional_id = f"fence-{uuid.uuid4().hex}"
+    zombie = txn_producer(kafka.bootstrap, transactional_id)
+    await zombie.start()
+    successor = txn_producer(kafka.bootstrap, transactional_id)
+    try:
+        await zombie.begin_transaction()
+        await zombie.send_and_wait(topics.molds, key=b"k", value=b"from-zombie")
+        await successor.start()  # InitProducerId bumps the epoch and aborts the zombie's txn
+        async with successor.transaction():
+            await successor.send(topics.molds, key=b"k", value=b"from-successor")
+        with pytest.raises(ProducerFenced):
+            await zombie.commit_transaction()
+    finally:
+        await successor.stop()
+        await zombie.stop()
+
+    values = [r.value for r in await consume(kafka.bootstrap, topics.molds)]
+    assert values == [b"from-successor"]
+
+
+# --- restarts ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hard", [False, True], ids=["sigterm", "sigkill"])
+async def test_restart_keeps_committed_data_and_group_offsets(
+    kafka: KafkaHarness,
+    topics: Topics,
+    restart_kafka: Callable[..., str],
+    hard: bool,
+) -> None:
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    bootstrap = kafka.bootstrap
+    producer = txn_producer(bootstrap, f"restart-{uuid.uuid4().hex}")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send(topics.orders, key=b"before", value=b"v1")
+            await producer.send_offsets_to_transaction(
+                {TopicPartition(topics.molds, 0): 7}, group
+            )
+        await producer.begin_transaction()
+        await producer.send_and_wait(topics.orders, key=b"aborted", value=b"never")
+        await producer.abort_transaction()
+
+        assert await asyncio.to_thread(restart_kafka, hard=hard) == bootstrap
+
+        # The same client object carries on once the broker is back on the same port.
+        async with producer.transaction():
+            await producer.send(topics.orders, key=b"after", value=b"v2")
+    finally:
+        await producer.stop()
+
+    records = await consume(bootstrap, topics.orders)
+    assert [(r.key, r.value) for r in records] == [(b"before", b"v1"), (b"after", b"v2")]
+    assert await committed_offsets(bootstrap, group) == {TopicPartition(topics.molds, 0): 7}
+    assert kafka.is_running()
