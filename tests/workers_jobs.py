@@ -60,6 +60,10 @@ def run(state: dict[str, Any], job: dict[str, Any]) -> Any:
     op = job["op"]
     if op == "echo":
         return {"pid": state["pid"], "value": job.get("value")}
+    if op == "log_context":
+        import structlog
+
+        return structlog.contextvars.get_contextvars()
     if op == "state":
         time.sleep(job.get("hold", 0.0))
         return state

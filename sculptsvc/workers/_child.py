@@ -18,10 +18,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from sculptsvc.errors import ProcessingFailed
 from sculptsvc.workers._wire import encode_error, recv_message, send_message
 
-# Messages, parent -> worker: ("job", job_id, pickled_job) | ("stop",)
+# Messages, parent -> worker: ("job", job_id, pickled_job, log_context) | ("stop",)
 # Messages, worker -> parent: ("ready", pid, init_seconds) | ("init_error", RemoteError)
 #                           | ("result", job_id, result, seconds) | ("error", job_id, RemoteError)
 
@@ -93,10 +95,11 @@ def _serve(sock: socket.socket, job_fn: Callable[[Any, Any], Any], state: Any) -
         message = recv_message(sock)
         if message is None or message[0] == "stop":
             return
-        _, job_id, payload = message
+        _, job_id, payload, context = message
         started = time.perf_counter()
         try:
-            result = job_fn(state, pickle.loads(payload))
+            with structlog.contextvars.bound_contextvars(**context):
+                result = job_fn(state, pickle.loads(payload))
         except BaseException as exc:  # SystemExit/KeyboardInterrupt in a job are job errors too
             send_message(sock, ("error", job_id, encode_error(exc)))
             continue

@@ -43,6 +43,8 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
+import structlog
+
 from sculptsvc.errors import (
     JobTimeout,
     PoolClosed,
@@ -122,6 +124,14 @@ def _discard(task: asyncio.Future[Any] | None) -> None:
         task.exception()
 
 
+def _run_bound(
+    job_fn: Callable[[Any, Any], Any], state: Any, job: Any, context: dict[str, Any]
+) -> Any:
+    """In-process mode: run the job with the submitter's log context, as a worker would."""
+    with structlog.contextvars.bound_contextvars(**context):
+        return job_fn(state, job)
+
+
 def _pickle_callable(fn: Callable[..., Any], role: str) -> bytes:
     """Pickle by reference now, so a lambda or nested function fails at construction."""
     try:
@@ -143,9 +153,26 @@ class _Job:
     payload: Any
     """Pickled job (bytes) in process mode; the job object itself in inline mode."""
     future: asyncio.Future[Any]
-    key: str | None
+    context: dict[str, Any]
+    """The submitter's structlog context (e.g. ``order_id``), bound in the worker's logs too."""
     attempts: int = 0
     enqueued_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def log(self) -> Any:
+        return log.bind(**self.context)
+
+
+def _log_context(key: str | None) -> dict[str, Any]:
+    """Plain-valued structlog contextvars of the caller, plus ``key`` when given."""
+    context = {
+        name: value
+        for name, value in structlog.contextvars.get_contextvars().items()
+        if isinstance(value, str | int | float | bool)
+    }
+    if key is not None:
+        context["key"] = key
+    return context
 
 
 @dataclass(eq=False)
@@ -389,8 +416,9 @@ class WorkerPool(Generic[State, Job, Result]):
     async def enqueue(self, job: Job, *, key: str | None = None) -> asyncio.Future[Result]:
         """Queue ``job`` (waiting while the queue is full) and return the future of its result.
 
-        ``key`` (e.g. the order id) only labels log lines. Cancelling the future withdraws a
-        queued job, or kills and respawns the worker running it.
+        ``key`` labels log lines; the caller's structlog context (``bound_order``) is bound
+        in the pool's and the worker's log lines for this job as well. Cancelling the future
+        withdraws a queued job, or kills and respawns the worker running it.
         """
         if self._phase != "running":
             if self._phase == "closing" or self._phase == "closed":
@@ -408,7 +436,7 @@ class WorkerPool(Generic[State, Job, Result]):
                     error_type=type(exc).__name__,
                 ) from exc
         loop = asyncio.get_running_loop()
-        entry = _Job(next(self._ids), payload, loop.create_future(), key)
+        entry = _Job(next(self._ids), payload, loop.create_future(), _log_context(key))
         entry.future.add_done_callback(lambda _: self._queue.remove(entry))
         await self._queue.put(entry)
         self._counters["submitted"] += 1
@@ -669,11 +697,10 @@ class WorkerPool(Generic[State, Job, Result]):
             if outcome == "killed":  # timed out or withdrawn: a fresh worker for the next job
                 return await self._respawn(slot)
             self._counters["crashes"] += 1
-            log.warning(
+            job.log.warning(
                 "worker_crashed",
                 slot=slot,
                 pid=worker.pid,
-                key=job.key,
                 attempt=job.attempts,
                 exit=describe_exit(exitcode),
             )
@@ -712,7 +739,9 @@ class WorkerPool(Generic[State, Job, Result]):
         send: asyncio.Future[None] | None = None
         reply: asyncio.Future[Any] | None = None
         try:
-            send = asyncio.ensure_future(write_message(worker.writer, ("job", job.id, job.payload)))
+            send = asyncio.ensure_future(
+                write_message(worker.writer, ("job", job.id, job.payload, job.context))
+            )
             reply = asyncio.ensure_future(self._read_after(send, worker.reader))
             done, _ = await asyncio.wait(
                 {reply, worker.exited, job.future},
@@ -721,7 +750,7 @@ class WorkerPool(Generic[State, Job, Result]):
             )
             if reply in done and isinstance(reply.exception(), _BadReply):
                 error = ProcessingFailed(f"worker reply cannot be unpickled: {reply.exception()}")
-                log.error("job_bad_reply", slot=worker.slot, key=job.key, error=str(error))
+                job.log.error("job_bad_reply", slot=worker.slot, error=str(error))
                 self._fail(job, error)
                 return "done", None
             if reply in done and reply.exception() is None:
@@ -730,29 +759,26 @@ class WorkerPool(Generic[State, Job, Result]):
                     self._counters["completed"] += 1
                     if not job.future.done():
                         job.future.set_result(message[2])
-                    log.info(
+                    job.log.info(
                         "job_done",
                         slot=worker.slot,
-                        key=job.key,
                         attempt=job.attempts,
                         job_s=round(message[3], 3),
                         wait_s=round(started - job.enqueued_at, 3),
                     )
                 else:
                     error = rebuild_error(message[2])
-                    log.info("job_failed", slot=worker.slot, key=job.key, error=str(error))
+                    job.log.info("job_failed", slot=worker.slot, error=str(error))
                     self._fail(job, error)
                 return "done", None
             if reply in done or worker.exited in done:
                 worker.kill()  # take any helpers it spawned down with it
                 return "crashed", await self._reap(worker)
             if job.future in done:
-                log.info("job_cancelled", slot=worker.slot, key=job.key, pid=worker.pid)
+                job.log.info("job_cancelled", slot=worker.slot, pid=worker.pid)
             else:
                 self._counters["timeouts"] += 1
-                log.warning(
-                    "job_timeout", slot=worker.slot, key=job.key, timeout_s=self.job_timeout_s
-                )
+                job.log.warning("job_timeout", slot=worker.slot, timeout_s=self.job_timeout_s)
                 self._fail(
                     job,
                     JobTimeout(
@@ -798,7 +824,9 @@ class WorkerPool(Generic[State, Job, Result]):
                 self._inline_busy = True
                 job.attempts = 1
                 run = asyncio.ensure_future(
-                    asyncio.to_thread(self._job_fn, self._inline_state, job.payload)
+                    asyncio.to_thread(
+                        _run_bound, self._job_fn, self._inline_state, job.payload, job.context
+                    )
                 )
                 done, _ = await asyncio.wait(
                     {run, job.future},

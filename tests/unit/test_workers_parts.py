@@ -23,6 +23,7 @@ from sculptsvc.errors import (
     SculptError,
     WorkerStartFailed,
 )
+from sculptsvc.logging import bound_order
 from sculptsvc.settings import Settings
 from sculptsvc.workers import PoolTuning, RemoteTraceback, WorkerPool, describe_exit
 from sculptsvc.workers._queue import ClosableQueue
@@ -234,6 +235,13 @@ async def test_inline_mode_maps_errors_like_the_pool() -> None:
             await pool.submit({"op": "raise_unknown"})
     assert unknown.value.message == "tests.workers_jobs.LocalOnlyError: the flux capacitor is empty"
     assert isinstance(unknown.value.__cause__, jobs.LocalOnlyError)
+
+
+async def test_inline_mode_binds_the_submitters_log_context() -> None:
+    async with WorkerPool(jobs.run, jobs.init, workers=0) as pool:
+        with bound_order("ord-9"):
+            seen = await pool.submit({"op": "log_context"})
+    assert seen == {"order_id": "ord-9"}
 
 
 async def test_inline_timeout_reports_and_holds_the_slot_until_the_job_ends() -> None:

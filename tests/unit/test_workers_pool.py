@@ -23,6 +23,7 @@ from sculptsvc.errors import (
     WorkerCrashed,
     WorkerStartFailed,
 )
+from sculptsvc.logging import bound_order
 from sculptsvc.workers import PoolTuning, RemoteTraceback, WorkerPool
 from tests import workers_jobs as jobs
 
@@ -250,6 +251,12 @@ async def test_unknown_error_becomes_processing_failed(pool: WorkerPool) -> None
     # A job error is not a crash: same worker, nothing respawned.
     assert pool.stats()["pids"] == [pid]
     assert pool.stats()["respawns"] == 0
+
+
+async def test_log_context_of_the_submitter_reaches_the_worker(pool: WorkerPool) -> None:
+    with bound_order("ord-123", attempt=2):
+        seen = await pool.submit({"op": "log_context"}, key="job-7")
+    assert seen == {"order_id": "ord-123", "attempt": 2, "key": "job-7"}
 
 
 async def test_large_job_and_result_round_trip(pool: WorkerPool) -> None:
