@@ -1,0 +1,345 @@
+"""``make_mold``: part arrays + spec in, two gated mold halves (STL, 3MF) + report out.
+
+Steps (each a plain function in its own module):
+ 1. validate the arrays, build the solid, merge overlapping shells  (geometry)
+ 2. scale the longest side to ``size_mm`` and centre the part
+ 3. choose the pull direction and parting plane                      (parting)
+ 4. move the part into the mold frame, lay out block/keys/channels    (features)
+ 5. booleans: block - part - channels, split, + keys on B, - sockets on A
+ 6. place each half for printing, export canonical STLs and the 3MF   (export)
+ 7. gate: nothing leaves unless every check passes                    (gate)
+ 8. report (rounded floats, stable order)                             (report)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from dataclasses import dataclass
+
+import manifold3d as m3
+import numpy as np
+
+from mold.errors import PartDegenerate, PartDisconnected
+from mold.export import MeshObject, stl_bytes, three_mf_bytes
+from mold.features import Channel, Layout, plan_layout
+from mold.gate import GateInput, run_gate
+from mold.geometry import (
+    Affine,
+    TriMesh,
+    affine,
+    apply_affine,
+    canonical_float32,
+    from_manifold,
+    to_manifold,
+    transform_manifold,
+    validate_arrays,
+)
+from mold.parting import Parting, choose_parting
+from mold.report import (
+    CandidateInfo,
+    ChannelInfo,
+    GateInfo,
+    HalfInfo,
+    KeyInfo,
+    MoldReport,
+    PartInfo,
+    PartingInfo,
+)
+from mold.spec import MoldParams, MoldSpec
+
+MM3_PER_ML = 1000.0
+_MIN_BODY_FRACTION = 1e-3  # bodies below this share of the largest are scan debris
+_FLIP_X = np.diag([1.0, -1.0, -1.0])  # half turn about x: turns a half upside down
+
+
+@dataclass(frozen=True)
+class MoldResult:
+    """The gated mold. STLs are binary, in print orientation, on z = 0, in mm."""
+
+    stl_a: bytes
+    stl_b: bytes
+    three_mf: bytes
+    report: MoldReport
+
+    @property
+    def report_json(self) -> bytes:
+        return (self.report.model_dump_json(indent=2) + "\n").encode()
+
+    def files(self) -> dict[str, bytes]:
+        """File name -> bytes, in the order the CLI writes them."""
+        return {
+            "mold_a.stl": self.stl_a,
+            "mold_b.stl": self.stl_b,
+            "mold.3mf": self.three_mf,
+            "mold.json": self.report_json,
+        }
+
+
+@dataclass(frozen=True)
+class _Part:
+    mesh: TriMesh  # part frame: scaled to size, bounding box centred on the origin
+    solid: m3.Manifold
+    input_to_part: Affine
+    bodies_merged: int
+    bodies_dropped: int
+
+
+def _round(x: float, decimals: int) -> float:
+    return round(float(x), decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _vec(v: np.ndarray, decimals: int) -> tuple[float, float, float]:
+    return (_round(v[0], decimals), _round(v[1], decimals), _round(v[2], decimals))
+
+
+def _matrix(m: Affine, decimals: int) -> tuple[tuple[float, float, float, float], ...]:
+    return tuple(tuple(_round(x, decimals + 4) for x in row) for row in m)  # type: ignore[misc]
+
+
+def prepare_part(vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec) -> _Part:
+    """Validate, merge overlapping shells, scale the longest side to ``size_mm``, centre."""
+    mesh = validate_arrays(vertices, faces)
+    solid = to_manifold(mesh)
+    bodies = solid.decompose()
+    merged = len(bodies)
+    if merged > 1:  # overlapping shells pass status() yet count their overlap twice
+        solid = m3.Manifold.batch_boolean(bodies, m3.OpType.Add)
+        bodies = solid.decompose()
+    volumes = np.array([b.volume() for b in bodies])
+    if len(volumes) == 0 or volumes.max() <= 0:
+        raise PartDegenerate("the part encloses no volume")
+    keep = volumes >= _MIN_BODY_FRACTION * volumes.max()
+    dropped = int((~keep).sum())
+    if keep.sum() > 1:
+        raise PartDisconnected(
+            f"the part is {int(keep.sum())} separate bodies; one pour cannot fill them",
+            body_volumes=sorted((float(x) for x in volumes[keep]), reverse=True),
+        )
+    if dropped:
+        solid = bodies[int(np.argmax(volumes))]
+    lo = np.array(solid.bounding_box()[:3])
+    hi = np.array(solid.bounding_box()[3:])
+    longest = float((hi - lo).max())
+    if not longest > 0:
+        raise PartDegenerate("the part has no extent")
+    scale = spec.size_mm / longest
+    to_part = affine(np.eye(3) * scale, -scale * 0.5 * (lo + hi))
+    solid = transform_manifold(solid, to_part)
+    return _Part(from_manifold(solid), solid, to_part, merged, dropped)
+
+
+def build_halves(
+    part: m3.Manifold, layout: Layout, params: MoldParams
+) -> tuple[m3.Manifold, m3.Manifold]:
+    """Block minus part and channels, split at z = 0; male keys on B, sockets in A."""
+    lo, hi = layout.block_min, layout.block_max
+    block = m3.Manifold.cube(tuple(map(float, hi - lo))).translate(tuple(map(float, lo)))
+    tools = [part, *(c.solid(params) for c in layout.channels)]
+    body = m3.Manifold.batch_boolean([block, *tools], m3.OpType.Subtract)
+    half_a, half_b = body.split_by_plane((0.0, 0.0, 1.0), 0.0)
+    if layout.keys:
+        half_b = m3.Manifold.batch_boolean(
+            [half_b, *(k.male(params) for k in layout.keys)], m3.OpType.Add
+        )
+        half_a = m3.Manifold.batch_boolean(
+            [half_a, *(k.socket(params) for k in layout.keys)], m3.OpType.Subtract
+        )
+    return half_a, half_b
+
+
+def print_placements(layout: Layout, spec: MoldSpec) -> tuple[Affine, Affine]:
+    """Mold frame -> print frame for A and B: each on z = 0, centred on the z axis.
+
+    B carries the male keys, so it lies parting face up. A lies as the spec says: parting
+    face down (flat sealing face on the bed) or up (cavity opens upwards, support-free).
+    """
+    top, bottom = float(layout.block_max[2]), float(layout.block_min[2])
+    if spec.print_orientation == "parting_down":
+        to_a = affine()
+    else:
+        to_a = affine(_FLIP_X, np.array([0.0, 0.0, top]))
+    to_b = affine(translation=np.array([0.0, 0.0, -bottom]))
+    return to_a, to_b
+
+
+def _channel_info(c: Channel, d: int) -> ChannelInfo:
+    return ChannelInfo(
+        kind=c.kind,
+        cavity_point=_vec(c.point, d),
+        top=_vec(np.array([c.point[0], c.point[1], c.top_z]), d),
+        diameter_bottom_mm=_round(2 * c.radius_bottom, d),
+        diameter_top_mm=_round(2 * c.radius_top, d),
+    )
+
+
+def _software() -> dict[str, str]:
+    names = ("manifold3d", "lib3mf", "numpy", "scipy")
+    return {n: importlib.metadata.version(n) for n in names}
+
+
+def make_mold(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    spec: MoldSpec | None = None,
+    params: MoldParams | None = None,
+) -> MoldResult:
+    """Two-part mold for a closed part ``vertices (n, 3)``, ``faces (m, 3)`` (any unit).
+
+    The part is scaled so its longest bounding-box side is ``spec.size_mm``. Raises an
+    ``InvalidPart``/``InvalidSpec`` subclass for input that cannot be molded and
+    ``MoldGenerationFailed`` (``MoldGateFailed``, ``KeysDoNotFit``) when no gated mold came out.
+    """
+    spec = spec or MoldSpec()
+    params = params or MoldParams()
+    d = params.report_decimals
+
+    # 1-2. the part, scaled and centred
+    n_in_v, n_in_f = len(vertices), len(faces)
+    part = prepare_part(vertices, faces, spec)
+
+    # 3. pull direction and parting plane
+    parting: Parting = choose_parting(part.mesh, part.solid, spec, params)
+
+    # 4. mold frame: pull direction -> +z, plane -> z = 0, bounding box centred on the z axis
+    rotated = part.mesh.vertices @ parting.rotation.T
+    centre_xy = 0.5 * (rotated.min(axis=0) + rotated.max(axis=0))
+    to_mold = affine(parting.rotation, -np.array([centre_xy[0], centre_xy[1], parting.level_mm]))
+    solid = transform_manifold(part.solid, to_mold)
+    mesh = TriMesh(apply_affine(to_mold, part.mesh.vertices), part.mesh.faces)
+    layout = plan_layout(mesh, solid, spec, params)
+
+    # 5. booleans
+    half_a, half_b = build_halves(solid, layout, params)
+
+    # 6. print placement and exports
+    to_a, to_b = print_placements(layout, spec)
+    va, fa = canonical_float32(from_manifold(transform_manifold(half_a, to_a)))
+    vb, fb = canonical_float32(from_manifold(transform_manifold(half_b, to_b)))
+    stl_a = stl_bytes(va, fa, "sculptsvc mold half A (female, pour side) mm")
+    stl_b = stl_bytes(vb, fb, "sculptsvc mold half B (male keys) mm")
+    width_a = float(va[:, 0].max() - va[:, 0].min())
+    width_b = float(vb[:, 0].max() - vb[:, 0].min())
+    shift = 0.5 * (width_a + width_b) + params.layout_gap_mm
+    three_mf = three_mf_bytes(
+        [
+            MeshObject("mold_a", va, fa, (-0.5 * shift, 0.0, 0.0)),
+            MeshObject("mold_b", vb, fb, (0.5 * shift, 0.0, 0.0)),
+        ],
+        params.three_mf_decimals,
+    )
+
+    # 7. gate
+    # the channel volume inside the block but outside the part: what the pour adds
+    lo, hi = layout.block_min, layout.block_max
+    block = m3.Manifold.cube(tuple(map(float, hi - lo))).translate(tuple(map(float, lo)))
+    tools = [c.solid(params) for c in layout.channels]
+    channels = m3.Manifold.batch_boolean(tools, m3.OpType.Add) ^ block
+    channels_outside = (channels - solid).volume()
+    gated = run_gate(
+        GateInput(
+            half_a, half_b, solid, mesh.vertices, layout, channels_outside, stl_a, stl_b, three_mf
+        ),
+        spec,
+        params,
+    )
+
+    gate = gated.info
+
+    # 8. report
+    input_to_mold = to_mold @ part.input_to_part
+    part_volume = solid.volume()
+    halves = (
+        HalfInfo(
+            name="a",
+            file="mold_a.stl",
+            role="female sockets, sprue and vents; pour side",
+            triangles=len(fa),
+            volume_ml=_round(half_a.volume() / MM3_PER_ML, d),
+            bbox_min=_vec(va.min(axis=0), d),
+            bbox_max=_vec(va.max(axis=0), d),
+            print_orientation=spec.print_orientation,
+            print_to_mold=_matrix(np.linalg.inv(to_a), d),
+            sha256=hashlib.sha256(stl_a).hexdigest(),
+        ),
+        HalfInfo(
+            name="b",
+            file="mold_b.stl",
+            role="male keys",
+            triangles=len(fb),
+            volume_ml=_round(half_b.volume() / MM3_PER_ML, d),
+            bbox_min=_vec(vb.min(axis=0), d),
+            bbox_max=_vec(vb.max(axis=0), d),
+            print_orientation="parting_up",
+            print_to_mold=_matrix(np.linalg.inv(to_b), d),
+            sha256=hashlib.sha256(stl_b).hexdigest(),
+        ),
+    )
+    report = MoldReport(
+        software=_software(),
+        spec=spec,
+        params=params,
+        part=PartInfo(
+            input_vertices=n_in_v,
+            input_triangles=n_in_f,
+            triangles=len(part.mesh.faces),
+            bodies_merged=part.bodies_merged,
+            bodies_dropped=part.bodies_dropped,
+            scale_mm_per_unit=_round(part.input_to_part[0, 0], d + 4),
+            volume_ml=_round(part_volume / MM3_PER_ML, d),
+            surface_area_mm2=_round(solid.surface_area(), d),
+            bbox_min=_vec(mesh.vertices.min(axis=0), d),
+            bbox_max=_vec(mesh.vertices.max(axis=0), d),
+            input_to_mold=_matrix(input_to_mold, d),
+        ),
+        parting=PartingInfo(
+            mode=spec.parting,
+            chosen=parting.name,
+            pull_direction=_vec(parting.direction, d + 2),
+            plane_offset_mm=_round(parting.level_mm, d),
+            cross_section_mm2=_round(parting.cross_section_mm2, d),
+            undercut_fraction_a=_round(parting.undercut_fraction_a, d),
+            undercut_fraction_b=_round(parting.undercut_fraction_b, d),
+            undercut_area_a_mm2=_round(parting.undercut_area_a_mm2, d),
+            undercut_area_b_mm2=_round(parting.undercut_area_b_mm2, d),
+            candidates=tuple(
+                CandidateInfo(
+                    name=c.name,
+                    pull_direction=_vec(c.direction, d + 2),
+                    plane_offset_mm=_round(c.level_mm, d),
+                    undercut_fraction_sampled=_round(c.undercut_fraction, d),
+                    cross_section_mm2=_round(c.cross_section_mm2, d),
+                )
+                for c in parting.candidates
+            ),
+        ),
+        cavity_volume_ml=_round(gated.cavity_mm3 / MM3_PER_ML, d),
+        pour_volume_ml=_round((gated.cavity_mm3 + channels_outside) / MM3_PER_ML, d),
+        mold_material_ml=_round((half_a.volume() + half_b.volume()) / MM3_PER_ML, d),
+        block_min=_vec(layout.block_min, d),
+        block_max=_vec(layout.block_max, d),
+        halves=halves,
+        keys=tuple(
+            KeyInfo(
+                position=(_round(k.x, d), _round(k.y, d), 0.0),
+                diameter_mm=_round(2 * k.radius, d),
+                tip_diameter_mm=_round(2 * k.tip_radius, d),
+                height_mm=_round(k.height, d),
+                sink_mm=_round(k.sink, d),
+                clearance_mm=_round(k.clearance, d),
+            )
+            for k in layout.keys
+        ),
+        keys_polarised=layout.keys_polarised,
+        sprue=_channel_info(layout.sprue, d),
+        vents=tuple(_channel_info(v, d) for v in layout.vents),
+        three_mf_sha256=hashlib.sha256(three_mf).hexdigest(),
+        gate=GateInfo(
+            passed=gate.passed,
+            checks=tuple(
+                c.model_copy(update={"measured": float(f"{c.measured:.6g}") + 0.0})
+                for c in gate.checks
+            ),
+        ),
+    )
+    return MoldResult(stl_a=stl_a, stl_b=stl_b, three_mf=three_mf, report=report)

@@ -1,0 +1,203 @@
+"""The gate: checks every mold must pass before a byte of it leaves.
+
+A slicer silently repairs a broken mesh and prints something else than was designed, so
+these checks are the proof and the slicer only a second opinion:
+
+- ``status``: manifold3d reports NoError and a non-empty solid for each half;
+- ``single_shell``: each half is one connected solid;
+- ``stl_edges``: after the STL round trip and welding by position, every edge is used by
+  exactly two triangles, in opposite directions, and no triangle collapsed;
+- ``no_overlap``: the closed halves share no volume;
+- ``cavity_volume``: the void left when the halves close, minus the channels, equals the
+  part's volume within ``cavity_volume_tolerance``;
+- ``min_wall``: no point of the cavity is closer than ``wall_mm`` to the outside or to a key
+  or socket;
+- ``three_mf``: lib3mf reads the 3MF back in strict mode, both halves closed and oriented.
+
+Each check is a small function returning a ``GateCheck``; ``run_gate`` raises
+``MoldGateFailed`` naming the first failure and keeps all measurements in the error detail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import manifold3d as m3
+import numpy as np
+
+from mold.errors import MoldGateFailed
+from mold.export import read_3mf_strict, stl_edge_report
+from mold.features import Layout
+from mold.report import GateCheck, GateInfo
+from mold.spec import MoldParams, MoldSpec
+
+
+@dataclass(frozen=True)
+class GateInput:
+    """What the gate looks at; all solids in the mold frame."""
+
+    half_a: m3.Manifold
+    half_b: m3.Manifold
+    part: m3.Manifold
+    part_vertices: np.ndarray  # (n, 3) mold frame
+    layout: Layout
+    channels_outside_part_mm3: float
+    stl_a: bytes
+    stl_b: bytes
+    three_mf: bytes | None
+
+
+def check_status(inp: GateInput) -> GateCheck:
+    bad = [
+        f"{name}: {half.status().name}{' (empty)' if half.is_empty() else ''}"
+        for name, half in (("a", inp.half_a), ("b", inp.half_b))
+        if half.status() != m3.Error.NoError or half.is_empty()
+    ]
+    return GateCheck(
+        name="status", passed=not bad, measured=len(bad), limit=0, detail="; ".join(bad)
+    )
+
+
+def check_single_shell(inp: GateInput) -> GateCheck:
+    counts = [len(inp.half_a.decompose()), len(inp.half_b.decompose())]
+    return GateCheck(
+        name="single_shell",
+        passed=counts == [1, 1],
+        measured=max(counts),
+        limit=1,
+        detail=f"shells a={counts[0]} b={counts[1]}",
+    )
+
+
+def check_stl_edges(inp: GateInput) -> GateCheck:
+    reports = {"a": stl_edge_report(inp.stl_a), "b": stl_edge_report(inp.stl_b)}
+    bad = 0
+    parts = []
+    for name, rep in reports.items():
+        defects = (
+            rep.boundary_edges
+            + rep.overshared_edges
+            + rep.misoriented_edges
+            + rep.collapsed_triangles
+        )
+        bad += defects + abs(rep.shells - 1)
+        parts.append(
+            f"{name}: {rep.triangles} tris, boundary={rep.boundary_edges} "
+            f"overshared={rep.overshared_edges} misoriented={rep.misoriented_edges} "
+            f"collapsed={rep.collapsed_triangles} shells={rep.shells}"
+        )
+    return GateCheck(
+        name="stl_edges", passed=bad == 0, measured=bad, limit=0, detail="; ".join(parts)
+    )
+
+
+def check_no_overlap(inp: GateInput, params: MoldParams) -> GateCheck:
+    overlap = (inp.half_a ^ inp.half_b).volume()
+    return GateCheck(
+        name="no_overlap",
+        passed=overlap <= params.overlap_tolerance_mm3,
+        measured=overlap,
+        limit=params.overlap_tolerance_mm3,
+        detail="mm^3",
+    )
+
+
+def check_cavity_volume(inp: GateInput, params: MoldParams) -> tuple[GateCheck, float]:
+    """Also returns the measured cavity volume (mm^3): the casting material of the report."""
+    lo, hi = inp.layout.block_min, inp.layout.block_max
+    block = m3.Manifold.cube(tuple(map(float, hi - lo))).translate(tuple(map(float, lo)))
+    void = m3.Manifold.batch_boolean([block, inp.half_a, inp.half_b], m3.OpType.Subtract)
+    pieces = sorted((p.volume() for p in void.decompose()), reverse=True)
+    cavity = (pieces[0] if pieces else 0.0) - inp.channels_outside_part_mm3
+    part = inp.part.volume()
+    error = abs(cavity - part) / part
+    check = GateCheck(
+        name="cavity_volume",
+        passed=error <= params.cavity_volume_tolerance,
+        measured=error,
+        limit=params.cavity_volume_tolerance,
+        detail=f"cavity {cavity:.1f} mm^3 vs part {part:.1f} mm^3; "
+        f"{max(len(pieces) - 1, 0)} sealed key gaps",
+    )
+    return check, cavity
+
+
+def check_min_wall(inp: GateInput, spec: MoldSpec, params: MoldParams) -> GateCheck:
+    # the outside of the closed mold is the box spanned by both halves
+    box = np.array([inp.half_a.bounding_box(), inp.half_b.bounding_box()])
+    lo, hi = box[:, :3].min(axis=0), box[:, 3:].max(axis=0)
+    v = inp.part_vertices
+    outer = float(np.min(np.concatenate([v - lo, hi - v])))
+    search = 2.0 * spec.wall_mm
+    key_gap = search
+    if inp.layout.keys:
+        keys = m3.Manifold.batch_boolean(
+            [k.socket(params) for k in inp.layout.keys] + [k.male(params) for k in inp.layout.keys],
+            m3.OpType.Add,
+        )
+        key_gap = inp.part.min_gap(keys, search)
+    measured = min(outer, key_gap)
+    return GateCheck(
+        name="min_wall",
+        passed=measured >= spec.wall_mm - params.wall_tolerance_mm,
+        measured=measured,
+        limit=spec.wall_mm,
+        detail=f"to outside {outer:.3f} mm, to keys {key_gap:.3f} mm (searched {search:.1f})",
+    )
+
+
+def check_three_mf(inp: GateInput, stl_triangles: tuple[int, int]) -> GateCheck:
+    if inp.three_mf is None:
+        return GateCheck(name="three_mf", passed=True, measured=0, limit=0, detail="skipped")
+    try:
+        rep = read_3mf_strict(inp.three_mf)
+    except Exception as exc:  # lib3mf raises its own exception type for any violation
+        return GateCheck(name="three_mf", passed=False, measured=1, limit=0, detail=str(exc))
+    ok = (
+        rep.unit == "MilliMeter"
+        and rep.build_items == 2
+        and tuple(o.triangles for o in rep.objects) == stl_triangles
+        and all(o.manifold_and_oriented for o in rep.objects)
+    )
+    return GateCheck(
+        name="three_mf",
+        passed=ok,
+        measured=0 if ok else 1,
+        limit=0,
+        detail=f"unit={rep.unit} items={rep.build_items} warnings={rep.warnings} objects="
+        + ",".join(f"{o.name}:{o.triangles}:{o.manifold_and_oriented}" for o in rep.objects),
+    )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    info: GateInfo
+    cavity_mm3: float  # measured: the void of the closed mold without its channels
+
+
+def run_gate(inp: GateInput, spec: MoldSpec, params: MoldParams) -> GateResult:
+    """Run every check; raise ``MoldGateFailed`` on the first failure (all results in detail)."""
+    checks = [check_status(inp)]
+    cavity = float("nan")
+    if checks[0].passed:  # the rest would only repeat a broken solid's symptoms
+        cavity_check, cavity = check_cavity_volume(inp, params)
+        checks += [
+            check_single_shell(inp),
+            check_stl_edges(inp),
+            check_no_overlap(inp, params),
+            cavity_check,
+            check_min_wall(inp, spec, params),
+        ]
+        tri_a = int.from_bytes(inp.stl_a[80:84], "little")
+        tri_b = int.from_bytes(inp.stl_b[80:84], "little")
+        checks.append(check_three_mf(inp, (tri_a, tri_b)))
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        first = failed[0]
+        raise MoldGateFailed(
+            first.name,
+            f"{first.name} failed: measured {first.measured:g}, limit {first.limit:g}"
+            + (f" ({first.detail})" if first.detail else ""),
+            checks=[c.model_dump() for c in checks],
+        )
+    return GateResult(GateInfo(passed=True, checks=tuple(checks)), cavity)

@@ -1,0 +1,151 @@
+"""Array <-> manifold3d conversions, rigid frames and the canonical float32 mesh.
+
+Shapes follow trimesh's habit: ``vertices (n, 3) float64``, ``faces (m, 3) int64``.
+Everything here is a plain function on arrays; nothing touches the disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import manifold3d as m3
+import numpy as np
+
+from mold.errors import PartDegenerate, PartNotManifold
+
+Affine = np.ndarray  # (4, 4) float64, acts on column vectors
+
+
+@dataclass(frozen=True)
+class TriMesh:
+    """An indexed triangle mesh: ``vertices (n, 3)``, ``faces (m, 3)``."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+
+    @property
+    def triangles(self) -> np.ndarray:
+        """``(m, 3, 3)`` corner coordinates."""
+        return self.vertices[self.faces]
+
+
+def validate_arrays(vertices: np.ndarray, faces: np.ndarray) -> TriMesh:
+    """Check shapes, dtypes and index ranges; return float64/int64 copies.
+
+    Raises ``PartDegenerate`` naming the bad value, so the order's sender knows what to fix.
+    """
+    try:
+        v = np.array(vertices, dtype=np.float64)
+        f = np.array(faces)
+    except (TypeError, ValueError) as exc:
+        raise PartDegenerate(f"vertices/faces are not numeric arrays: {exc}") from exc
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) < 4:
+        raise PartDegenerate("vertices must be an (n >= 4, 3) array", shape=list(v.shape))
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) < 4:
+        raise PartDegenerate("faces must be an (m >= 4, 3) array", shape=list(f.shape))
+    if not np.issubdtype(f.dtype, np.integer) and not np.all(np.equal(np.mod(f, 1), 0)):
+        raise PartDegenerate("faces must hold integer vertex indices")
+    f = f.astype(np.int64)
+    if not np.isfinite(v).all():
+        raise PartDegenerate("vertices contain NaN or infinite values")
+    if f.min() < 0 or f.max() >= len(v):
+        raise PartDegenerate(
+            "face index out of range", min_index=int(f.min()), max_index=int(f.max()), n=len(v)
+        )
+    return TriMesh(v, f)
+
+
+def to_manifold(mesh: TriMesh) -> m3.Manifold:
+    """Build a manifold3d solid (double precision); reject anything that is not closed."""
+    m = m3.Manifold(
+        m3.Mesh64(
+            vert_properties=np.ascontiguousarray(mesh.vertices, dtype=np.float64),
+            tri_verts=np.ascontiguousarray(mesh.faces, dtype=np.uint64),
+        )
+    )
+    status = m.status()
+    if status != m3.Error.NoError:
+        raise PartNotManifold(
+            "the part is not a closed, consistently oriented 2-manifold "
+            "(open edges, edges shared by more than two faces, or flipped faces)",
+            manifold_status=status.name,
+        )
+    if m.is_empty():
+        raise PartDegenerate("the part encloses no volume")
+    return m
+
+
+def from_manifold(m: m3.Manifold) -> TriMesh:
+    """Positions and triangles of a manifold, in double precision."""
+    mesh = m.to_mesh64()
+    return TriMesh(
+        np.asarray(mesh.vert_properties[:, :3], dtype=np.float64),
+        np.asarray(mesh.tri_verts, dtype=np.int64),
+    )
+
+
+def canonical_float32(mesh: TriMesh) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 positions in sorted order and faces in sorted order, orientation kept.
+
+    Independent of manifold3d's internal (possibly thread-dependent) ordering, so equal
+    geometry gives equal bytes. Vertices that coincide in float32 are merged on purpose:
+    that is what any STL reader does, and the gate must see it.
+    """
+    v32 = mesh.vertices.astype(np.float32) + np.float32(0.0)  # -0.0 -> 0.0
+    uniq, inverse = np.unique(v32, axis=0, return_inverse=True)
+    faces = inverse.reshape(-1)[mesh.faces]
+    # rotate each triangle so its smallest index comes first (keeps the winding)
+    shift = np.argmin(faces, axis=1)
+    rows = np.arange(len(faces))[:, None]
+    cols = (shift[:, None] + np.arange(3)[None, :]) % 3
+    faces = faces[rows, cols]
+    order = np.lexsort((faces[:, 2], faces[:, 1], faces[:, 0]))
+    return uniq.astype(np.float32), faces[order].astype(np.uint32)
+
+
+def frame_for_direction(direction: np.ndarray) -> np.ndarray:
+    """A rotation ``(3, 3)`` whose rows are ``(u, v, d)``: it maps ``d`` onto +z.
+
+    ``u`` comes from the part axis least aligned with ``d``, so the frame is a pure function
+    of ``d`` (deterministic, no sign flips between runs).
+    """
+    d = np.asarray(direction, dtype=np.float64)
+    d = d / np.linalg.norm(d)
+    helper = np.eye(3)[int(np.argmin(np.abs(d)))]
+    u = helper - d * float(helper @ d)
+    u /= np.linalg.norm(u)
+    v = np.cross(d, u)
+    return np.stack([u, v, d])
+
+
+def affine(rotation: np.ndarray | None = None, translation: np.ndarray | None = None) -> Affine:
+    """A ``(4, 4)`` matrix ``x -> R x + t``."""
+    out = np.eye(4)
+    if rotation is not None:
+        out[:3, :3] = rotation
+    if translation is not None:
+        out[:3, 3] = translation
+    return out
+
+
+def apply_affine(matrix: Affine, points: np.ndarray) -> np.ndarray:
+    """Transform ``(n, 3)`` points by a ``(4, 4)`` affine matrix."""
+    return points @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def transform_manifold(m: m3.Manifold, matrix: Affine) -> m3.Manifold:
+    return m.transform(np.ascontiguousarray(matrix[:3, :4], dtype=np.float64))
+
+
+def face_geometry(tris: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centroids ``(m, 3)``, unit normals ``(m, 3)`` and areas ``(m,)`` of ``(m, 3, 3)`` tris."""
+    cross = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+    double_area = np.linalg.norm(cross, axis=1)
+    normals = np.divide(
+        cross, double_area[:, None], out=np.zeros_like(cross), where=double_area[:, None] > 0
+    )
+    return tris.mean(axis=1), normals, 0.5 * double_area
+
+
+def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return points.min(axis=0), points.max(axis=0)

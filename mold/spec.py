@@ -1,0 +1,130 @@
+"""What the customer/factory asks for (``MoldSpec``) and the engineering tunables (``MoldParams``).
+
+``MoldSpec`` is part of the order contract: every field has a unit in its name and a bound
+that keeps a printable mold. ``MoldParams`` holds the numbers an engineer tunes (ray epsilon,
+taper angles, tolerances of the gate); both go into the report so a replay is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PartingMode = Literal["auto", "x", "y", "z"]
+PrintOrientation = Literal["parting_down", "parting_up"]
+
+
+class MoldSpec(BaseModel):
+    """A two-part mold order: sizes are absolute millimetres, never ratios."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size_mm: float = Field(
+        80.0, ge=10.0, le=600.0, description="Longest side of the part's bounding box, mm."
+    )
+    wall_mm: float = Field(
+        4.0, ge=1.0, le=50.0, description="Least mold material around the cavity, mm."
+    )
+    clearance_mm: float = Field(
+        0.2, ge=0.0, le=2.0, description="Gap between a male key and its socket, per side, mm."
+    )
+    key_count: int = Field(4, ge=2, le=8, description="Registration keys (male on half B).")
+    key_diameter_mm: float = Field(
+        6.0, ge=2.0, le=30.0, description="Base diameter of a registration key, mm."
+    )
+    sprue_diameter_mm: float = Field(
+        6.0, ge=2.0, le=30.0, description="Pour channel diameter where it meets the cavity, mm."
+    )
+    vent_count: int = Field(
+        3, ge=0, le=16, description="Most air vents, one per local high point of the cavity."
+    )
+    vent_diameter_mm: float = Field(2.0, ge=0.8, le=10.0, description="Air vent diameter, mm.")
+    parting: PartingMode = Field(
+        "auto",
+        description="Pull direction: `auto` (least undercut among axes and principal axes) "
+        "or a part axis.",
+    )
+    parting_offset_mm: float | None = Field(
+        None,
+        description="Parting plane position along the pull axis from the part's bounding-box "
+        "centre (scaled part, mm); None chooses the level with least undercut and largest "
+        "cross-section.",
+    )
+    print_orientation: PrintOrientation = Field(
+        "parting_down",
+        description="How half A (female, pour side) lies on the bed. Half B carries the male "
+        "keys and is always printed parting face up.",
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> MoldSpec:
+        if self.parting == "auto" and self.parting_offset_mm is not None:
+            raise ValueError("parting_offset_mm needs a fixed parting axis, not `auto`")
+        if self.vent_count and self.vent_diameter_mm >= self.sprue_diameter_mm:
+            raise ValueError("vent_diameter_mm must be smaller than sprue_diameter_mm")
+        if self.key_diameter_mm > 2.5 * self.wall_mm + 10.0:
+            raise ValueError("key_diameter_mm is too large for the wall")
+        return self
+
+
+class MoldParams(BaseModel):
+    """Engineering tunables; defaults are what the gate and the slicer tests were run with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # parting
+    parting_levels: int = Field(33, ge=3, description="Plane levels tried per pull direction.")
+    parting_level_margin: float = Field(
+        0.05, gt=0, lt=0.5, description="Levels kept this fraction away from the part's ends."
+    )
+    parting_sample_faces: int = Field(
+        3000, ge=100, description="Area-weighted faces ray-cast when ranking directions."
+    )
+    parting_seed: int = Field(0, description="Seed of that (deterministic) sample.")
+    undercut_tie_fraction: float = Field(
+        0.005, ge=0, description="Undercut differences below this share of area are ties."
+    )
+    principal_axis_dedupe_deg: float = Field(
+        5.0, ge=0, description="Principal axes this close to a part axis are not tried again."
+    )
+    ray_epsilon_fraction: float = Field(
+        1e-6, gt=0, description="Ray start offset as a fraction of the size, against self-hits."
+    )
+    plane_vertex_clearance_mm: float = Field(
+        0.01, gt=0, description="The parting plane keeps this far from any part vertex."
+    )
+    # keys
+    key_height_ratio: float = Field(0.5, gt=0, description="Key height over key base diameter.")
+    key_tip_ratio: float = Field(0.6, gt=0, le=1, description="Key tip over base diameter.")
+    key_sink_mm: float = Field(1.0, gt=0, description="Key depth below the parting face.")
+    key_edge_margin_mm: float = Field(
+        2.0, ge=0, description="Least material between a key socket and an outer face, mm."
+    )
+    key_candidates_per_side: int = Field(12, ge=2, description="Key positions tried per side.")
+    key_margin_growth_steps: int = Field(
+        6, ge=0, description="Times the block may grow sideways to make room for keys."
+    )
+    # channels
+    sprue_taper_deg: float = Field(4.0, ge=0, le=30, description="Sprue half-angle, widening up.")
+    sprue_min_length_mm: float = Field(
+        10.0, ge=0, description="Least pour channel length (top wall thickness), mm."
+    )
+    channel_overlap_mm: float = Field(
+        0.5, gt=0, description="How far sprue and vents reach into the cavity, mm."
+    )
+    channel_overshoot_mm: float = Field(
+        1.0, gt=0, description="How far channel tools stick out of the top face, mm."
+    )
+    vent_min_spacing_mm: float = Field(
+        8.0, gt=0, description="Radius within which a vent point must be the highest, mm."
+    )
+    circular_segments: int = Field(32, ge=8, description="Segments of keys, sprue and vents.")
+    # gate
+    cavity_volume_tolerance: float = Field(0.005, gt=0, description="Relative, cavity vs part.")
+    wall_tolerance_mm: float = Field(1e-3, ge=0, description="Slack on the minimum wall, mm.")
+    overlap_tolerance_mm3: float = Field(1e-3, ge=0, description="Allowed A/B overlap, mm^3.")
+    # output
+    layout_gap_mm: float = Field(10.0, ge=0, description="Gap between the halves in the 3MF.")
+    report_decimals: int = Field(4, ge=1, le=9, description="Decimals of floats in the report.")
+    three_mf_decimals: int = Field(6, ge=3, le=9, description="Decimals of 3MF coordinates.")
