@@ -83,6 +83,8 @@ class KafkaHarness:
     params: HarnessParams = field(default_factory=HarnessParams)
     external_bootstrap: str | None = None
     extra_config: Mapping[str, str] = field(default_factory=dict)
+    #: The broker stops when this process exits, even if it is killed before ``stop()``.
+    owner_pid: int | None = field(default_factory=os.getpid)
     _bootstrap: str | None = field(default=None, init=False, repr=False)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -117,6 +119,8 @@ class KafkaHarness:
         args = ["start", str(self.workdir)]
         for key, value in self.extra_config.items():
             args += ["--set", f"{key}={value}"]
+        if self.owner_pid is not None:
+            args += ["--owner-pid", str(self.owner_pid)]
         out = self._script(*args, timeout=self.params.start_timeout_s + 30)
         self._bootstrap = out.strip().splitlines()[-1]
         return self._bootstrap

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,7 +21,7 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
 from tests.integration.conftest import Topics
-from tests.kafka_harness import KafkaHarness, KafkaHarnessError
+from tests.kafka_harness import SCRIPT, KafkaHarness, KafkaHarnessError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -117,8 +122,12 @@ async def test_binary_value_roundtrip_through_kcat(kafka: KafkaHarness, topics: 
 
 
 def test_topics_are_created_unique_and_not_auto_created(
-    kafka: KafkaHarness, topics: Topics, make_topic: Callable[..., str]
+    kafka: KafkaHarness,
+    topics: Topics,
+    make_topic: Callable[..., str],
+    request: pytest.FixtureRequest,
 ) -> None:
+    assert request.node.get_closest_marker("kafka") is not None  # applied by the conftest
     names = topics.names()
     assert len(set(names)) == 6
     assert set(names) <= kafka.list_topics()
@@ -291,3 +300,80 @@ async def test_restart_keeps_committed_data_and_group_offsets(
     assert [(r.key, r.value) for r in records] == [(b"before", b"v1"), (b"after", b"v2")]
     assert await committed_offsets(bootstrap, group) == {TopicPartition(topics.molds, 0): 7}
     assert kafka.is_running()
+
+
+# --- scripts/kafka on a broker of its own -------------------------------------------------
+
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Java (>= 17) not found")
+
+
+def script_status(workdir: Path) -> tuple[int, str]:
+    done = subprocess.run(
+        [str(SCRIPT), "status", str(workdir)], capture_output=True, text=True, check=False
+    )
+    return done.returncode, done.stdout.strip()
+
+
+def wait_stopped(workdir: Path, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if script_status(workdir)[0] == 3:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+@needs_java
+def test_script_lifecycle_keeps_ports_config_and_data(tmp_path: Path) -> None:
+    workdir = tmp_path / "broker"
+    broker = KafkaHarness(workdir, extra_config={"message.max.bytes": "2097152"})
+    try:
+        bootstrap = broker.start()
+        code, status = script_status(workdir)
+        pid = status.split()[1]
+        assert (code, status) == (0, f"running {pid} {bootstrap}")
+        config = (workdir / "server.properties").read_text()
+        assert "auto.create.topics.enable=false" in config
+        assert "message.max.bytes=2097152" in config
+
+        assert broker.start() == bootstrap  # already running: a no-op
+        assert script_status(workdir)[1] == f"running {pid} {bootstrap}"
+
+        broker.create_topics(["keep"])
+        broker.kcat_produce("keep", "k", "survives")
+        broker.stop()
+        assert script_status(workdir) == (3, "stopped")
+        broker.stop()  # stopping a stopped broker is fine
+
+        assert broker.start() == bootstrap  # same DIR: same ports and data
+        records = broker.kcat_consume("keep", 2, 10.0, stop_at_end=True)
+        assert [r["payload"] for r in records] == ["survives"]
+    finally:
+        broker.stop()
+
+    # A broker whose owner process exits stops by itself (no JVM outlives a killed test run).
+    owner = subprocess.Popen(["sleep", "1"])
+    KafkaHarness(workdir, owner_pid=owner.pid).start()
+    owner.wait()
+    assert wait_stopped(workdir, timeout_s=30), "broker outlived its owner"
+
+
+@pytest.mark.kafka
+@needs_java
+def test_start_refuses_a_port_taken_by_another_process(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(SCRIPT), "start", str(tmp_path / "b"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode != 0
+    assert f"port {port}" in done.stderr and "taken" in done.stderr
+    assert script_status(tmp_path / "b") == (3, "stopped")
