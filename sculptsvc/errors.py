@@ -10,7 +10,8 @@
     │   └── UnrepairableMesh
     ├── ProcessingFailed             the input was fine but the pipeline could not make a
     │   ├── MoldFailed               castable result: status ``failed`` + dead letter
-    │   └── ModelOutputInvalid
+    │   ├── ModelOutputInvalid
+    │   └── MeshProcessingFailed
     ├── TransientError               worth another try with backoff (``retryable``)
     │   ├── WorkerCrashed
     │   ├── JobTimeout
@@ -87,6 +88,12 @@ class MoldFailed(ProcessingFailed):
 
 class ModelOutputInvalid(ProcessingFailed):
     code = "model_output_invalid"
+
+
+class MeshProcessingFailed(ProcessingFailed):
+    """A repaired mesh could not be decimated, unwrapped or exported within its checks."""
+
+    code = "mesh_processing_failed"
 
 
 class TransientError(SculptError):
