@@ -5,6 +5,7 @@ as a read_committed consumer sees them: one terminal outcome per order, none los
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from collections import Counter
@@ -178,7 +179,9 @@ def test_sigterm_drains_the_running_order_then_exits(
     wait_until(lambda: job_runs(job_log) == ["drain-1"], 60, "the job to start")
     started = time.monotonic()
     code = service.terminate(timeout=60)
-    assert code == 0, service.log_tail()
+    # uvicorn re-raises the signal once shutdown is complete: -SIGTERM is a clean exit here.
+    assert code in (0, -signal.SIGTERM), service.log_tail()
+    assert '"service.stopped"' in service.log_path.read_text()
     assert time.monotonic() - started >= 2.0, "it must wait for the running order"
     exactly_once(kafka, topics, ["drain-1"], timeout=10)
 
