@@ -41,6 +41,20 @@ def init() -> dict[str, Any]:
     }
 
 
+def init_slow() -> dict[str, Any]:
+    time.sleep(30)
+    return init()
+
+
+def init_only_once() -> dict[str, Any]:
+    """Succeeds the first time (marker ``WORKERS_TEST_ONCE``), fails every respawn after."""
+    marker = Path(os.environ["WORKERS_TEST_ONCE"])
+    if marker.exists():
+        raise RuntimeError("GPU is gone")
+    marker.write_text(str(os.getpid()))
+    return init()
+
+
 def init_fails() -> dict[str, Any]:
     raise RuntimeError("weights are corrupt")
 

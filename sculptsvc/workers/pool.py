@@ -263,6 +263,7 @@ class WorkerPool(Generic[State, Job, Result]):
         self._phase: Literal["new", "starting", "running", "closing", "closed"] = "new"
         self._closing = asyncio.Event()
         self._closed = asyncio.Event()
+        self._start_done = asyncio.Event()
         self._atexit_registered = False
         self._inline_busy = False
         self._counters = dict.fromkeys(
@@ -323,6 +324,12 @@ class WorkerPool(Generic[State, Job, Result]):
         if self._phase != "new":
             raise RuntimeError(f"pool already {self._phase}")
         self._phase = "starting"
+        try:
+            await self._start()
+        finally:
+            self._start_done.set()
+
+    async def _start(self) -> None:
         started = time.monotonic()
         if self.inline:
             try:
@@ -342,17 +349,17 @@ class WorkerPool(Generic[State, Job, Result]):
                 asyncio.create_task(self._spawn(slot), name=f"{self.name}-{slot}-start")
                 for slot in range(self.workers)
             ]
-            done, pending = await asyncio.wait(spawns, return_when=asyncio.FIRST_EXCEPTION)
-            failure = next((t.exception() for t in done if t.exception() is not None), None)
-            if failure is not None:
-                for task in pending:
+            try:
+                done, _ = await asyncio.wait(spawns, return_when=asyncio.FIRST_EXCEPTION)
+                failure = next((t.exception() for t in done if t.exception() is not None), None)
+                if failure is not None:
+                    raise failure
+            except BaseException:  # one worker failed, or start() itself was cancelled
+                for task in spawns:
                     task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                await asyncio.gather(
-                    *(self._stop_worker(t.result()) for t in done if t.exception() is None)
-                )
+                await asyncio.shield(self._abort_start(spawns))
                 self._phase = "closed"
-                raise failure
+                raise
             self._slots = [t.result() for t in spawns]
             atexit.register(self._kill_all_now)
             self._atexit_registered = True
@@ -369,6 +376,12 @@ class WorkerPool(Generic[State, Job, Result]):
             seconds=round(time.monotonic() - started, 3),
         )
 
+    async def _abort_start(self, spawns: list[asyncio.Task[_Worker]]) -> None:
+        """Wait for cancelled spawns to clean up; stop the workers that did start."""
+        await asyncio.gather(*spawns, return_exceptions=True)
+        started = [t.result() for t in spawns if not t.cancelled() and t.exception() is None]
+        await asyncio.gather(*(self._stop_worker(w) for w in started))
+
     async def close(self, timeout: float | None = None) -> None:
         """Stop taking jobs; let running ones finish for up to ``timeout`` s, then kill them.
 
@@ -382,6 +395,11 @@ class WorkerPool(Generic[State, Job, Result]):
         if self._phase == "closing":
             await self._closed.wait()
             return
+        if self._phase == "starting":  # let start() finish (or fail), then stop what it made
+            self._closing.set()
+            await self._start_done.wait()
+            if self._phase == "closed":
+                return
         self._phase = "closing"
         self._closing.set()
         timeout = self.close_timeout_s if timeout is None else timeout
@@ -679,17 +697,20 @@ class WorkerPool(Generic[State, Job, Result]):
         except asyncio.CancelledError:
             if job is not None:
                 self._fail(job, PoolClosed("worker pool shut down while the job was running"))
-            if worker is not None:
-                worker.kill()
+            for victim in {worker, self._slots[slot]} - {None}:
+                victim.kill()
             raise
         finally:
-            if worker is not None:
-                self._slots[slot] = None
-                await asyncio.shield(self._stop_worker(worker))
+            # ``_run`` may have respawned: the slot's current worker is the one to stop.
+            leftovers = {worker, self._slots[slot]} - {None}
+            self._slots[slot] = None
+            await asyncio.shield(asyncio.gather(*(self._stop_worker(w) for w in leftovers)))
 
     async def _run(self, slot: int, worker: _Worker, job: _Job) -> _Worker | None:
         """Run ``job`` to an outcome (retrying on crashes); return the slot's live worker."""
         while True:
+            if job.future.done():  # withdrawn while its worker was being respawned
+                return worker
             job.attempts += 1
             outcome, exitcode = await self._attempt(worker, job)
             if outcome == "done":

@@ -333,6 +333,40 @@ async def test_init_failure_fails_start_and_leaves_no_worker(
     assert worker_children() == []
 
 
+async def test_cancelled_start_leaves_no_worker() -> None:
+    pool = make_pool(2, init_fn=jobs.init_slow)
+    start = asyncio.create_task(pool.start())
+    await asyncio.sleep(1.0)
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    assert pool.stats()["phase"] == "closed"
+    assert worker_children() == []
+
+
+async def test_close_during_start_stops_the_new_workers() -> None:
+    pool = make_pool(1)
+    start = asyncio.create_task(pool.start())
+    await asyncio.sleep(0.05)
+    await pool.close()
+    await start
+    assert pool.stats()["phase"] == "closed"
+    assert worker_children() == []
+
+
+async def test_slot_that_cannot_respawn_goes_down_and_pool_reports_it(tmp_path: Path) -> None:
+    env = [{"WORKERS_TEST_ONCE": str(tmp_path / "once")}]
+    async with make_pool(1, max_attempts=2, init_fn=jobs.init_only_once, worker_env=env) as pool:
+        assert pool.healthy
+        with pytest.raises(WorkerCrashed, match="could not be restarted"):
+            await pool.submit({"op": "crash"})
+        assert not pool.healthy
+        assert pool.stats()["slots_down"] == 1
+        with pytest.raises(WorkerCrashed, match="no worker can be started"):
+            await pool.submit({"op": "echo"})
+    assert worker_children() == []
+
+
 async def test_close_waits_for_running_jobs_then_leaves_no_children() -> None:
     pool = make_pool(2)
     async with pool:
