@@ -41,6 +41,11 @@ def init() -> dict[str, Any]:
     }
 
 
+def init_with(config_json: str) -> dict[str, Any]:
+    """Takes its configuration as an argument: the pool gets ``partial(init_with, json)``."""
+    return {**init(), "config": config_json}
+
+
 def init_slow() -> dict[str, Any]:
     time.sleep(30)
     return init()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
@@ -129,6 +130,12 @@ async def test_worker_env_is_applied_per_worker() -> None:
         states = await asyncio.gather(*(pool.submit({"op": "state", "hold": 0.5}) for _ in "ab"))
     assert sorted(s["cuda"] for s in states) == ["0", "1"]
     assert all(s["pgid"] == s["pid"] for s in states), "each worker leads its process group"
+
+
+async def test_init_fn_may_be_a_partial_carrying_configuration() -> None:
+    config = '{"device": "cpu", "target_faces": 20000}'
+    async with make_pool(1, init_fn=functools.partial(jobs.init_with, config)) as pool:
+        assert (await pool.submit({"op": "state"}))["config"] == config
 
 
 async def test_worker_killed_mid_job_is_respawned_and_the_job_retried() -> None:
