@@ -27,6 +27,7 @@ from sculptsvc.errors import (
     RejectedInput,
     SculptError,
     TransientError,
+    WorkerCrashed,
 )
 from sculptsvc.events import (
     DeadLetter,
@@ -214,6 +215,12 @@ class OrderProcessor:
                 break
             except PoolClosed:
                 raise  # shutting down: commit nothing, the order is redelivered after restart
+            except WorkerCrashed as exc:
+                # The pool already respawned and retried up to max_attempts: do not multiply.
+                attempts = int(exc.detail.get("attempts", attempt))
+                log.error("order.failed", code=exc.code, reason=exc.message, attempts=attempts)
+                await self._finish_unhappy(record, order, order.order_id, exc, attempts)
+                return "failed"
             except TransientError as exc:
                 if attempt >= self.settings.max_attempts:
                     log.error("order.failed", code=exc.code, reason=exc.message, attempts=attempt)

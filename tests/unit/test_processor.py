@@ -150,6 +150,17 @@ async def test_transient_errors_exhausted_dead_letter_with_attempts(settings) ->
     assert pub.on(settings.topic_status)[-1]["state"] == "failed"
 
 
+async def test_worker_crashes_are_not_retried_again_on_top_of_the_pool(settings) -> None:
+    from sculptsvc.errors import WorkerCrashed
+
+    runner = FakeRunner(WorkerCrashed("2 of 2 attempts; last: killed by SIGKILL", attempts=2))
+    processor, pub = make(settings, runner)
+    await processor.handle(record(order_bytes()))
+    assert runner.calls == 1
+    letter = DeadLetter.model_validate(pub.on(settings.topic_dlq)[0])
+    assert (letter.error_code, letter.attempts) == ("worker_crashed", 2)
+
+
 async def test_bug_in_the_pipeline_fails_the_order_instead_of_stalling(settings) -> None:
     processor, pub = make(settings, FakeRunner(ZeroDivisionError("oops")))
     await processor.handle(record(order_bytes()))
