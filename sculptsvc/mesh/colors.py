@@ -1,0 +1,133 @@
+"""Colour sources for texture baking and colour-space helpers.
+
+A colour source answers "what colour is the surface here?" for 3D points (see
+``sculptsvc.reconstruct.base.ColorSource``). Reconstructors may hand one over; otherwise we
+build one from what the input mesh carries: vertex colours, or an input texture read at
+points sampled on its surface. Both become a coloured point cloud queried by the nearest
+``k`` points with inverse-distance weights, which is fast for a million texels and follows
+the source surface closely because the points lie on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+from sculptsvc.errors import InvalidEvent
+from sculptsvc.reconstruct.base import ColorSource
+
+
+def parse_hex(color_hex: str) -> tuple[int, int, int]:
+    """'#RRGGBB' -> (r, g, b) 0..255; raises ``InvalidEvent`` naming the bad value."""
+    text = color_hex.strip()
+    if len(text) != 7 or text[0] != "#":
+        raise InvalidEvent(f"colour {color_hex!r} is not '#RRGGBB'", color=color_hex)
+    try:
+        value = int(text[1:], 16)
+    except ValueError:
+        raise InvalidEvent(f"colour {color_hex!r} is not '#RRGGBB'", color=color_hex) from None
+    return (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF
+
+
+def srgb_to_linear(channel: np.ndarray | float) -> np.ndarray:
+    """IEC 61966-2-1 sRGB transfer function inverted; input and output in 0..1."""
+    c = np.asarray(channel, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def hex_to_linear_rgb(color_hex: str) -> tuple[float, float, float]:
+    """'#RRGGBB' (sRGB, as customers pick colours) -> linear RGB for glTF colour factors."""
+    rgb = np.array(parse_hex(color_hex), dtype=np.float64) / 255.0
+    lin = srgb_to_linear(rgb)
+    return float(lin[0]), float(lin[1]), float(lin[2])
+
+
+@dataclass(frozen=True)
+class PointCloudColorSource:
+    """Colours known at points on a surface, blended from the ``k`` nearest by 1/distance.
+
+    points: (n, 3) float; colors: (n, 4) uint8.
+    """
+
+    points: np.ndarray
+    colors: np.ndarray
+    k: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tree", cKDTree(np.asarray(self.points, dtype=np.float64)))
+
+    def __call__(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        k = min(self.k, len(self.points))
+        dist, idx = self._tree.query(np.asarray(points, dtype=np.float64), k=k)  # type: ignore[attr-defined]
+        if k == 1:
+            return self.colors[idx].astype(np.uint8)
+        weights = 1.0 / np.maximum(dist, 1e-12)
+        weights /= weights.sum(axis=1, keepdims=True)
+        blended = np.einsum("nk,nkc->nc", weights, self.colors[idx].astype(np.float64))
+        return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def constant_color_source(color_hex: str) -> ColorSource:
+    """Every point has the same sRGB colour (for meshes that carry none)."""
+    rgba = np.array([*parse_hex(color_hex), 255], dtype=np.uint8)
+
+    def source(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(rgba, (len(points), 4)).copy()
+
+    return source
+
+
+def _rgba(colors: np.ndarray) -> np.ndarray:
+    colors = np.asarray(colors)
+    if colors.dtype != np.uint8:
+        scale = 255.0 if colors.size and float(np.nanmax(colors)) <= 1.0 else 1.0
+        colors = np.clip(np.rint(colors * scale), 0, 255).astype(np.uint8)
+    if colors.shape[1] == 3:
+        colors = np.hstack([colors, np.full((len(colors), 1), 255, np.uint8)])
+    return colors
+
+
+def vertex_color_source(vertices: np.ndarray, colors: np.ndarray, k: int = 4) -> ColorSource:
+    """Colour source from per-vertex colours: (n, 3) float vertices, (n, 3|4) colours."""
+    return PointCloudColorSource(np.asarray(vertices, np.float64), _rgba(colors), k=k)
+
+
+def texture_color_source(
+    mesh: trimesh.Trimesh, samples_per_face: int = 4, k: int = 4, seed: int = 0
+) -> ColorSource | None:
+    """Colour source from a textured mesh: the texture read at seeded surface samples."""
+    visual = mesh.visual
+    uv = getattr(visual, "uv", None)
+    material = getattr(visual, "material", None)
+    image = getattr(material, "image", None) if material is not None else None
+    if image is None:
+        image = getattr(material, "baseColorTexture", None) if material is not None else None
+    if uv is None or image is None or len(uv) != len(mesh.vertices):
+        return None
+    count = max(len(mesh.faces) * samples_per_face, 1)
+    points, face_idx = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    bary = trimesh.triangles.points_to_barycentric(mesh.triangles[face_idx], points)
+    sample_uv = np.einsum("ni,nij->nj", bary, np.asarray(uv, np.float64)[mesh.faces[face_idx]])
+    rgba = _rgba(trimesh.visual.color.uv_to_color(sample_uv, image))
+    points = np.vstack([mesh.vertices, points])
+    vertex_rgba = _rgba(trimesh.visual.color.uv_to_color(np.asarray(uv, np.float64), image))
+    return PointCloudColorSource(points, np.vstack([vertex_rgba, rgba]), k=k)
+
+
+def color_source_from_visual(
+    mesh: trimesh.Trimesh, k: int = 4, samples_per_face: int = 4
+) -> tuple[ColorSource | None, str]:
+    """The colour carrier of a loaded mesh, and its kind: 'vertex', 'texture' or 'none'."""
+    kind = getattr(mesh.visual, "kind", None)
+    if kind == "texture":
+        source = texture_color_source(mesh, samples_per_face=samples_per_face, k=k)
+        if source is not None:
+            return source, "texture"
+    if kind == "vertex":
+        colors = np.asarray(mesh.visual.vertex_colors)
+        if len(colors) == len(mesh.vertices) and colors.size:
+            return vertex_color_source(mesh.vertices, colors, k=k), "vertex"
+    return None, "none"

@@ -1,0 +1,121 @@
+"""Every tunable of the mesh stage, named once, with the defaults the factory signed off on."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MeshParams(BaseModel):
+    """Knobs of :func:`sculptsvc.mesh.process_mesh` and the exporters.
+
+    Lengths given as ``*_rel`` are fractions of the input's bounding-box diagonal, so one
+    set of defaults serves a 0.2-unit scan and an 80 mm sculpture alike.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- Input limits ----------------------------------------------------------------
+    max_input_faces: int = Field(
+        3_000_000, ge=1, description="Larger inputs are rejected before any work is done."
+    )
+
+    # --- Repair ----------------------------------------------------------------------
+    weld_tolerance_rel: float = Field(
+        1e-7, ge=0, description="Vertices closer than this (x diagonal) are welded."
+    )
+    debris_volume_ratio: float = Field(
+        0.002,
+        ge=0,
+        lt=1,
+        description="Shells with less volume than this fraction of the largest are debris.",
+    )
+    debris_area_ratio: float = Field(
+        0.002,
+        ge=0,
+        lt=1,
+        description="Open shells with less area than this fraction of the largest are debris.",
+    )
+    max_hole_edges: int = Field(
+        100_000, ge=3, description="Holes bounded by more edges than this are not filled."
+    )
+    max_parts: int = Field(
+        1,
+        ge=1,
+        description="Disjoint solids allowed after union; more means the order is rejected.",
+    )
+    remesh_fallback: bool = Field(
+        True, description="Rebuild the surface from a voxel field when direct repair fails."
+    )
+    remesh_resolution: int = Field(
+        160, ge=32, le=512, description="Voxels along the longest side in the fallback remesh."
+    )
+    remesh_closing_voxels: int = Field(
+        2, ge=0, le=8, description="Cracks up to about twice this many voxels are sealed."
+    )
+    min_volume_ratio: float = Field(
+        1e-4,
+        gt=0,
+        description="A solid with less volume than this x bounding-box volume is rejected.",
+    )
+
+    # --- Smoothing -------------------------------------------------------------------
+    smooth_steps: int = Field(
+        8, ge=0, description="Taubin lambda|mu iterations (0 switches smoothing off)."
+    )
+    smooth_lambda: float = Field(0.5, gt=0, lt=1, description="Taubin shrink step.")
+    smooth_mu: float = Field(-0.53, lt=0, gt=-1, description="Taubin inflate step.")
+    max_smooth_deviation_rel: float = Field(
+        0.002, ge=0, description="No vertex moves further than this (x diagonal) when smoothing."
+    )
+
+    # --- Face budget -----------------------------------------------------------------
+    target_faces: int = Field(20_000, ge=100, description="Triangles of the output.")
+    face_tolerance: float = Field(
+        0.02, ge=0, lt=0.5, description="Accepted relative deviation from target_faces."
+    )
+    decimation_quality: float = Field(
+        0.3, ge=0, le=1, description="pymeshlab qualitythr: how hard to avoid thin triangles."
+    )
+    subdivision: Literal["midpoint", "loop"] = Field(
+        "midpoint",
+        description="Refinement below target: midpoint keeps the shape, loop also rounds it.",
+    )
+
+    # --- UV atlas and texture --------------------------------------------------------
+    uv_method: Literal["projection", "xatlas"] = Field(
+        "projection",
+        description="projection: axis-projected charts packed by xatlas (fast); xatlas: "
+        "xatlas charts too (fewer seams, seconds slower).",
+    )
+    texture_size: int = Field(1024, ge=64, le=8192, description="Square texture, pixels.")
+    texture_padding: int = Field(2, ge=0, le=16, description="Texels between UV charts.")
+    atlas_fill: float = Field(
+        0.6, gt=0.1, le=1, description="Expected packed fraction, to size the first packing."
+    )
+    uv_overlap_passes: int = Field(
+        3, ge=0, description="Rounds of splitting charts whose projection folds over itself."
+    )
+    color_neighbors: int = Field(
+        4, ge=1, le=32, description="Source points blended per texel (inverse distance)."
+    )
+    texture_samples_per_face: int = Field(
+        4, ge=1, description="Surface samples per source face to read an input texture."
+    )
+    default_color_hex: str = Field(
+        "#C8B7A6",
+        pattern=r"^#[0-9A-Fa-f]{6}$",
+        description="Colour when an order gives none and the mesh carries none.",
+    )
+
+    # --- Material (silicone) ---------------------------------------------------------
+    roughness: float = Field(0.38, ge=0, le=1, description="Base roughness under the coat.")
+    clearcoat: float = Field(1.0, ge=0, le=1, description="KHR_materials_clearcoat factor.")
+    clearcoat_roughness: float = Field(0.06, ge=0, le=1, description="Clear-coat roughness.")
+    ior: float = Field(1.41, ge=1, description="KHR_materials_ior (PDMS silicone ~1.40-1.43).")
+
+    # --- Report ----------------------------------------------------------------------
+    hausdorff_samples: int = Field(
+        20_000, ge=100, description="Surface samples per direction for the Hausdorff check."
+    )

@@ -1,0 +1,233 @@
+"""The mesh stage in order: repair, smooth, triangle budget, report; then UV, bake, GLB.
+
+ 1. colours     remember the input's colour carrier (callable, vertex colours, texture)
+ 2. repair      one watertight, outward-oriented solid, or ``UnrepairableMesh``
+ 3. smooth      Taubin, every vertex move clamped to ``max_smooth_deviation_rel``
+ 4. budget      quadric decimation / subdivision to ``target_faces`` +- ``face_tolerance``
+ 5. check       still closed and oriented, vertex normals present
+ 6. report      geometry facts + Hausdorff distance to the input
+(export_glb)    7. UV atlas  8. bake texture  9. GLB with the silicone material
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import trimesh
+from PIL import Image
+
+from sculptsvc.errors import MeshProcessingFailed
+from sculptsvc.logging import get_logger
+from sculptsvc.mesh.colors import (
+    color_source_from_visual,
+    constant_color_source,
+    hex_to_linear_rgb,
+    parse_hex,
+    vertex_color_source,
+)
+from sculptsvc.mesh.gltf import PbrMaterial, build_glb, unit_normals
+from sculptsvc.mesh.params import MeshParams
+from sculptsvc.mesh.refine import fit_face_budget, smooth
+from sculptsvc.mesh.repair import is_closed_manifold, repair
+from sculptsvc.mesh.report import MeshReport, measure
+from sculptsvc.mesh.uv import UVAtlas, bake_texture, unwrap
+from sculptsvc.reconstruct.base import ColoredMesh, ColorSource
+
+log = get_logger(__name__)
+
+Mode = Literal["multicolor", "solid"]
+_PNG_COMPRESS_LEVEL = 6  # fixed: zlib output is a pure function of input and level
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class ProcessedMesh:
+    """Output of :func:`process_mesh`.
+
+    mesh: watertight, outward-oriented trimesh (what the mold stage consumes);
+    report: the validation report; timings: seconds per step (export steps added lazily);
+    color_source: what :func:`export_glb` bakes for ``multicolor`` (None: no colours).
+    """
+
+    mesh: trimesh.Trimesh
+    report: MeshReport
+    timings: dict[str, float]
+    params: MeshParams
+    color_source: ColorSource | None = None
+    _atlas: UVAtlas | None = field(default=None, repr=False)
+    _textures: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def atlas(self) -> UVAtlas:
+        """UV atlas of ``mesh`` (computed once)."""
+        if self._atlas is None:
+            with _timed(self.timings, "uv"):
+                self._atlas = unwrap(self.mesh, self.params)
+        return self._atlas
+
+    def texture(self, fallback_hex: str | None = None) -> np.ndarray:
+        """(size, size, 3) uint8 baked base colour (computed once per fallback colour)."""
+        source = self.color_source
+        key = "source" if source is not None else (fallback_hex or self.params.default_color_hex)
+        if key not in self._textures:
+            if source is None:
+                source = constant_color_source(key)
+            atlas = self.atlas()
+            with _timed(self.timings, "bake"):
+                self._textures[key] = bake_texture(atlas, source, self.params.texture_size)
+        return self._textures[key]
+
+
+def to_trimesh(mesh: trimesh.Trimesh | ColoredMesh) -> tuple[trimesh.Trimesh, ColorSource | None]:
+    """Accept a reconstructor's ``ColoredMesh`` as well as a trimesh (colours kept apart)."""
+    if isinstance(mesh, ColoredMesh):
+        tm = trimesh.Trimesh(
+            np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64), process=False
+        )
+        source = mesh.color_source
+        if source is None and mesh.vertex_colors is not None:
+            source = vertex_color_source(mesh.vertices, mesh.vertex_colors)
+        return tm, source
+    return mesh, None
+
+
+def process_mesh(
+    mesh: trimesh.Trimesh | ColoredMesh,
+    params: MeshParams | None = None,
+    color_source: ColorSource | None = None,
+) -> ProcessedMesh:
+    """Repair, smooth and resample ``mesh`` into a watertight sculpture of about
+    ``params.target_faces`` triangles; raises ``UnrepairableMesh`` or ``MeshProcessingFailed``.
+
+    Colours: ``color_source`` wins; else a ``ColoredMesh``'s colours; else the trimesh's
+    vertex colours or texture; else none (``export_glb`` then bakes the order colour).
+    """
+    params = params or MeshParams()
+    timings: dict[str, float] = {}
+    source_mesh, carried = to_trimesh(mesh)
+    with _timed(timings, "colors"):
+        if color_source is not None:
+            kind = "callable"
+        elif isinstance(mesh, ColoredMesh):
+            color_source = carried
+            if mesh.color_source is not None:
+                kind = "callable"
+            else:
+                kind = "vertex" if carried is not None else "none"
+        else:
+            color_source, kind = color_source_from_visual(
+                source_mesh,
+                k=params.color_neighbors,
+                samples_per_face=params.texture_samples_per_face,
+            )
+    with _timed(timings, "repair"):
+        repaired, repair_log = repair(source_mesh, params)
+    with _timed(timings, "smooth"):
+        smoothed, displacement = smooth(repaired, params)
+    with _timed(timings, "budget"):
+        final, budget = fit_face_budget(smoothed, params)
+    with _timed(timings, "check"):
+        if not is_closed_manifold(final.faces) or final.volume <= 0:
+            raise MeshProcessingFailed("mesh is no longer a closed, outward solid after refining")
+        _ = final.vertex_normals  # computed now, cached on the mesh for every consumer
+    with _timed(timings, "report"):
+        report = measure(
+            final,
+            source_mesh,
+            repair_log,
+            smooth_displacement=displacement,
+            face_budget=budget,
+            color_source=kind,
+            hausdorff_samples=params.hausdorff_samples,
+        )
+    timings["process_total"] = sum(timings.values())
+    log.info(
+        "mesh processed",
+        triangles=report.triangles,
+        repair=report.repair_method,
+        hausdorff_rel=round(report.hausdorff_rel, 5),
+        seconds=round(timings["process_total"], 3),
+    )
+    return ProcessedMesh(
+        mesh=final, report=report, timings=timings, params=params, color_source=color_source
+    )
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Deterministic PNG: no metadata chunks, fixed compression level."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def silicone_material(
+    params: MeshParams, base_rgb: tuple[float, float, float], texture_png: bytes | None
+) -> PbrMaterial:
+    return PbrMaterial(
+        name="silicone",
+        base_color=(*base_rgb, 1.0),
+        metallic=0.0,
+        roughness=params.roughness,
+        clearcoat=params.clearcoat,
+        clearcoat_roughness=params.clearcoat_roughness,
+        ior=params.ior,
+        texture_png=texture_png,
+    )
+
+
+def export_glb(
+    result: ProcessedMesh,
+    mode: Mode = "multicolor",
+    color_hex: str | None = None,
+    *,
+    unit_scale: float = 0.001,
+) -> bytes:
+    """GLB bytes of the processed mesh with a silicone PBR material.
+
+    multicolor: UV atlas + baked base-colour texture (the order colour when the input had
+    no colours); solid: ``color_hex`` (sRGB) converted to a linear ``baseColorFactor``.
+    ``unit_scale`` is metres per mesh unit (0.001: the pipeline works in millimetres).
+    Same input, same bytes: QA replays compare sha256.
+    """
+    params = result.params
+    if color_hex is not None:
+        parse_hex(color_hex)
+    if mode == "solid":
+        with _timed(result.timings, "glb"):
+            mesh = result.mesh
+            return build_glb(
+                positions=mesh.vertices,
+                normals=unit_normals(mesh.vertex_normals),
+                faces=mesh.faces,
+                material=silicone_material(
+                    params, hex_to_linear_rgb(color_hex or params.default_color_hex), None
+                ),
+                unit_scale=unit_scale,
+            )
+    if mode != "multicolor":
+        raise ValueError(f"mode must be 'multicolor' or 'solid', not {mode!r}")
+    atlas = result.atlas()
+    texture = result.texture(color_hex)
+    with _timed(result.timings, "glb"):
+        png = encode_png(texture)
+        return build_glb(
+            positions=atlas.vertices,
+            normals=unit_normals(atlas.normals),
+            faces=atlas.faces,
+            uv=atlas.uv,
+            material=silicone_material(params, (1.0, 1.0, 1.0), png),
+            unit_scale=unit_scale,
+        )

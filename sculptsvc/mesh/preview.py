@@ -1,0 +1,129 @@
+"""CPU preview: a PNG thumbnail of the sculpture, rendered without a display.
+
+pyrender renders through OSMesa (Mesa's software rasteriser), so it runs on any worker;
+``PYOPENGL_PLATFORM`` must be set before PyOpenGL is first imported, hence the lazy import.
+Hosts with EGL may set ``PYOPENGL_PLATFORM=egl`` themselves; we only set a default.
+The view is a 3/4 front view (glTF convention: +Y up, the subject looks along +Z) with a
+key, a fill and a rim light; the background is transparent.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from sculptsvc.mesh.colors import hex_to_linear_rgb
+from sculptsvc.mesh.pipeline import Mode, ProcessedMesh
+
+_AZIMUTH_DEG = 35.0  # camera turned from the front towards the subject's left
+_ELEVATION_DEG = 20.0  # camera above the subject, looking slightly down
+_FOV_DEG = 30.0
+_MARGIN = 1.12  # bounding sphere to frame, so the silhouette never touches the edge
+_KEY_INTENSITY = 3.0
+_FILL_INTENSITY = 1.2
+_RIM_INTENSITY = 1.5
+_AMBIENT = 0.25
+_LOCK = threading.Lock()  # OSMesa contexts are not thread-safe
+
+
+def _pyrender() -> Any:
+    os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    import pyrender
+
+    return pyrender
+
+
+def _look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Camera-to-world pose (OpenGL: camera looks along its -Z)."""
+    forward = target - eye
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up)
+    right /= np.linalg.norm(right)
+    true_up = np.cross(right, forward)
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, true_up, -forward, eye
+    return pose
+
+
+def _direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
+    return np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+
+
+def render_preview(
+    result: ProcessedMesh,
+    mode: Mode = "multicolor",
+    color_hex: str | None = None,
+    size: int = 512,
+) -> bytes:
+    """PNG bytes (RGBA, transparent background) of a 3/4 front view of the sculpture."""
+    pyrender = _pyrender()
+    params = result.params
+    roughness = params.roughness
+    if mode == "multicolor":
+        atlas = result.atlas()
+        texture = result.texture(color_hex)
+        material = pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=[1.0, 1.0, 1.0, 1.0],
+            baseColorTexture=pyrender.Texture(source=texture, source_channels="RGB"),
+            metallicFactor=0.0,
+            roughnessFactor=roughness,
+        )
+        primitive = pyrender.Primitive(
+            positions=atlas.vertices,
+            normals=atlas.normals,
+            texcoord_0=atlas.uv,
+            indices=atlas.faces,
+            material=material,
+        )
+    else:
+        rgb = hex_to_linear_rgb(color_hex or params.default_color_hex)
+        material = pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=[*rgb, 1.0], metallicFactor=0.0, roughnessFactor=roughness
+        )
+        mesh = result.mesh
+        primitive = pyrender.Primitive(
+            positions=mesh.vertices,
+            normals=mesh.vertex_normals,
+            indices=mesh.faces,
+            material=material,
+        )
+    vertices = result.mesh.vertices
+    center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+    radius = float(np.linalg.norm(vertices - center, axis=1).max()) or 1.0
+    distance = radius * _MARGIN / np.sin(np.radians(_FOV_DEG) / 2)
+    up = np.array([0.0, 1.0, 0.0])
+
+    scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[_AMBIENT] * 3)
+    scene.add(pyrender.Mesh([primitive]))
+    eye = center + _direction(_AZIMUTH_DEG, _ELEVATION_DEG) * distance
+    camera = pyrender.PerspectiveCamera(
+        yfov=np.radians(_FOV_DEG), znear=distance * 0.05, zfar=distance * 4
+    )
+    scene.add(camera, pose=_look_at(eye, center, up))
+    for azimuth, elevation, intensity in (
+        (_AZIMUTH_DEG - 30.0, 45.0, _KEY_INTENSITY),
+        (_AZIMUTH_DEG + 70.0, 10.0, _FILL_INTENSITY),
+        (_AZIMUTH_DEG + 180.0, 30.0, _RIM_INTENSITY),
+    ):
+        light_eye = center + _direction(azimuth, elevation) * distance
+        scene.add(
+            pyrender.DirectionalLight(color=[1.0, 1.0, 1.0], intensity=intensity),
+            pose=_look_at(light_eye, center, up),
+        )
+    with _LOCK:
+        renderer = pyrender.OffscreenRenderer(size, size)
+        try:
+            color, _ = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
+        finally:
+            renderer.delete()
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(color, dtype=np.uint8)).save(
+        buffer, format="PNG", compress_level=6
+    )
+    return buffer.getvalue()

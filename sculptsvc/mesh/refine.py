@@ -1,0 +1,110 @@
+"""Smoothing with a bounded deviation and the triangle budget (decimate or subdivide)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymeshlab
+import trimesh
+
+from sculptsvc.errors import MeshProcessingFailed
+from sculptsvc.mesh.params import MeshParams
+from sculptsvc.mesh.repair import diagonal, is_closed_manifold
+
+
+def _meshset(mesh: trimesh.Trimesh) -> pymeshlab.MeshSet:
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)))
+    return ms
+
+
+def _to_trimesh(ms: pymeshlab.MeshSet) -> trimesh.Trimesh:
+    out = ms.current_mesh()
+    return trimesh.Trimesh(out.vertex_matrix(), out.face_matrix().astype(np.int64), process=False)
+
+
+def smooth(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, float]:
+    """Taubin smoothing (no shrinkage), each vertex's move clamped to the allowed deviation.
+
+    Returns the smoothed mesh and the largest vertex displacement. Taubin's alternating
+    lambda/mu steps remove marching-cubes staircases and scan noise without the volume
+    loss of plain Laplacian smoothing; the clamp keeps sharp CAD edges within tolerance.
+    """
+    if params.smooth_steps == 0:
+        return mesh, 0.0
+    ms = _meshset(mesh)
+    ms.apply_coord_taubin_smoothing(
+        lambda_=params.smooth_lambda, mu=params.smooth_mu, stepsmoothnum=params.smooth_steps
+    )
+    before = np.asarray(mesh.vertices, dtype=np.float64)
+    after = ms.current_mesh().vertex_matrix()
+    move = after - before
+    length = np.linalg.norm(move, axis=1)
+    limit = params.max_smooth_deviation_rel * diagonal(before)
+    scale = np.minimum(1.0, limit / np.maximum(length, 1e-300))
+    result = trimesh.Trimesh(before + move * scale[:, None], mesh.faces, process=False)
+    return result, float((length * scale).max(initial=0.0))
+
+
+def subdivide(mesh: trimesh.Trimesh, target: int, method: str) -> trimesh.Trimesh:
+    """Split every triangle in four until there are at least ``target`` triangles."""
+    result = mesh
+    while len(result.faces) < target:
+        if method == "loop":
+            ms = _meshset(result)
+            ms.meshing_surface_subdivision_loop(
+                iterations=1, threshold=pymeshlab.PercentageValue(0.0)
+            )
+            result = _to_trimesh(ms)
+        else:
+            vertices, faces = trimesh.remesh.subdivide(result.vertices, result.faces)
+            result = trimesh.Trimesh(vertices, faces, process=False)
+    return result
+
+
+def decimate(mesh: trimesh.Trimesh, target: int, params: MeshParams) -> trimesh.Trimesh:
+    """Quadric edge collapse to ``target`` triangles, keeping the surface closed.
+
+    Topology preservation first (no new holes or handles); if that stops early, a second
+    pass without it; the result is checked to be closed and oriented either way.
+    """
+    for preserve_topology in (True, False):
+        ms = _meshset(mesh)
+        ms.meshing_decimation_quadric_edge_collapse(
+            targetfacenum=target,
+            qualitythr=params.decimation_quality,
+            preservenormal=True,
+            preservetopology=preserve_topology,
+            optimalplacement=True,
+            autoclean=True,
+        )
+        result = _to_trimesh(ms)
+        result.remove_unreferenced_vertices()
+        if within(len(result.faces), target, params.face_tolerance) and is_closed_manifold(
+            result.faces
+        ):
+            return result
+    raise MeshProcessingFailed(
+        f"decimation to {target} triangles did not keep the surface closed "
+        f"(got {len(result.faces)} triangles)",
+        faces=len(result.faces),
+    )
+
+
+def within(count: int, target: int, tolerance: float) -> bool:
+    return abs(count - target) <= tolerance * target
+
+
+def fit_face_budget(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, str]:
+    """Bring the mesh to ``target_faces`` (within ``face_tolerance``); returns how."""
+    target = params.target_faces
+    count = len(mesh.faces)
+    if within(count, target, params.face_tolerance):
+        return mesh, "kept"
+    action = "decimated"
+    if count < target:
+        mesh = subdivide(mesh, target, params.subdivision)
+        action = f"subdivided ({params.subdivision})"
+        if within(len(mesh.faces), target, params.face_tolerance):
+            return mesh, action
+        action += " and decimated"
+    return decimate(mesh, target, params), action

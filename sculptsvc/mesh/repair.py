@@ -1,0 +1,356 @@
+"""Repair: whatever came in becomes one watertight, outward-oriented solid, or a typed rejection.
+
+Order of work (each step logged in :class:`RepairLog`):
+
+1. check the input (finite, non-empty, within the size limit);
+2. weld vertices, drop degenerate, duplicate and two-sided (membrane) faces;
+3. split into shells; per shell: fix non-manifold edges/vertices, fill holes, orient outward;
+4. drop debris shells below a volume (closed) or area (open) fraction of the largest;
+5. unite the closed shells with manifold3d (lid, spout and body become one solid);
+6. if a shell stays open or the union is not a manifold, rebuild the surface from a voxel
+   field (:mod:`sculptsvc.mesh.remesh`): the user prefers a repaired sculpture to a rejection;
+7. more than ``max_parts`` solids left, or no enclosed volume: ``UnrepairableMesh``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import manifold3d as m3
+import numpy as np
+import pymeshlab
+import trimesh
+
+from sculptsvc.errors import UnrepairableMesh
+from sculptsvc.logging import get_logger
+from sculptsvc.mesh.params import MeshParams
+from sculptsvc.mesh.remesh import voxel_remesh
+
+log = get_logger(__name__)
+
+
+@dataclass
+class RepairLog:
+    """What repair found and did; copied into the stage report."""
+
+    method: str = "none"  # none | direct | remesh
+    actions: list[str] = field(default_factory=list)
+    welded_vertices: int = 0
+    removed_faces: int = 0
+    shells_in: int = 0
+    debris_shells: int = 0
+    holes_filled: int = 0
+    boundary_edges_in: int = 0
+    non_manifold_edges_in: int = 0
+
+    def add(self, action: str) -> None:
+        self.actions.append(action)
+
+
+@dataclass
+class _Shell:
+    mesh: trimesh.Trimesh
+    closed: bool
+    volume: float
+    area: float
+
+
+def diagonal(vertices: np.ndarray) -> float:
+    """Bounding-box diagonal of (n, 3) points (1.0 for a degenerate box)."""
+    if len(vertices) == 0:
+        return 1.0
+    d = float(np.linalg.norm(np.ptp(vertices, axis=0)))
+    return d if d > 0 else 1.0
+
+
+def check_input(vertices: np.ndarray, faces: np.ndarray, params: MeshParams) -> None:
+    """Reject inputs no repair can make sense of, before spending time on them."""
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
+        raise UnrepairableMesh("mesh has no triangles", faces=len(faces))
+    if len(faces) > params.max_input_faces:
+        raise UnrepairableMesh(
+            f"mesh has {len(faces)} triangles, more than the limit {params.max_input_faces}",
+            faces=len(faces),
+        )
+    if not np.isfinite(vertices).all():
+        raise UnrepairableMesh("mesh has non-finite vertex coordinates (NaN or inf)")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise UnrepairableMesh("mesh faces reference vertices that do not exist")
+    if float(np.ptp(vertices[np.unique(faces)], axis=0).min()) <= 0:
+        raise UnrepairableMesh("mesh is flat: its bounding box has zero thickness")
+
+
+def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first index of each distinct row, inverse) for an (n, k) int array; 1-D sort, fast."""
+    _, first, inverse = np.unique(
+        trimesh.grouping.hashable_rows(np.ascontiguousarray(rows)),
+        return_index=True,
+        return_inverse=True,
+    )
+    return first, inverse.reshape(-1)
+
+
+def weld(
+    vertices: np.ndarray, faces: np.ndarray, tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices closer than ``tolerance`` (grid snap); deterministic order."""
+    if tolerance <= 0:
+        keys = np.ascontiguousarray(vertices).view(np.int64)
+    else:
+        keys = np.round(vertices / tolerance).astype(np.int64)
+    first, inverse = unique_rows(keys)
+    return vertices[first], inverse[faces]
+
+
+def clean_faces(faces: np.ndarray, vertices: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Drop degenerate faces, repeats, and both sides of two-sided membranes."""
+    stats: dict[str, int] = {}
+    f = faces
+    repeated = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 0] == f[:, 2])
+    tri = vertices[f]
+    area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    scale = diagonal(vertices)
+    degenerate = repeated | (area2 <= (scale * 1e-12) ** 2)
+    stats["degenerate"] = int(degenerate.sum())
+    f = f[~degenerate]
+    # Same vertex set: same orientation = repeat (keep one); opposite = a membrane (drop all).
+    set_idx, set_inv = unique_rows(np.sort(f, axis=1))
+    _, orient_inv = unique_rows(_canonical_rotation(f))
+    differs = orient_inv != orient_inv[set_idx][set_inv]
+    membrane_sets = np.zeros(len(set_idx), dtype=bool)
+    membrane_sets[set_inv[differs]] = True
+    membrane = membrane_sets[set_inv]
+    keep = ~membrane & (np.arange(len(f)) == set_idx[set_inv])
+    stats["membrane"] = int(membrane.sum())
+    stats["duplicate"] = int((~membrane).sum() - keep.sum())
+    return f[keep], stats
+
+
+def _canonical_rotation(faces: np.ndarray) -> np.ndarray:
+    """Rotate each (a, b, c) so the smallest index leads; keeps the orientation."""
+    shift = np.argmin(faces, axis=1)
+    idx = (np.arange(3)[None, :] + shift[:, None]) % 3
+    return np.take_along_axis(faces, idx, axis=1)
+
+
+def edge_counts(faces: np.ndarray) -> tuple[int, int, int]:
+    """(boundary edges, non-manifold edges, directed edges used twice) of (m, 3) faces."""
+    directed = np.vstack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    _, dinv = unique_rows(directed)
+    repeated_directed = int((np.bincount(dinv) > 1).sum())
+    _, inv = unique_rows(np.sort(directed, axis=1))
+    counts = np.bincount(inv)
+    return int((counts == 1).sum()), int((counts > 2).sum()), repeated_directed
+
+
+def is_closed_manifold(faces: np.ndarray) -> bool:
+    """Every edge has exactly two faces, used once in each direction (oriented, watertight)."""
+    if len(faces) == 0:
+        return False
+    return edge_counts(faces) == (0, 0, 0)
+
+
+def _repair_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[_Shell, int]:
+    """Fix one connected shell (pymeshlab only where needed); returns it and holes filled."""
+    boundary, nonmanifold, flipped = edge_counts(shell.faces)
+    holes = 0
+    mesh = shell
+    if boundary or nonmanifold or flipped:
+        ms = pymeshlab.MeshSet()
+        ms.add_mesh(pymeshlab.Mesh(shell.vertices, shell.faces))
+        if nonmanifold:
+            ms.meshing_repair_non_manifold_edges(method="Remove Faces")
+            ms.meshing_repair_non_manifold_vertices()
+        if boundary or nonmanifold:
+            holes = int(ms.get_topological_measures()["number_holes"])
+            # The first pass refuses fills that would self-intersect; the second closes the rest.
+            for self_check in (True, False):
+                ms.meshing_close_holes(
+                    maxholesize=params.max_hole_edges,
+                    newfaceselected=False,
+                    selfintersection=self_check,
+                )
+        ms.meshing_re_orient_faces_coherently()
+        out = ms.current_mesh()
+        verts, faces = weld(out.vertex_matrix(), out.face_matrix().astype(np.int64), 0.0)
+        mesh = trimesh.Trimesh(verts, faces, process=False)
+        mesh.remove_unreferenced_vertices()
+    closed = is_closed_manifold(mesh.faces)
+    volume = float(mesh.volume) if closed else 0.0
+    if closed and volume < 0:
+        mesh.invert()
+        volume = -volume
+    return _Shell(mesh=mesh, closed=closed, volume=volume, area=float(mesh.area)), max(holes, 0)
+
+
+def split_shells(mesh: trimesh.Trimesh) -> list[trimesh.Trimesh]:
+    """Edge-connected shells, largest first (ties by first face), without trimesh's repair."""
+    labels = trimesh.graph.connected_component_labels(
+        mesh.face_adjacency, node_count=len(mesh.faces)
+    )
+    count = int(labels.max()) + 1 if len(labels) else 0
+    if count <= 1:
+        return [mesh]
+    sizes = np.bincount(labels, minlength=count)
+    first = np.full(count, len(labels))
+    np.minimum.at(first, labels, np.arange(len(labels)))
+    order = np.lexsort((first, -sizes))
+    shells = []
+    for label in order:
+        part = trimesh.Trimesh(mesh.vertices, mesh.faces[labels == label], process=False)
+        part.remove_unreferenced_vertices()
+        shells.append(part)
+    return shells
+
+
+def to_manifold(mesh: trimesh.Trimesh) -> m3.Manifold:
+    return m3.Manifold(
+        m3.Mesh(
+            vert_properties=np.ascontiguousarray(mesh.vertices, dtype=np.float32),
+            tri_verts=np.ascontiguousarray(mesh.faces, dtype=np.uint32),
+        )
+    )
+
+
+def from_manifold(solid: m3.Manifold) -> trimesh.Trimesh:
+    out = solid.to_mesh()
+    verts = np.asarray(out.vert_properties, dtype=np.float64)[:, :3]
+    return trimesh.Trimesh(verts, np.asarray(out.tri_verts, dtype=np.int64), process=False)
+
+
+def _drop_debris(shells: list[_Shell], params: MeshParams, log_: RepairLog) -> list[_Shell]:
+    closed_vol = max((s.volume for s in shells if s.closed), default=0.0)
+    max_area = max((s.area for s in shells), default=0.0)
+    kept: list[_Shell] = []
+    for s in shells:
+        small_closed = s.closed and s.volume <= params.debris_volume_ratio * closed_vol
+        small_open = not s.closed and s.area <= params.debris_area_ratio * max_area
+        if small_closed or small_open:
+            log_.debris_shells += 1
+            continue
+        kept.append(s)
+    if log_.debris_shells:
+        log_.add(f"dropped {log_.debris_shells} debris shell(s)")
+    return kept
+
+
+def _unite(shells: list[_Shell], params: MeshParams, log_: RepairLog) -> trimesh.Trimesh | None:
+    """Union of closed shells with manifold3d; None when manifold3d refuses one of them."""
+    if len(shells) == 1:
+        return shells[0].mesh  # closed and oriented (checked); nothing to unite
+    solids = []
+    for s in shells:
+        solid = to_manifold(s.mesh)
+        if solid.status() != m3.Error.NoError:
+            return None
+        solids.append(solid)
+    united = solids[0] if len(solids) == 1 else m3.Manifold.batch_boolean(solids, m3.OpType.Add)
+    if united.status() != m3.Error.NoError or united.is_empty():
+        return None
+    if len(solids) > 1:
+        log_.add(f"united {len(solids)} shells")
+    return _keep_parts(united, params, log_)
+
+
+def _keep_parts(solid: m3.Manifold, params: MeshParams, log_: RepairLog) -> trimesh.Trimesh:
+    parts = sorted(solid.decompose(), key=lambda p: -p.volume())
+    largest = parts[0].volume()
+    kept = [p for p in parts if p.volume() > params.debris_volume_ratio * largest]
+    if len(kept) < len(parts):
+        log_.add(f"dropped {len(parts) - len(kept)} small disjoint part(s)")
+    if len(kept) > params.max_parts:
+        ratios = ", ".join(f"{p.volume() / largest:.2f}" for p in kept[:5])
+        raise UnrepairableMesh(
+            f"mesh is {len(kept)} disjoint solids (volumes relative to the largest: {ratios}); "
+            f"a sculpture must be at most {params.max_parts} piece(s)",
+            parts=len(kept),
+        )
+    result = kept[0] if len(kept) == 1 else m3.Manifold.batch_boolean(kept, m3.OpType.Add)
+    return from_manifold(result)
+
+
+def repair(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, RepairLog]:
+    """One watertight, consistently outward-oriented solid from ``mesh``, or UnrepairableMesh."""
+    log_ = RepairLog()
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    check_input(vertices, faces, params)
+    diag = diagonal(vertices[np.unique(faces)])
+
+    welded_v, welded_f = weld(vertices, faces, params.weld_tolerance_rel * diag)
+    log_.welded_vertices = len(vertices) - len(welded_v)
+    cleaned_f, stats = clean_faces(welded_f, welded_v)
+    log_.removed_faces = len(faces) - len(cleaned_f)
+    if log_.welded_vertices:
+        log_.add(f"welded {log_.welded_vertices} vertices")
+    for kind, count in stats.items():
+        if count:
+            log_.add(f"removed {count} {kind} faces")
+    if len(cleaned_f) == 0:
+        raise UnrepairableMesh("mesh has no triangles with area")
+    log_.boundary_edges_in, log_.non_manifold_edges_in, flipped = edge_counts(cleaned_f)
+    base = trimesh.Trimesh(welded_v, cleaned_f, process=False)
+    base.remove_unreferenced_vertices()
+
+    pieces = split_shells(base)
+    log_.shells_in = len(pieces)
+    if len(pieces) == 1 and log_.boundary_edges_in == log_.non_manifold_edges_in == flipped == 0:
+        # Already closed and consistently oriented: at most inside-out.
+        if base.volume < 0:
+            base.invert()
+            log_.add("turned inside-out faces outward")
+        log_.method = "direct" if log_.actions else "none"
+        return _finish(base, params, log_, diag)
+
+    shells = []
+    for piece in pieces:
+        shell, holes = _repair_shell(piece, params)
+        log_.holes_filled += holes
+        shells.append(shell)
+    if log_.holes_filled:
+        log_.add(f"filled {log_.holes_filled} hole(s)")
+    shells = _drop_debris(shells, params, log_)
+    if not shells:
+        raise UnrepairableMesh("nothing but debris: no shell encloses a volume")
+
+    result: trimesh.Trimesh | None = None
+    if all(s.closed for s in shells):
+        log_.method = "direct"
+        result = _unite(shells, params, log_)
+    if result is None:
+        open_count = sum(not s.closed for s in shells)
+        if not params.remesh_fallback:
+            raise UnrepairableMesh(
+                f"{open_count} shell(s) could not be closed and the remesh fallback is off",
+                open_shells=open_count,
+            )
+        log_.method = "remesh"
+        log_.add(
+            f"rebuilt the surface from a {params.remesh_resolution}-voxel field "
+            f"({open_count} shell(s) stayed open or did not form a manifold)"
+        )
+        soup = trimesh.util.concatenate([s.mesh for s in shells])
+        remeshed = voxel_remesh(soup, params.remesh_resolution, params.remesh_closing_voxels)
+        solid = to_manifold(remeshed)
+        if solid.status() != m3.Error.NoError or solid.is_empty():
+            raise UnrepairableMesh(
+                "the voxel remesh did not produce a closed surface", status=str(solid.status())
+            )
+        result = _keep_parts(solid, params, log_)
+    return _finish(result, params, log_, diag)
+
+
+def _finish(
+    mesh: trimesh.Trimesh, params: MeshParams, log_: RepairLog, diag: float
+) -> tuple[trimesh.Trimesh, RepairLog]:
+    if not is_closed_manifold(mesh.faces):
+        raise UnrepairableMesh("repair did not end with a closed, oriented surface")
+    volume = float(mesh.volume)
+    box = float(np.prod(np.ptp(mesh.vertices, axis=0)))
+    if volume <= params.min_volume_ratio * max(box, 1e-300):
+        raise UnrepairableMesh(
+            f"mesh encloses almost no volume ({volume:.3g} for a bounding box of {box:.3g})",
+            volume=volume,
+        )
+    log.debug("repaired", method=log_.method, actions=log_.actions, diagonal=diag)
+    return mesh, log_

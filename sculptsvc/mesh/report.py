@@ -1,0 +1,119 @@
+"""The validation report of the mesh stage: what the factory and QA check before casting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymeshlab
+import trimesh
+from pydantic import BaseModel, ConfigDict, Field
+
+from sculptsvc.mesh.repair import RepairLog, diagonal, edge_counts, split_shells
+
+Vec3 = tuple[float, float, float]
+
+
+class MeshReport(BaseModel):
+    """Geometry facts of the output mesh, and how far it is from what came in.
+
+    Lengths and volumes are in the input's units (millimetres in the pipeline).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    triangles: int
+    vertices: int
+    watertight: bool = Field(description="Every edge is shared by exactly two triangles.")
+    winding_consistent: bool = Field(description="Each shared edge is used once each way.")
+    outward: bool = Field(description="Signed volume is positive (normals point out).")
+    shells: int
+    genus: int
+    euler_number: int
+    volume: float
+    area: float
+    bbox_min: Vec3
+    bbox_max: Vec3
+    extents: Vec3
+    hausdorff_rel: float = Field(
+        description="Symmetric Hausdorff distance to the input / input bounding-box diagonal."
+    )
+    hausdorff_out_to_in_rel: float = Field(
+        description="Farthest output point from the input surface (invented geometry)."
+    )
+    hausdorff_in_to_out_rel: float = Field(
+        description="Farthest input point from the output (dropped debris, removed inner parts)."
+    )
+    mean_deviation_rel: float = Field(description="Mean output-to-input distance / diagonal.")
+    input_triangles: int
+    input_vertices: int
+    input_shells: int
+    input_boundary_edges: int
+    input_non_manifold_edges: int
+    repair_method: str = Field(description="none | direct | remesh")
+    repair_actions: list[str]
+    smooth_max_displacement_rel: float
+    face_budget: str = Field(description="kept | decimated | subdivided (...)")
+    color_source: str = Field(description="callable | vertex | texture | none")
+
+
+def _hausdorff(
+    sampled: trimesh.Trimesh, target: trimesh.Trimesh, samples: int
+) -> tuple[float, float]:
+    """(max, mean) distance from points sampled on ``sampled`` to the surface of ``target``.
+
+    pymeshlab samples vertices, edges and faces with its own fixed seed: deterministic.
+    """
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(np.asarray(target.vertices), np.asarray(target.faces)))
+    ms.add_mesh(pymeshlab.Mesh(np.asarray(sampled.vertices), np.asarray(sampled.faces)))
+    result = ms.get_hausdorff_distance(sampledmesh=1, targetmesh=0, samplenum=samples)
+    return float(result["max"]), float(result["mean"])
+
+
+def measure(
+    mesh: trimesh.Trimesh,
+    source: trimesh.Trimesh,
+    repair_log: RepairLog,
+    *,
+    smooth_displacement: float,
+    face_budget: str,
+    color_source: str,
+    hausdorff_samples: int,
+) -> MeshReport:
+    faces = np.asarray(mesh.faces)
+    boundary, nonmanifold, repeated = edge_counts(faces)
+    shells = len(split_shells(mesh))
+    euler = int(mesh.euler_number)
+    diag = diagonal(np.asarray(source.vertices))
+    out_in, mean = _hausdorff(mesh, source, hausdorff_samples)
+    in_out, _ = _hausdorff(source, mesh, hausdorff_samples)
+    volume = float(mesh.volume)
+    lo, hi = mesh.bounds
+    return MeshReport(
+        triangles=len(faces),
+        vertices=len(mesh.vertices),
+        watertight=boundary == 0 and nonmanifold == 0,
+        winding_consistent=repeated == 0,
+        outward=volume > 0,
+        shells=shells,
+        genus=(2 * shells - euler) // 2,
+        euler_number=euler,
+        volume=volume,
+        area=float(mesh.area),
+        bbox_min=(float(lo[0]), float(lo[1]), float(lo[2])),
+        bbox_max=(float(hi[0]), float(hi[1]), float(hi[2])),
+        extents=(float(hi[0] - lo[0]), float(hi[1] - lo[1]), float(hi[2] - lo[2])),
+        hausdorff_rel=max(out_in, in_out) / diag,
+        hausdorff_out_to_in_rel=out_in / diag,
+        hausdorff_in_to_out_rel=in_out / diag,
+        mean_deviation_rel=mean / diag,
+        input_triangles=len(source.faces),
+        input_vertices=len(source.vertices),
+        input_shells=repair_log.shells_in,
+        input_boundary_edges=repair_log.boundary_edges_in,
+        input_non_manifold_edges=repair_log.non_manifold_edges_in,
+        repair_method=repair_log.method,
+        repair_actions=list(repair_log.actions),
+        smooth_max_displacement_rel=smooth_displacement / diag,
+        face_budget=face_budget,
+        color_source=color_source,
+    )
