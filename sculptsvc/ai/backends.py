@@ -1,0 +1,116 @@
+"""Backend choice from settings: which stylizer and reconstructor a worker runs.
+
+    settings.stylizer      classic -> sculptsvc.stylize.classic.ClassicStylizer
+                           diffusion -> DiffusionStylizer(settings.diffusion_model_dir)
+    settings.reconstructor classic -> sculptsvc.reconstruct.classic.ClassicReconstructor
+                           triposr -> TripoSRReconstructor(settings.triposr_model_dir)
+
+torch, diffusers and transformers are imported only when an AI backend is chosen, so the
+classic service starts without them. ``check_backends`` is the cheap start-up gate (files,
+configs, tensor names and shapes, no weights loaded); ``load_*`` then load the models once per
+worker and raise the same typed ``ModelUnavailable`` if anything is still wrong. Either way a
+bad model folder stops the service before it consumes an order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sculptsvc.errors import ModelUnavailable
+from sculptsvc.logging import get_logger
+from sculptsvc.reconstruct.base import Reconstructor
+from sculptsvc.settings import Settings
+from sculptsvc.stylize.base import Stylizer
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class BackendCheck:
+    """What ``check_backends`` verified for one stage."""
+
+    stage: str
+    backend: str
+    folder: Path | None = None
+    detail: str = ""
+
+
+def _folder(settings: Settings, field: str, backend: str) -> Path:
+    folder = getattr(settings, field)
+    if folder is None:
+        env = "SCULPT_" + field.upper()
+        raise ModelUnavailable(f"{backend} backend chosen but {env} is not set", setting=env)
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelUnavailable(
+            f"{backend} model folder {folder} (SCULPT_{field.upper()}) does not exist",
+            path=str(folder),
+        )
+    return folder
+
+
+def load_stylizer(settings: Settings) -> Stylizer:
+    """The configured stylizer, weights loaded (once per worker process)."""
+    if settings.stylizer == "classic":
+        from sculptsvc.stylize.classic import ClassicStylizer
+
+        return ClassicStylizer()
+    from sculptsvc.ai.diffusion import DiffusionParams, DiffusionStylizer
+
+    folder = _folder(settings, "diffusion_model_dir", "diffusion")
+    return DiffusionStylizer.from_folder(folder, settings.device, DiffusionParams())
+
+
+def load_reconstructor(settings: Settings) -> Reconstructor:
+    """The configured reconstructor, weights loaded (once per worker process)."""
+    if settings.reconstructor == "classic":
+        from sculptsvc.reconstruct.classic import ClassicReconstructor
+
+        return ClassicReconstructor()
+    from sculptsvc.ai.triposr.reconstructor import TripoSRParams, TripoSRReconstructor
+
+    folder = _folder(settings, "triposr_model_dir", "triposr")
+    return TripoSRReconstructor.from_folder(folder, settings.device, TripoSRParams())
+
+
+def check_backends(settings: Settings) -> list[BackendCheck]:
+    """Start-up gate: raise ``ModelUnavailable`` (naming folder and file or key) unless every
+    configured AI backend's folder is complete and matches its config. Loads no weights."""
+    checks: list[BackendCheck] = []
+    if settings.stylizer == "diffusion":
+        from sculptsvc.ai.diffusion import check_pipeline_folder
+
+        folder = _folder(settings, "diffusion_model_dir", "diffusion")
+        index = check_pipeline_folder(folder)
+        checks.append(
+            BackendCheck("stylize", "diffusion", folder, str(index.get("_class_name", "")))
+        )
+    else:
+        checks.append(BackendCheck("stylize", settings.stylizer))
+    if settings.reconstructor == "triposr":
+        from sculptsvc.ai.triposr.weights import check_folder
+
+        folder = _folder(settings, "triposr_model_dir", "triposr")
+        config = check_folder(folder)
+        checks.append(
+            BackendCheck("reconstruct", "triposr", folder, f"{config.backbone.num_layers} blocks")
+        )
+    else:
+        checks.append(BackendCheck("reconstruct", settings.reconstructor))
+    if settings.device == "cuda" and (settings.stylizer, settings.reconstructor) != (
+        "classic",
+        "classic",
+    ):
+        from sculptsvc.ai.torchutil import resolve_device
+
+        resolve_device("cuda")
+    for check in checks:
+        log.info(
+            "backend_checked",
+            stage=check.stage,
+            backend=check.backend,
+            folder=str(check.folder) if check.folder else None,
+            detail=check.detail,
+        )
+    return checks

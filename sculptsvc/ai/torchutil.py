@@ -1,0 +1,50 @@
+"""Device and dtype choice shared by the AI backends (imports torch: load it only for them)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from sculptsvc.errors import ConfigurationError
+
+DeviceName = Literal["auto", "cpu", "cuda"]
+DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_device(name: DeviceName) -> torch.device:
+    """``auto`` picks the first CUDA device when there is one; ``cuda`` without one is an error
+    at start-up rather than a silent 100x slower CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError("SCULPT_DEVICE=cuda but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def resolve_dtype(name: DtypeName, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU (where half
+    precision is slow and, for some kernels, missing)."""
+    if name != "auto":
+        return _DTYPES[name]
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A generator on the device the noise is drawn on, so a seed means the same noise."""
+    return torch.Generator(device=device).manual_seed(int(seed) % (2**63))
+
+
+def make_deterministic(device: torch.device) -> None:
+    """Replays must repeat bit for bit: no autotuned (run-to-run varying) cuDNN kernels."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
