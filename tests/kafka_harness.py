@@ -60,7 +60,11 @@ class HarnessParams:
 
 
 class KcatRecord(TypedDict):
-    """One record as kcat's ``-J`` envelope reports it (``payload`` already decoded once)."""
+    """One record as kcat's ``-J`` envelope reports it (``payload`` already decoded once).
+
+    ``key``/``payload`` are text; bytes that are not UTF-8 appear as surrogate escapes, and
+    ``key_bytes``/``payload_bytes`` give the exact bytes on the wire.
+    """
 
     topic: str
     partition: int
@@ -68,6 +72,8 @@ class KcatRecord(TypedDict):
     timestamp_ms: int
     key: str | None
     payload: str | None
+    key_bytes: bytes | None
+    payload_bytes: bytes | None
     headers: dict[str, str]
 
 
@@ -244,9 +250,13 @@ class KafkaHarness:
         """
         if value is None and key is None:
             raise ValueError("a tombstone (value=None) needs a key")
-        args = ["-P", "-t", topic, "-X", f"message.timeout.ms={int(timeout * 1000)}"]
+        if key is not None and "\0" in (key if isinstance(key, str) else key.decode("latin-1")):
+            raise ValueError("kcat takes the key as an argument: it cannot contain NUL bytes")
+        args: list[str | bytes] = [
+            "-P", "-t", topic, "-X", f"message.timeout.ms={int(timeout * 1000)}"
+        ]
         if key is not None and value is not None:
-            args += ["-k", key.decode() if isinstance(key, bytes) else key]
+            args += ["-k", key]  # argv may carry any bytes but NUL
         for name, header_value in (headers or {}).items():
             args += ["-H", f"{name}={header_value}"]
         if partition is not None:
@@ -333,8 +343,10 @@ class KafkaHarness:
             raise KafkaHarnessError("kcat not found (Debian package kcat; scripts/bootstrap)")
         return [exe, "-b", self.bootstrap, "-m", str(self.params.kcat_metadata_timeout_s), "-q"]
 
-    def _kcat(self, *args: str, input_bytes: bytes | None = None, timeout: float) -> str:
-        cmd = [*self._kcat_base(), *args]
+    def _kcat(
+        self, *args: str | bytes, input_bytes: bytes | None = None, timeout: float
+    ) -> str:
+        cmd: list[str | bytes] = [*self._kcat_base(), *args]
         try:
             result = subprocess.run(
                 cmd, input=input_bytes, capture_output=True, timeout=timeout, check=False
@@ -367,7 +379,8 @@ class KafkaHarness:
                         break
                     buffer += chunk
                     *complete, buffer = buffer.split(b"\n")
-                    lines += [c.decode() for c in complete if c.strip()]
+                    # kcat writes non-UTF-8 bytes raw inside JSON strings: keep them recoverable.
+                    lines += [c.decode("utf-8", "surrogateescape") for c in complete if c.strip()]
             finally:
                 if proc.poll() is None:
                     proc.terminate()
@@ -377,7 +390,7 @@ class KafkaHarness:
                     proc.kill()
                     _, stderr = proc.communicate()
         if buffer.strip():
-            lines.append(buffer.decode())
+            lines.append(buffer.decode("utf-8", "surrogateescape"))
         if proc.returncode not in (0, -15) and not lines:
             raise KafkaHarnessError(
                 f"kcat failed (exit {proc.returncode}): {cmd}\n{stderr.decode().strip()}"
@@ -397,13 +410,16 @@ def _parse_kcat_json(line: str) -> KcatRecord:
     raw = json.loads(line)
     flat = raw.get("headers") or []
     headers = dict(zip(flat[0::2], flat[1::2], strict=True))
+    key, payload = raw.get("key"), raw.get("payload")
     return KcatRecord(
         topic=raw["topic"],
         partition=raw["partition"],
         offset=raw["offset"],
         timestamp_ms=raw.get("ts", -1),
-        key=raw.get("key"),
-        payload=raw.get("payload"),
+        key=key,
+        payload=payload,
+        key_bytes=None if key is None else key.encode("utf-8", "surrogateescape"),
+        payload_bytes=None if payload is None else payload.encode("utf-8", "surrogateescape"),
         headers=headers,
     )
 

@@ -114,11 +114,24 @@ async def test_kcat_produce_aiokafka_consume(kafka: KafkaHarness, topics: Topics
     assert tombstone.value is None
 
 
-async def test_binary_value_roundtrip_through_kcat(kafka: KafkaHarness, topics: Topics) -> None:
-    payload = bytes(range(1, 128)) * 8  # every 7-bit byte, newlines and NULs-free control codes
-    await asyncio.to_thread(kafka.kcat_produce, topics.models, b"bin", payload)
+async def test_binary_keys_and_values_survive_both_directions(
+    kafka: KafkaHarness, topics: Topics
+) -> None:
+    """Every byte value (NUL, newlines, invalid UTF-8) goes through kcat intact either way."""
+    payload = bytes(range(256)) * 4
+    key = b"\xff\xfebin"
+    await asyncio.to_thread(kafka.kcat_produce, topics.models, key, payload)
     [record] = await consume(kafka.bootstrap, topics.models)
-    assert record.value == payload
+    assert (record.key, record.value) == (key, payload)
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.molds, key=key, value=payload[::-1])
+    finally:
+        await producer.stop()
+    [seen] = await asyncio.to_thread(kafka.kcat_consume, topics.molds, 1, 10.0)
+    assert (seen["key_bytes"], seen["payload_bytes"]) == (key, payload[::-1])
 
 
 def test_topics_are_created_unique_and_not_auto_created(
