@@ -1,9 +1,122 @@
-"""`sculpt mesh`: placeholder until its issue lands."""
+"""`sculpt mesh`: a mesh file in, a clean ~20k-triangle silicone GLB (and preview) out.
+
+    sculpt mesh INPUT --out OUT.glb [--faces 20000] [--mode multicolor|solid]
+                [--color '#RRGGBB'] [--preview OUT.png] [--validate] [--json]
+
+INPUT is OBJ, PLY, STL, GLB/glTF or OFF. A typed rejection prints its code as JSON on
+stderr and exits 2 (bad input: ``mesh_unrepairable``) or 3 (processing failed).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+
 import typer
+
+from sculptsvc.errors import RejectedInput, SculptError
+
+EXIT_REJECTED = 2  # the input cannot become a sculpture: fix the input
+EXIT_FAILED = 3  # the input was fine, but no valid GLB came out
+
+
+class ModeOption(StrEnum):
+    multicolor = "multicolor"
+    solid = "solid"
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write via a temporary name so no half-written file is ever seen under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("mesh")
+    def mesh_command(
+        input_path: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="INPUT"),
+        out: Path = typer.Option(..., "--out", "-o", help="Output GLB file."),
+        faces: int = typer.Option(20_000, "--faces", min=100, help="Target triangle count."),
+        mode: ModeOption = typer.Option(ModeOption.multicolor, "--mode", help="Material mode."),
+        color: str | None = typer.Option(
+            None, "--color", help="Order colour '#RRGGBB' (solid; multicolor without colours)."
+        ),
+        preview: Path | None = typer.Option(None, "--preview", help="Also write a PNG preview."),
+        preview_size: int = typer.Option(512, "--preview-size", min=64, max=4096),
+        validate: bool = typer.Option(
+            False, "--validate", help="Run the Khronos glTF validator on the output (Node)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Repair, smooth and resample a mesh; write a silicone GLB that validates."""
+        from sculptsvc.mesh import MeshParams, export_glb, load_mesh, process_mesh, render_preview
+        from sculptsvc.mesh.colors import parse_hex
+
+        try:
+            if color is not None:
+                parse_hex(color)
+            params = MeshParams(target_faces=faces)
+            result = process_mesh(load_mesh(input_path), params)
+            glb = export_glb(result, mode=mode.value, color_hex=color)
+            png = (
+                render_preview(result, mode=mode.value, color_hex=color, size=preview_size)
+                if preview is not None
+                else None
+            )
+        except SculptError as err:
+            payload = {"error": err.code, "message": err.message, "detail": err.detail}
+            typer.echo(json.dumps(payload, default=str), err=True)
+            code = EXIT_REJECTED if isinstance(err, RejectedInput) else EXIT_FAILED
+            raise typer.Exit(code) from None
+
+        validation = None
+        if validate:
+            from sculptsvc.gltf_validator import validate_glb
+
+            validation = validate_glb(glb)
+        _write(out, glb)
+        if png is not None and preview is not None:
+            _write(preview, png)
+
+        summary = {
+            "glb": str(out),
+            "glb_bytes": len(glb),
+            "glb_sha256": hashlib.sha256(glb).hexdigest(),
+            "mode": mode.value,
+            "preview": str(preview) if preview is not None else None,
+            "report": result.report.model_dump(mode="json"),
+            "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+            "validation": (
+                {
+                    "errors": validation.num_errors,
+                    "warnings": validation.num_warnings,
+                    "infos": validation.num_infos,
+                    "hints": validation.num_hints,
+                    "messages": [m.model_dump() for m in validation.messages],
+                }
+                if validation is not None
+                else None
+            ),
+        }
+        if as_json:
+            sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        else:
+            r = result.report
+            typer.echo(
+                f"{out}: {r.triangles} triangles, watertight={r.watertight}, shells={r.shells}, "
+                f"genus={r.genus}, repair={r.repair_method}, "
+                f"hausdorff={r.hausdorff_rel:.4%} of diagonal, {len(glb)} bytes"
+            )
+            if validation is not None:
+                typer.echo(
+                    f"validator: {validation.num_errors} errors, "
+                    f"{validation.num_warnings} warnings, {validation.num_infos} infos, "
+                    f"{validation.num_hints} hints"
+                )
+        if validation is not None and not validation.ok:
+            raise typer.Exit(EXIT_FAILED)

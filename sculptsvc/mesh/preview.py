@@ -55,6 +55,24 @@ def _direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
     return np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
 
 
+def _frame(vertices: np.ndarray) -> tuple[np.ndarray, float]:
+    """Look-at point and camera distance that fit every vertex with ``_MARGIN`` to spare."""
+    toward_camera = _direction(_AZIMUTH_DEG, _ELEVATION_DEG)
+    right = np.cross(np.array([0.0, 1.0, 0.0]), toward_camera)
+    right /= np.linalg.norm(right)
+    up = np.cross(toward_camera, right)
+    mid = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+    local = vertices - mid
+    x, y, depth = local @ right, local @ up, local @ toward_camera
+    # Centre the silhouette: shift the look-at point to the middle of the projected extents.
+    cx, cy = (x.min() + x.max()) / 2, (y.min() + y.max()) / 2
+    center = mid + cx * right + cy * up
+    half = np.tan(np.radians(_FOV_DEG) / 2)
+    spread = np.maximum(np.abs(x - cx), np.abs(y - cy))
+    distance = float(np.max(depth + spread * _MARGIN / half))
+    return center, max(distance, float(np.ptp(vertices, axis=0).max()) or 1.0)
+
+
 def render_preview(
     result: ProcessedMesh,
     mode: Mode = "multicolor",
@@ -93,10 +111,7 @@ def render_preview(
             indices=mesh.faces,
             material=material,
         )
-    vertices = result.mesh.vertices
-    center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
-    radius = float(np.linalg.norm(vertices - center, axis=1).max()) or 1.0
-    distance = radius * _MARGIN / np.sin(np.radians(_FOV_DEG) / 2)
+    center, distance = _frame(np.asarray(result.mesh.vertices))
     up = np.array([0.0, 1.0, 0.0])
 
     scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[_AMBIENT] * 3)
