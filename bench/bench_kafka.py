@@ -50,14 +50,16 @@ def main(params: BenchParams | None = None) -> None:
 
     def row(step: str, seconds: float, note: str = "", cpu_of: Path | None = None) -> None:
         cpu = f"{broker_cpu_s(cpu_of):.2f}" if cpu_of else ""
-        rows.append({"step": step, "seconds": round(seconds, 2), "broker_cpu_s": cpu,
-                     "note": note})
+        rows.append({"step": step, "seconds": round(seconds, 2), "broker_cpu_s": cpu, "note": note})
 
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
         root = Path(tmp)
         fresh_lib = {"KAFKA_LIB": str(root / "lib")}
-        row("fetch (jars cached in ~/.m2)", timed("fetch", env=fresh_lib, params=params),
-            "mvn copy-dependencies into an empty lib/")
+        row(
+            "fetch (jars cached in ~/.m2)",
+            timed("fetch", env=fresh_lib, params=params),
+            "mvn copy-dependencies into an empty lib/",
+        )
         row("fetch (already done)", timed("fetch", env=fresh_lib, params=params), "no-op")
         timed("fetch", params=params)  # the repo's own lib/, used below
 
@@ -65,8 +67,12 @@ def main(params: BenchParams | None = None) -> None:
         cold = timed("start", str(root / "a"), env=no_cds, params=params)
         row("cold start, no CDS archive", cold, "format + JVM + ready", root / "a")
         row("clean stop", timed("stop", str(root / "a"), env=no_cds, params=params), "SIGTERM")
-        row("restart, no CDS archive", timed("start", str(root / "a"), env=no_cds,
-            params=params), "same DIR and ports", root / "a")
+        row(
+            "restart, no CDS archive",
+            timed("start", str(root / "a"), env=no_cds, params=params),
+            "same DIR and ports",
+            root / "a",
+        )
         timed("stop", str(root / "a"), params=params)
 
         # Make sure the shared archive exists (the first clean stop of a broker records it).
@@ -75,11 +81,19 @@ def main(params: BenchParams | None = None) -> None:
         cold_cds = timed("start", str(root / "b"), params=params)
         row("cold start, CDS archive", cold_cds, "format + JVM + ready", root / "b")
         timed("stop", str(root / "b"), params=params)
-        row("restart (SIGTERM), CDS", timed("start", str(root / "b"), params=params),
-            "same DIR and ports", root / "b")
+        row(
+            "restart (SIGTERM), CDS",
+            timed("start", str(root / "b"), params=params),
+            "same DIR and ports",
+            root / "b",
+        )
         timed("kill", str(root / "b"), params=params)
-        row("restart after kill -9, CDS", timed("start", str(root / "b"), params=params),
-            "waits for the old broker session (4 s)", root / "b")
+        row(
+            "restart after kill -9, CDS",
+            timed("start", str(root / "b"), params=params),
+            "waits for the old broker session (4 s)",
+            root / "b",
+        )
         timed("stop", str(root / "b"), params=params)
 
     print_table("Kafka test broker (scripts/kafka)", rows)

@@ -186,8 +186,12 @@ class KafkaHarness:
     ) -> None:
         """Async twin of :meth:`create_topics`, for use inside a running event loop."""
         new = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1,
-                     topic_configs=dict(config or {}))
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs=dict(config or {}),
+            )
             for name in names
         ]
         timeout_ms = int(self.params.admin_timeout_s * 1000)
@@ -253,7 +257,11 @@ class KafkaHarness:
         if key is not None and "\0" in (key if isinstance(key, str) else key.decode("latin-1")):
             raise ValueError("kcat takes the key as an argument: it cannot contain NUL bytes")
         args: list[str | bytes] = [
-            "-P", "-t", topic, "-X", f"message.timeout.ms={int(timeout * 1000)}"
+            "-P",
+            "-t",
+            topic,
+            "-X",
+            f"message.timeout.ms={int(timeout * 1000)}",
         ]
         if key is not None and value is not None:
             args += ["-k", key]  # argv may carry any bytes but NUL
@@ -269,9 +277,7 @@ class KafkaHarness:
             key_bytes = key.encode() if isinstance(key, str) else key
             assert key_bytes is not None
             line = key_bytes + _TOMBSTONE_DELIM.encode() + b"\n"
-            self._kcat(
-                *args, "-K", _TOMBSTONE_DELIM, "-Z", input_bytes=line, timeout=timeout + 15
-            )
+            self._kcat(*args, "-K", _TOMBSTONE_DELIM, "-Z", input_bytes=line, timeout=timeout + 15)
             return
         data = value.encode() if isinstance(value, str) else value
         # A file argument is sent whole as one message, so delimiters in the value are harmless.
@@ -343,9 +349,7 @@ class KafkaHarness:
             raise KafkaHarnessError("kcat not found (Debian package kcat; scripts/bootstrap)")
         return [exe, "-b", self.bootstrap, "-m", str(self.params.kcat_metadata_timeout_s), "-q"]
 
-    def _kcat(
-        self, *args: str | bytes, input_bytes: bytes | None = None, timeout: float
-    ) -> str:
+    def _kcat(self, *args: str | bytes, input_bytes: bytes | None = None, timeout: float) -> str:
         cmd: list[str | bytes] = [*self._kcat_base(), *args]
         try:
             result = subprocess.run(

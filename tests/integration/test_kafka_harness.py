@@ -82,7 +82,9 @@ async def test_aiokafka_produce_kcat_consume(kafka: KafkaHarness, topics: Topics
     assert [r["key"] for r in records] == ["order-0", "order-1", "order-2"]
     assert [r["offset"] for r in records] == [0, 1, 2]
     assert [json.loads(r["payload"] or "")["order_id"] for r in records] == [
-        "order-0", "order-1", "order-2",
+        "order-0",
+        "order-1",
+        "order-2",
     ]
     assert records[2]["headers"] == {"content-type": "application/json", "attempt": "2"}
     # Nothing beyond what was produced.
@@ -197,14 +199,16 @@ async def test_transactions_commit_and_abort_as_read_committed_sees_them(
 
     committed = await consume(kafka.bootstrap, topics.models)
     everything = await consume(kafka.bootstrap, topics.models, read_committed=False)
-    by_kcat = await asyncio.to_thread(
-        kafka.kcat_consume, topics.models, 5, 10.0, stop_at_end=True
-    )
+    by_kcat = await asyncio.to_thread(kafka.kcat_consume, topics.models, 5, 10.0, stop_at_end=True)
 
     assert [r.value for r in committed] == [b"committed-1", b"committed-2", b"committed-3"]
     assert [r["payload"] for r in by_kcat] == ["committed-1", "committed-2", "committed-3"]
     assert [r.value for r in everything] == [
-        b"committed-1", b"committed-2", b"aborted-1", b"aborted-2", b"committed-3",
+        b"committed-1",
+        b"committed-2",
+        b"aborted-1",
+        b"aborted-2",
+        b"committed-3",
     ]
     # Commit/abort markers take offsets: 0, 1, [marker 2], 3, 4, [marker 5], 6, [marker 7].
     assert [r.offset for r in committed] == [0, 1, 6]
@@ -294,9 +298,7 @@ async def test_restart_keeps_committed_data_and_group_offsets(
     try:
         async with producer.transaction():
             await producer.send(topics.orders, key=b"before", value=b"v1")
-            await producer.send_offsets_to_transaction(
-                {TopicPartition(topics.molds, 0): 7}, group
-            )
+            await producer.send_offsets_to_transaction({TopicPartition(topics.molds, 0): 7}, group)
         await producer.begin_transaction()
         await producer.send_and_wait(topics.orders, key=b"aborted", value=b"never")
         await producer.abort_transaction()
