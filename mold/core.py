@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import manifold3d as m3
 import numpy as np
 
-from mold.errors import PartDegenerate, PartDisconnected
+from mold.errors import MoldGateFailed, PartDegenerate, PartDisconnected
 from mold.export import MeshObject, stl_bytes, three_mf_bytes
 from mold.features import Channel, Layout, plan_layout
-from mold.gate import GateInput, run_gate
+from mold.gate import GateInput, check_three_mf, fail_on, run_gate
 from mold.geometry import (
     Affine,
     TriMesh,
@@ -212,39 +212,40 @@ def make_mold(
     # 5. booleans
     half_a, half_b = build_halves(solid, layout, params)
 
-    # 6. print placement and exports
+    # 6. print placement and STL exports
     to_a, to_b = print_placements(layout, spec)
     va, fa = canonical_float32(from_manifold(transform_manifold(half_a, to_a)))
     vb, fb = canonical_float32(from_manifold(transform_manifold(half_b, to_b)))
     stl_a = stl_bytes(va, fa, "sculptsvc mold half A (female, pour side) mm")
     stl_b = stl_bytes(vb, fb, "sculptsvc mold half B (male keys) mm")
-    width_a = float(va[:, 0].max() - va[:, 0].min())
-    width_b = float(vb[:, 0].max() - vb[:, 0].min())
-    shift = 0.5 * (width_a + width_b) + params.layout_gap_mm
-    three_mf = three_mf_bytes(
-        [
-            MeshObject("mold_a", va, fa, (-0.5 * shift, 0.0, 0.0)),
-            MeshObject("mold_b", vb, fb, (0.5 * shift, 0.0, 0.0)),
-        ],
-        params.three_mf_decimals,
-    )
 
-    # 7. gate
-    # the channel volume inside the block but outside the part: what the pour adds
+    # 7. gate, then the 3MF of the gated halves, then its own check
     lo, hi = layout.block_min, layout.block_max
     block = m3.Manifold.cube(tuple(map(float, hi - lo))).translate(tuple(map(float, lo)))
     tools = [c.solid(params) for c in layout.channels]
     channels = m3.Manifold.batch_boolean(tools, m3.OpType.Add) ^ block
-    channels_outside = (channels - solid).volume()
+    channels_outside = (channels - solid).volume()  # what the pour adds to the cavity
     gated = run_gate(
-        GateInput(
-            half_a, half_b, solid, mesh.vertices, layout, channels_outside, stl_a, stl_b, three_mf
-        ),
+        GateInput(half_a, half_b, solid, mesh.vertices, layout, channels_outside, stl_a, stl_b),
         spec,
         params,
     )
-
-    gate = gated.info
+    width_a = float(va[:, 0].max() - va[:, 0].min())
+    width_b = float(vb[:, 0].max() - vb[:, 0].min())
+    shift = 0.5 * (width_a + width_b) + params.layout_gap_mm
+    try:
+        three_mf = three_mf_bytes(
+            [
+                MeshObject("mold_a", va, fa, (-0.5 * shift, 0.0, 0.0)),
+                MeshObject("mold_b", vb, fb, (0.5 * shift, 0.0, 0.0)),
+            ],
+            params.three_mf_decimals,
+        )
+    except Exception as exc:  # lib3mf's own exception type; nothing may leave unchecked
+        raise MoldGateFailed("three_mf", f"lib3mf refused to write the 3MF: {exc}") from exc
+    checks = [*gated.info.checks, check_three_mf(three_mf, (len(fa), len(fb)))]
+    fail_on(checks)
+    gate = GateInfo(passed=True, checks=tuple(checks))
 
     # 8. report
     input_to_mold = to_mold @ part.input_to_part

@@ -17,6 +17,8 @@ from functools import lru_cache
 import lib3mf
 import numpy as np
 
+from mold.geometry import weld_rows
+
 STL_HEADER_SIZE = 80
 STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
 _UUID_NAMESPACE = uuid.UUID("5d7c7a52-5a0b-4a37-9a53-4d6f6c643346")  # "sculptsvc mold"
@@ -88,31 +90,38 @@ def _components(n: int, edges: np.ndarray) -> int:
     return int(count)
 
 
+def _run_lengths(keys: np.ndarray) -> np.ndarray:
+    """How often each distinct value occurs (``np.unique(..., return_counts=True)[1]``)."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ordered = np.sort(keys)
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    return np.diff(np.append(starts, len(ordered)))
+
+
 def stl_edge_report(data: bytes) -> EdgeReport:
     """Weld an STL by position and count how each edge is used."""
     tris = parse_stl(data)
-    corners = tris.reshape(-1, 3) + np.float32(0.0)
-    _, inverse = np.unique(corners, axis=0, return_inverse=True)
-    faces = inverse.reshape(-1, 3).astype(np.int64)
+    corners = tris.reshape(-1, 3) + np.float32(0.0)  # -0.0 and 0.0 are one position
+    _, inverse = weld_rows(corners)
+    faces = inverse.reshape(-1, 3)
     n_vertices = int(faces.max()) + 1 if len(faces) else 0
     collapsed = (
         (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 2] == faces[:, 0])
     )
     good = faces[~collapsed]
     directed = np.concatenate([good[:, [0, 1]], good[:, [1, 2]], good[:, [2, 0]]])
-    lo, hi = directed.min(axis=1), directed.max(axis=1)
-    undirected, counts = np.unique(lo * n_vertices + hi, return_counts=True)
-    _, dcounts = np.unique(directed[:, 0] * n_vertices + directed[:, 1], return_counts=True)
+    a, b = directed[:, 0], directed[:, 1]
+    counts = _run_lengths(np.minimum(a, b) * n_vertices + np.maximum(a, b))
     # a directed edge used twice means two neighbours disagree on orientation
-    misoriented = int((dcounts > 1).sum())
+    misoriented = int((_run_lengths(a * n_vertices + b) > 1).sum())
     shells = _components(n_vertices, directed) if n_vertices else 0
     # vertices only used by collapsed faces would count as extra shells; count used ones only
-    used = np.unique(good)
-    isolated = n_vertices - len(used)
+    isolated = int((np.bincount(good.ravel(), minlength=n_vertices) == 0).sum())
     return EdgeReport(
         triangles=len(faces),
         vertices=n_vertices,
-        edges=len(undirected),
+        edges=len(counts),
         boundary_edges=int((counts == 1).sum()),
         overshared_edges=int((counts > 2).sum()),
         misoriented_edges=misoriented,

@@ -84,21 +84,43 @@ def from_manifold(m: m3.Manifold) -> TriMesh:
     )
 
 
+def weld_rows(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact welding: unique rows of ``(n, 3)`` points in x, y, z order, and the inverse map.
+
+    Same result as ``np.unique(points, axis=0, return_inverse=True)``, several times faster.
+    """
+    if len(points) == 0:
+        return points.copy(), np.zeros(0, dtype=np.int64)
+    order = np.lexsort((points[:, 2], points[:, 1], points[:, 0]))
+    ordered = points[order]
+    new = np.empty(len(points), dtype=bool)
+    new[0] = True
+    diff = ordered[1:] != ordered[:-1]
+    new[1:] = diff[:, 0] | diff[:, 1] | diff[:, 2]
+    inverse = np.empty(len(points), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
+
+
 def canonical_float32(mesh: TriMesh) -> tuple[np.ndarray, np.ndarray]:
     """Float32 positions in sorted order and faces in sorted order, orientation kept.
 
     Independent of manifold3d's internal (possibly thread-dependent) ordering, so equal
-    geometry gives equal bytes. Vertices that coincide in float32 are merged on purpose:
-    that is what any STL reader does, and the gate must see it.
+    geometry gives equal bytes. Vertices that coincide in float32 are merged on purpose, as
+    any STL reader does. Merging the two ends of an edge (booleans leave edges of 1e-7 mm)
+    is an edge collapse: the two triangles on that edge lose an index and are dropped, the
+    rest stays a closed manifold unless the collapse is illegal, which the gate's STL edge
+    check then reports.
     """
     v32 = mesh.vertices.astype(np.float32) + np.float32(0.0)  # -0.0 -> 0.0
-    uniq, inverse = np.unique(v32, axis=0, return_inverse=True)
-    faces = inverse.reshape(-1)[mesh.faces]
+    uniq, inverse = weld_rows(v32)
+    faces = inverse[mesh.faces]
     # rotate each triangle so its smallest index comes first (keeps the winding)
     shift = np.argmin(faces, axis=1)
     rows = np.arange(len(faces))[:, None]
     cols = (shift[:, None] + np.arange(3)[None, :]) % 3
     faces = faces[rows, cols]
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])]
     order = np.lexsort((faces[:, 2], faces[:, 1], faces[:, 0]))
     return uniq.astype(np.float32), faces[order].astype(np.uint32)
 
@@ -144,7 +166,8 @@ def face_geometry(tris: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     normals = np.divide(
         cross, double_area[:, None], out=np.zeros_like(cross), where=double_area[:, None] > 0
     )
-    return tris.mean(axis=1), normals, 0.5 * double_area
+    centroids = (tris[:, 0] + tris[:, 1] + tris[:, 2]) / 3.0
+    return centroids, normals, 0.5 * double_area
 
 
 def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -85,20 +85,27 @@ def release_rays(
     return vertical_hits(rotated, origins)
 
 
-def clear_level(level: float, projections: np.ndarray, clearance: float) -> float:
-    """Move ``level`` the least so that no vertex lies within ``clearance`` of the plane.
+def clear_level(level: float, projections: np.ndarray, clearance: float, max_shift: float) -> float:
+    """Move ``level`` a little so that no vertex lies within ``clearance`` of the plane.
 
     A plane through vertices or flat faces (CAD parts) makes coplanar slivers in the split.
+    Only gaps between vertex heights within ``max_shift`` are considered; on a dense mesh
+    where none is wide enough, the middle of the widest one is used.
     """
     ps = np.unique(projections)
     if np.min(np.abs(ps - level)) >= clearance:
         return level
-    lows, highs = ps[:-1] + clearance, ps[1:] - clearance
-    ok = highs > lows
-    if not ok.any():
+    lows, highs = ps[:-1], ps[1:]
+    near = (highs >= level - max_shift) & (lows <= level + max_shift)
+    lows, highs = lows[near], highs[near]
+    if len(lows) == 0:
         return level
-    clamped = np.clip(level, lows[ok], highs[ok])
-    return float(clamped[int(np.argmin(np.abs(clamped - level)))])
+    wide = highs - lows >= 2.0 * clearance
+    if wide.any():
+        clamped = np.clip(level, lows[wide] + clearance, highs[wide] - clearance)
+        return float(clamped[int(np.argmin(np.abs(clamped - level)))])
+    widest = int(np.argmax(highs - lows))
+    return float(0.5 * (lows[widest] + highs[widest]))
 
 
 def _levels(projections: np.ndarray, spec: MoldSpec, params: MoldParams) -> np.ndarray:
@@ -180,7 +187,10 @@ def choose_parting(
 
     rotation = frame_for_direction(chosen.direction)
     level = clear_level(
-        chosen.level_mm, part.vertices @ chosen.direction, params.plane_vertex_clearance_mm
+        chosen.level_mm,
+        part.vertices @ chosen.direction,
+        params.plane_vertex_clearance_mm,
+        params.plane_max_shift_mm,
     )
     up, down = release_rays(tris, centroids, normals, rotation, eps)
     above = centroids @ chosen.direction > level

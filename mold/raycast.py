@@ -35,8 +35,10 @@ def vertical_hits(tris: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np
     e1 = tris[:, 1] - a
     e2 = tris[:, 2] - a
     den = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
-    xy_all = tris[:, :, :2].reshape(-1, 2)
-    scale = float((xy_all.max(axis=0) - xy_all.min(axis=0)).max()) or 1.0
+    # small-axis reductions are slow in numpy: take corner-wise minima/maxima instead
+    tmin = np.minimum(np.minimum(tris[:, 0, :2], tris[:, 1, :2]), tris[:, 2, :2])
+    tmax = np.maximum(np.maximum(tris[:, 0, :2], tris[:, 1, :2]), tris[:, 2, :2])
+    scale = float((tmax.max(axis=0) - tmin.min(axis=0)).max()) or 1.0
     keep = np.abs(den) > _MIN_PROJECTED_AREA * scale * scale
     if not keep.any():
         return hit_up, hit_down
@@ -45,9 +47,7 @@ def vertical_hits(tris: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np
     e1x, e1y, e1z = (np.ascontiguousarray(e1[keep, i]) for i in range(3))
     e2x, e2y, e2z = (np.ascontiguousarray(e2[keep, i]) for i in range(3))
     den = den[keep]
-    xy = tris[keep, :, :2]
-    tmin = xy.min(axis=1)
-    tmax = xy.max(axis=1)
+    tmin, tmax = tmin[keep], tmax[keep]
     ox, oy, oz = origins[:, 0], origins[:, 1], origins[:, 2]
     # the grid is sized by the rays: each cell holds about one ray
     lo = origins[:, :2].min(axis=0)
@@ -65,7 +65,8 @@ def vertical_hits(tris: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np
     ray_starts = np.searchsorted(ray_cell[ray_order], np.arange(n * n + 1))
 
     # triangles that can cover a ray at all, then every (triangle, cell) they overlap
-    overlaps = np.all((tmax >= lo) & (tmin <= hi), axis=1)
+    overlaps = (tmax[:, 0] >= lo[0]) & (tmax[:, 1] >= lo[1])
+    overlaps &= (tmin[:, 0] <= hi[0]) & (tmin[:, 1] <= hi[1])
     tri_ids = np.flatnonzero(overlaps)
     c0 = cell_of(tmin[tri_ids])
     c1 = cell_of(tmax[tri_ids])

@@ -63,8 +63,6 @@ class MoldSpec(BaseModel):
             raise ValueError("parting_offset_mm needs a fixed parting axis, not `auto`")
         if self.vent_count and self.vent_diameter_mm >= self.sprue_diameter_mm:
             raise ValueError("vent_diameter_mm must be smaller than sprue_diameter_mm")
-        if self.key_diameter_mm > 2.5 * self.wall_mm + 10.0:
-            raise ValueError("key_diameter_mm is too large for the wall")
         return self
 
 
@@ -92,7 +90,10 @@ class MoldParams(BaseModel):
         1e-6, gt=0, description="Ray start offset as a fraction of the size, against self-hits."
     )
     plane_vertex_clearance_mm: float = Field(
-        0.01, gt=0, description="The parting plane keeps this far from any part vertex."
+        1e-3, gt=0, description="The parting plane keeps this far from any part vertex, mm."
+    )
+    plane_max_shift_mm: float = Field(
+        0.5, gt=0, description="Farthest the plane moves to keep that clearance, mm."
     )
     # keys
     key_height_ratio: float = Field(0.5, gt=0, description="Key height over key base diameter.")
