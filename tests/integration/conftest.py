@@ -23,6 +23,7 @@ import pytest
 
 from tests.kafka_harness import KafkaHarness
 
+BROKER_LOG_LINES = 40
 KAFKA_FIXTURES = frozenset({"kafka", "topics", "make_topic", "restart_kafka", "kafka_log"})
 
 
@@ -32,6 +33,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if KAFKA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failed broker test, show the end of the broker log next to the traceback."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    harness = getattr(item, "funcargs", {}).get("kafka")
+    if report.failed and isinstance(harness, KafkaHarness) and harness.log_path.exists():
+        lines = harness.log_path.read_text(errors="replace").splitlines()[-BROKER_LOG_LINES:]
+        report.sections.append(("kafka broker log (tail)", "\n".join(lines)))
 
 
 @pytest.fixture(scope="session")
