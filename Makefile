@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint schemas docs bench clean
+.PHONY: setup demo test test-fast lint schemas docs docker-lock bench clean
 
 setup:
 	bash scripts/bootstrap
@@ -26,6 +26,19 @@ lint:
 schemas:
 	$(BIN)/python -m sculptsvc.schemas write
 	$(BIN)/python -m sculptsvc.asyncapi write
+
+# Configuration reference in docs/operations.md, generated from sculptsvc/settings.py.
+docs:
+	$(BIN)/python -m sculptsvc.docs
+
+# Hashed dependency locks of the container images (linux/amd64, Debian bookworm's glibc 2.36;
+# pymeshlab ships manylinux_2_35 wheels only). Re-run after changing dependencies.
+LOCK := $(BIN)/uv pip compile pyproject.toml --override requirements/overrides.txt \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_36 --generate-hashes \
+	--quiet --custom-compile-command "make docker-lock"
+docker-lock:
+	$(LOCK) -o docker/requirements-cpu.txt
+	$(LOCK) --extra ai -o docker/requirements-cuda.txt
 
 bench: setup
 	$(BIN)/python -m bench
