@@ -73,10 +73,10 @@ def voxel_remesh(mesh: trimesh.Trimesh, resolution: int, closing: int) -> trimes
     )
     outside = np.isin(labels, border[border > 0])
     solid = ~outside
-    # Distance to the outside; the surface sits `closing` voxels in (plus half a voxel for
-    # the sampling of the thickened boundary).
+    # Distance to the nearest outside voxel centre: the first outside voxel lies one voxel
+    # beyond the thickened band, so the original surface sits at `closing + 1`.
     field = ndimage.distance_transform_edt(solid)
-    level = closing + 0.5
+    level = closing + 1.0
     if field.max() <= level:
         return trimesh.Trimesh()
     verts, faces, _, _ = measure.marching_cubes(

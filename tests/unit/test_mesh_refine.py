@@ -1,0 +1,79 @@
+"""Smoothing (bounded, non-shrinking) and the triangle budget (decimate / subdivide)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from sculptsvc.mesh import MeshParams
+from sculptsvc.mesh.refine import fit_face_budget, smooth
+from sculptsvc.mesh.repair import diagonal, is_closed_manifold
+
+
+def noisy_sphere(seed: int = 0) -> trimesh.Trimesh:
+    mesh = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, 0.05, size=(len(mesh.vertices), 1)) * mesh.vertex_normals
+    return trimesh.Trimesh(mesh.vertices + noise, mesh.faces, process=False)
+
+
+def roughness(mesh: trimesh.Trimesh) -> float:
+    """Spread of vertex radii: noise on a sphere."""
+    return float(np.std(np.linalg.norm(mesh.vertices, axis=1)))
+
+
+def test_taubin_removes_noise_without_shrinking_and_within_bound() -> None:
+    mesh = noisy_sphere()
+    params = MeshParams(smooth_steps=10, max_smooth_deviation_rel=0.01)
+    out, moved = smooth(mesh, params)
+    assert roughness(out) < 0.5 * roughness(mesh)
+    assert out.volume == pytest.approx(mesh.volume, rel=0.01)  # Taubin: no shrinkage
+    displacement = np.linalg.norm(out.vertices - mesh.vertices, axis=1)
+    assert displacement.max() <= 0.01 * diagonal(mesh.vertices) + 1e-9
+    assert moved == pytest.approx(displacement.max())
+    assert np.array_equal(out.faces, mesh.faces)
+
+
+def test_deviation_clamp_holds_even_for_strong_smoothing() -> None:
+    box = trimesh.creation.box(extents=(10, 10, 10))
+    box = trimesh.Trimesh(*trimesh.remesh.subdivide_to_size(box.vertices, box.faces, 1.0))
+    params = MeshParams(smooth_steps=50, max_smooth_deviation_rel=0.001)
+    out, moved = smooth(box, params)
+    assert moved <= 0.001 * diagonal(box.vertices) + 1e-12
+    assert np.linalg.norm(out.vertices - box.vertices, axis=1).max() <= moved + 1e-12
+
+
+def test_zero_steps_is_identity() -> None:
+    mesh = noisy_sphere()
+    out, moved = smooth(mesh, MeshParams(smooth_steps=0))
+    assert out is mesh and moved == 0.0
+
+
+@pytest.mark.parametrize("target", [2_000, 5_000])
+def test_decimation_hits_target_and_stays_closed(target: int) -> None:
+    mesh = noisy_sphere()  # 5120 faces
+    dense = trimesh.Trimesh(*trimesh.remesh.subdivide(mesh.vertices, mesh.faces))  # 20480
+    out, how = fit_face_budget(dense, MeshParams(target_faces=target))
+    assert how == "decimated"
+    assert abs(len(out.faces) - target) <= 0.02 * target
+    assert is_closed_manifold(out.faces)
+    assert out.volume == pytest.approx(dense.volume, rel=0.01)
+
+
+@pytest.mark.parametrize("method", ["midpoint", "loop"])
+def test_subdivision_reaches_target_from_a_coarse_mesh(method: str) -> None:
+    coarse = trimesh.creation.icosphere(subdivisions=1, radius=10.0)  # 80 faces
+    params = MeshParams(target_faces=3_000, subdivision=method)
+    out, how = fit_face_budget(coarse, params)
+    assert how.startswith("subdivided")
+    assert abs(len(out.faces) - 3_000) <= 60
+    assert is_closed_manifold(out.faces)
+    if method == "midpoint":  # midpoint keeps the polyhedron: same volume
+        assert out.volume == pytest.approx(coarse.volume, rel=0.01)
+
+
+def test_count_already_in_range_is_kept() -> None:
+    mesh = trimesh.creation.icosphere(subdivisions=3)  # 1280 faces
+    out, how = fit_face_budget(mesh, MeshParams(target_faces=1_270))
+    assert how == "kept" and out is mesh

@@ -1,0 +1,199 @@
+"""Repair: holes, flipped faces, debris, membranes, several shells, and typed rejections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sculptsvc.errors import UnrepairableMesh
+from sculptsvc.mesh import MeshParams
+from sculptsvc.mesh.remesh import voxel_remesh
+from sculptsvc.mesh.repair import clean_faces, edge_counts, is_closed_manifold, repair, weld
+
+PARAMS = MeshParams()
+
+
+def sphere(radius: float = 10.0, center: tuple[float, float, float] = (0, 0, 0), sub: int = 3):
+    mesh = trimesh.creation.icosphere(subdivisions=sub, radius=radius)
+    mesh.apply_translation(center)
+    return mesh
+
+
+def soup(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Every triangle with its own three vertices, as STL files store them."""
+    return trimesh.Trimesh(
+        mesh.triangles.reshape(-1, 3), np.arange(len(mesh.faces) * 3).reshape(-1, 3), process=False
+    )
+
+
+def test_clean_sphere_passes_unchanged() -> None:
+    mesh = sphere()
+    out, log = repair(mesh, PARAMS)
+    assert log.method == "none" and log.actions == []
+    assert len(out.faces) == len(mesh.faces)
+    assert is_closed_manifold(out.faces)
+    assert out.volume == pytest.approx(mesh.volume, rel=1e-9)
+
+
+def test_triangle_soup_is_welded_into_a_solid() -> None:
+    mesh = sphere()
+    out, log = repair(soup(mesh), PARAMS)
+    assert log.welded_vertices == len(mesh.faces) * 3 - len(mesh.vertices)
+    assert len(out.vertices) == len(mesh.vertices)
+    assert is_closed_manifold(out.faces)
+
+
+def test_inside_out_mesh_is_turned_outward() -> None:
+    mesh = sphere()
+    mesh.invert()
+    assert mesh.volume < 0
+    out, log = repair(mesh, PARAMS)
+    assert out.volume == pytest.approx(-mesh.volume, rel=1e-9)
+    assert any("outward" in a for a in log.actions)
+
+
+def test_holes_and_flipped_faces_are_repaired() -> None:
+    mesh = sphere()
+    faces = mesh.faces.copy()
+    faces[::7] = faces[::7, ::-1]  # flip every 7th face
+    faces = np.delete(faces, [3, 200, 555], axis=0)  # three holes
+    broken = trimesh.Trimesh(mesh.vertices, faces, process=False)
+    boundary, _, _ = edge_counts(broken.faces)
+    assert boundary > 0
+    out, log = repair(broken, PARAMS)
+    assert is_closed_manifold(out.faces)
+    assert log.holes_filled == 3
+    assert out.volume == pytest.approx(mesh.volume, rel=0.01)
+
+
+def test_duplicate_faces_and_membranes_are_removed() -> None:
+    mesh = sphere()
+    twice = np.vstack([mesh.faces, mesh.faces[:10]])  # repeated faces
+    out, _ = repair(trimesh.Trimesh(mesh.vertices, twice, process=False), PARAMS)
+    assert len(out.faces) == len(mesh.faces)
+
+    faces, stats = clean_faces(np.array([[0, 1, 2], [2, 1, 0], [0, 2, 3]]), np.eye(4, 3) + 0.1)
+    assert stats["membrane"] == 2 and faces.tolist() == [[0, 2, 3]]
+
+
+def test_debris_is_dropped_and_overlapping_shells_united() -> None:
+    body = sphere(10.0)
+    overlapping = sphere(6.0, center=(12.0, 0, 0))
+    debris = sphere(0.3, center=(40.0, 0, 0), sub=1)
+    mesh = trimesh.util.concatenate([body, overlapping, debris])
+    out, log = repair(mesh, PARAMS)
+    assert is_closed_manifold(out.faces)
+    assert log.debris_shells == 1
+    assert any("united 2 shells" in a for a in log.actions)
+    assert len(out.split(only_watertight=False)) == 1
+    # The union is larger than the body and smaller than the sum of the two spheres.
+    assert body.volume < out.volume < body.volume + overlapping.volume
+    assert out.bounds[1][0] < 20.0  # debris at x = 40 is gone
+
+
+def test_two_comparable_disjoint_solids_are_rejected_with_a_reason() -> None:
+    mesh = trimesh.util.concatenate([sphere(10.0), sphere(8.0, center=(40.0, 0, 0))])
+    with pytest.raises(UnrepairableMesh, match="2 disjoint solids"):
+        repair(mesh, PARAMS)
+    out, _ = repair(mesh, MeshParams(max_parts=2))
+    assert len(out.split(only_watertight=False)) == 2
+
+
+@pytest.mark.parametrize(
+    ("vertices", "faces", "reason"),
+    [
+        (np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), "no triangles"),
+        (np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0.0]]), np.array([[0, 1, 2]]), "flat"),
+        (np.array([[0, 0, 0], [1, 0, np.nan], [0, 1, 0]]), np.array([[0, 1, 2]]), "non-finite"),
+        (np.array([[0, 0, 0], [1, 0, 0], [0, 1, 1.0]]), np.array([[0, 1, 7]]), "do not exist"),
+    ],
+)
+def test_hopeless_inputs_raise_unrepairable(
+    vertices: np.ndarray, faces: np.ndarray, reason: str
+) -> None:
+    mesh = trimesh.Trimesh(vertices, faces, process=False, validate=False)
+    with pytest.raises(UnrepairableMesh, match=reason) as info:
+        repair(mesh, PARAMS)
+    assert info.value.code == "mesh_unrepairable"
+
+
+def test_open_sheet_encloses_no_volume_and_is_rejected() -> None:
+    grid = trimesh.creation.box(extents=(10, 10, 0.01))
+    top = grid.faces[grid.face_normals[:, 2] > 0.9]  # just the top face: an open sheet
+    sheet = trimesh.Trimesh(grid.vertices, top, process=False)
+    with pytest.raises(UnrepairableMesh):
+        repair(sheet, PARAMS)
+
+
+def test_too_many_faces_rejected_before_work() -> None:
+    with pytest.raises(UnrepairableMesh, match="limit"):
+        repair(sphere(), MeshParams(max_input_faces=100))
+
+
+def test_voxel_fallback_seals_cracks_when_hole_filling_is_not_allowed() -> None:
+    mesh = sphere(10.0, sub=4)
+    cracked = trimesh.Trimesh(mesh.vertices, np.delete(mesh.faces, [10, 900, 2000], axis=0))
+    # Forbid hole filling so the fallback must act; 4 voxels of closing seal ~1 mm cracks.
+    params = MeshParams(max_hole_edges=3, remesh_closing_voxels=4)
+    out, log = repair(cracked, params)
+    assert log.method == "remesh"
+    assert is_closed_manifold(out.faces)
+    assert out.volume == pytest.approx(mesh.volume, rel=0.03)
+    with pytest.raises(UnrepairableMesh, match="fallback is off"):
+        repair(cracked, params.model_copy(update={"remesh_fallback": False}))
+
+
+def test_voxel_fallback_rejects_a_gaping_hole_with_a_reason() -> None:
+    mesh = sphere(10.0, sub=4)
+    bowl = trimesh.Trimesh(mesh.vertices, mesh.faces[mesh.triangles_center[:, 2] < 8.0])
+    with pytest.raises(UnrepairableMesh):
+        repair(bowl, MeshParams(max_hole_edges=3))  # no filling, closing cannot span it
+
+
+def test_voxel_remesh_of_a_closed_box_keeps_its_volume() -> None:
+    box = trimesh.creation.box(extents=(20, 10, 5))
+    out = voxel_remesh(box, resolution=80, closing=1)
+    assert is_closed_manifold(weld(out.vertices, out.faces, 0.0)[1])
+    assert out.volume == pytest.approx(box.volume, rel=0.08)
+
+
+@st.composite
+def damaged_meshes(draw: st.DrawFn) -> tuple[trimesh.Trimesh, float]:
+    """A closed shape with random holes, flipped faces and optional debris."""
+    kind = draw(st.sampled_from(["sphere", "box", "capsule"]))
+    if kind == "sphere":
+        base = trimesh.creation.icosphere(subdivisions=3, radius=5.0)
+    elif kind == "box":
+        base = trimesh.creation.box(extents=(8.0, 5.0, 3.0))
+        base = trimesh.Trimesh(*trimesh.remesh.subdivide(base.vertices, base.faces))
+        base = trimesh.Trimesh(*trimesh.remesh.subdivide(base.vertices, base.faces))
+    else:
+        base = trimesh.creation.capsule(height=6.0, radius=2.0, count=[16, 16])
+    n = len(base.faces)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    faces = base.faces.copy()
+    flips = rng.random(n) < draw(st.floats(0.0, 0.3))
+    faces[flips] = faces[flips, ::-1]
+    holes = rng.choice(n, size=draw(st.integers(0, 4)), replace=False)
+    faces = np.delete(faces, holes, axis=0)
+    parts = [trimesh.Trimesh(base.vertices, faces, process=False)]
+    if draw(st.booleans()):
+        debris = trimesh.creation.icosphere(subdivisions=1, radius=0.05)
+        debris.apply_translation(base.bounds[1] + 2.0)
+        parts.append(debris)
+    return trimesh.util.concatenate(parts), float(base.volume)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(damaged_meshes())
+def test_property_damaged_shapes_come_back_closed_outward_and_same_size(
+    case: tuple[trimesh.Trimesh, float],
+) -> None:
+    mesh, volume = case
+    out, _ = repair(mesh, PARAMS)
+    assert is_closed_manifold(out.faces)
+    assert len(out.split(only_watertight=False)) == 1
+    assert out.volume == pytest.approx(volume, rel=0.05)
