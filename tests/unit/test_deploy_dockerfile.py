@@ -11,6 +11,8 @@ import fnmatch
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,3 +223,41 @@ def test_runtime_data_files_ship_in_the_wheel() -> None:
             if not any(fnmatch.fnmatch(path.name, p) for p in patterns):
                 missing.append(str(path.relative_to(REPO)))
     assert not missing, f"add to [tool.setuptools.package-data]: {missing}"
+
+
+CPU_IMAGE_PROBE = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class NoAI(MetaPathFinder):
+    # The cpu image's lock has no torch/diffusers/transformers: make them unimportable.
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "diffusers", "transformers", "accelerate"}:
+            raise ModuleNotFoundError(f"No module named {name!r} (cpu image)")
+        return None
+
+sys.meta_path.insert(0, NoAI())
+from sculptsvc.ai.backends import load_reconstructor, load_stylizer
+from sculptsvc.cli import app
+from sculptsvc.service.app import create_app
+from sculptsvc.service.jobs import init_worker, run_order_job
+import sculptsvc.pipeline
+from sculptsvc.settings import Settings
+
+settings = Settings(device="cpu", stylizer="classic", reconstructor="classic")
+create_app(settings)
+print(type(load_stylizer(settings)).__name__, type(load_reconstructor(settings)).__name__)
+"""
+
+
+def test_cpu_image_runs_the_classic_service_without_torch() -> None:
+    """The cpu target installs no `ai` extra: the classic path must not import torch."""
+    done = subprocess.run(
+        [sys.executable, "-c", CPU_IMAGE_PROBE],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["ClassicStylizer", "ClassicReconstructor"]
