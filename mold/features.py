@@ -26,6 +26,8 @@ from mold.geometry import TriMesh, face_geometry
 from mold.raycast import vertical_hits
 from mold.spec import MoldParams, MoldSpec
 
+_HEIGHT_BUCKET_MM = 0.01  # vent candidates this close in height count as equally high
+
 
 @dataclass(frozen=True)
 class Channel:
@@ -112,11 +114,21 @@ class Layout:
 # --- sprue and vents --------------------------------------------------------------------------
 
 
-def _top_point(vertices: np.ndarray, tol: float) -> np.ndarray:
-    """The highest point; on a flat top, the top vertex nearest the middle of that flat."""
+def _top_point(vertices: np.ndarray, solid: m3.Manifold, radius: float, tol: float) -> np.ndarray:
+    """The cavity's highest point, where the sprue meets it.
+
+    On a flat top (CAD parts, plinths) that is the middle of the flat when the sprue fits
+    inside it there, else the top vertex nearest that middle.
+    """
     z = vertices[:, 2]
-    top = vertices[z >= z.max() - tol]
+    z_top = float(z.max())
+    top = vertices[z >= z_top - tol]
     middle = top.mean(axis=0)
+    if len(top) >= 3:
+        section = solid.slice(z_top - tol).to_polygons()
+        polygons = [np.asarray(p, dtype=np.float64) for p in section]
+        if signed_distance_2d(middle[None, :2], polygons)[0] <= -radius:
+            return np.array([middle[0], middle[1], z_top])
     dist = np.linalg.norm(top[:, :2] - middle[:2], axis=1)
     order = np.lexsort((top[:, 1], top[:, 0], dist))
     return top[order[0]]
@@ -163,25 +175,29 @@ def vent_points(
     origins = v[peaks] + np.array([0.0, 0.0, eps])
     blocked_up, _ = vertical_hits(mesh.triangles, origins)
     peaks = peaks[~blocked_up]
-    order = np.lexsort((v[peaks, 1], v[peaks, 0], -z[peaks]))
+    points = v[peaks]
+    level = np.round(points[:, 2] / _HEIGHT_BUCKET_MM)  # equal heights within a bucket tie
     chosen: list[np.ndarray] = []
     taken = [sprue_point[:2]]
-    for i in peaks[order]:
-        p = v[i]
-        if min(float(np.linalg.norm(p[:2] - q)) for q in taken) < radius:
-            continue
-        chosen.append(p.copy())
-        taken.append(p[:2])
-        if len(chosen) == spec.vent_count:
+    while len(chosen) < spec.vent_count:
+        gap = np.min(np.linalg.norm(points[:, None, :2] - np.array(taken)[None], axis=2), axis=1)
+        ok = np.flatnonzero(gap >= radius)
+        if len(ok) == 0:
             break
+        # highest first; among equally high points the one farthest from the others
+        best = ok[np.lexsort((points[ok, 1], points[ok, 0], -gap[ok], -level[ok]))[0]]
+        chosen.append(points[best].copy())
+        taken.append(points[best, :2])
     return chosen
 
 
 def make_channels(
-    mesh: TriMesh, top_z: float, spec: MoldSpec, params: MoldParams
+    mesh: TriMesh, solid: m3.Manifold, top_z: float, spec: MoldSpec, params: MoldParams
 ) -> tuple[Channel, tuple[Channel, ...]]:
     """Sprue at the cavity's highest point, vents at the other local high points."""
-    top = _top_point(mesh.vertices, params.plane_vertex_clearance_mm)
+    top = _top_point(
+        mesh.vertices, solid, 0.5 * spec.sprue_diameter_mm, params.plane_vertex_clearance_mm
+    )
     taper = float(np.tan(np.radians(params.sprue_taper_deg)))
     bottom_z = float(top[2]) - params.channel_overlap_mm
     r_bottom = 0.5 * spec.sprue_diameter_mm
@@ -341,7 +357,7 @@ def plan_layout(mesh: TriMesh, solid: m3.Manifold, spec: MoldSpec, params: MoldP
         )
     top_z = float(part_hi[2]) + max(spec.wall_mm, params.sprue_min_length_mm)
     bottom_z = float(part_lo[2]) - spec.wall_mm
-    sprue, vents = make_channels(mesh, top_z, spec, params)
+    sprue, vents = make_channels(mesh, solid, top_z, spec, params)
     projection = [np.asarray(p, dtype=np.float64) for p in solid.project().to_polygons()]
     keys, margin, polarised = make_keys(projection, part_lo, part_hi, (sprue, *vents), spec, params)
     block_min = np.array([part_lo[0] - margin, part_lo[1] - margin, bottom_z])
