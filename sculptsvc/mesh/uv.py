@@ -242,26 +242,29 @@ def _xatlas_unwrap(
     mesh: trimesh.Trimesh, params: MeshParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     scale = 1.0 / diagonal_of(mesh)
-    atlas = xatlas.Atlas()
-    atlas.add_mesh(
-        np.ascontiguousarray(mesh.vertices * scale, dtype=np.float32),
-        np.ascontiguousarray(mesh.faces, dtype=np.uint32),
-    )
-    pack = xatlas.PackOptions()
-    pack.resolution = params.texture_size
-    pack.padding = params.texture_padding
-    pack.blockAlign = True
-    area = float(mesh.area) * scale * scale
-    pack.texels_per_unit = float(
-        np.sqrt(params.atlas_fill * params.texture_size**2 / max(area, 1e-300))
-    )
-    atlas.generate(xatlas.ChartOptions(), pack)
-    if atlas.atlas_count != 1:
-        raise MeshProcessingFailed("xatlas needed more than one atlas")
-    vmap, faces, uv = atlas[0]
     size = params.texture_size
-    uv = uv.astype(np.float64) * (np.array([atlas.width, atlas.height], dtype=np.float64) / size)
-    return vmap.astype(np.int64), uv, faces.astype(np.int64), int(atlas.chart_count), 0
+    area = float(mesh.area) * scale * scale
+    density = float(np.sqrt(params.atlas_fill * size * size / max(area, 1e-300)))
+    for _ in range(_PACK_ATTEMPTS):
+        atlas = xatlas.Atlas()
+        atlas.add_mesh(
+            np.ascontiguousarray(mesh.vertices * scale, dtype=np.float32),
+            np.ascontiguousarray(mesh.faces, dtype=np.uint32),
+        )
+        pack = xatlas.PackOptions()
+        pack.resolution = size
+        pack.padding = params.texture_padding
+        pack.blockAlign = True
+        pack.texels_per_unit = density
+        atlas.generate(xatlas.ChartOptions(), pack)
+        if atlas.atlas_count == 1 and atlas.width <= size and atlas.height <= size:
+            vmap, faces, uv = atlas[0]
+            uv = uv.astype(np.float64) * (
+                np.array([atlas.width, atlas.height], dtype=np.float64) / size
+            )
+            return vmap.astype(np.int64), uv, faces.astype(np.int64), int(atlas.chart_count), 0
+        density *= _PACK_SHRINK
+    raise MeshProcessingFailed(f"xatlas charts do not fit one {size}px atlas")
 
 
 def diagonal_of(mesh: trimesh.Trimesh) -> float:
