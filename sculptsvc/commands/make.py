@@ -1,9 +1,204 @@
-"""`sculpt make`: placeholder until its issue lands."""
+"""`sculpt make` and `sculpt demo`: one picture through the whole order pipeline, no Kafka.
+
+    sculpt make IMAGE --out DIR [--mode multicolor|solid] [--color '#RRGGBB']
+                [--size-mm 80] [--wall-mm 4] [--seed N] [--json]
+    sculpt demo [--out out/demo]            # make on samples/sample.png
+
+Writes model.glb, preview.png, mold_a.stl, mold_b.stl, mold.3mf, report.json (and the
+unpublished stylized.png). Same picture and options -> byte-identical artifacts; only
+report.json's ``timings`` differ (see ``sculptsvc.pipeline``). A typed rejection prints
+its code as JSON on stderr and exits 2 (bad input) or 3 (processing failed).
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+
+from sculptsvc.errors import RejectedInput, SculptError
+
+if TYPE_CHECKING:
+    from sculptsvc.pipeline import PipelineResult
+
+EXIT_REJECTED = 2  # the picture or options cannot become a sculpture: fix the input
+EXIT_FAILED = 3  # the input was fine, but no valid sculpture/mold came out
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "sample.png"
+
+
+class ModeOption(StrEnum):
+    multicolor = "multicolor"
+    solid = "solid"
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write via a temporary name so no half-written file is ever seen under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def make_files(
+    image: Path,
+    out: Path,
+    *,
+    mode: str = "multicolor",
+    color: str | None = None,
+    size_mm: float | None = None,
+    wall_mm: float | None = None,
+    seed: int = 0,
+) -> PipelineResult:
+    """Run the pipeline on ``image`` with the configured backends; write every artifact."""
+    from sculptsvc.ai.backends import load_reconstructor, load_stylizer
+    from sculptsvc.pipeline import PipelineOptions, run_pipeline
+    from sculptsvc.settings import Settings
+
+    settings = Settings()
+    options = PipelineOptions(
+        mode=mode,
+        color=color,
+        size_mm=size_mm if size_mm is not None else settings.default_size_mm,
+        wall_mm=wall_mm if wall_mm is not None else settings.default_wall_mm,
+        seed=seed,
+        target_faces=settings.target_faces,
+    )
+    result = run_pipeline(
+        image.read_bytes(),
+        options,
+        load_stylizer(settings),
+        load_reconstructor(settings),
+        settings,
+    )
+    for name, data in {**result.artifacts, **result.extras}.items():
+        _write(out / name, data)
+    return result
+
+
+def summary_rows(result: PipelineResult) -> list[tuple[str, str]]:
+    """The few numbers a person checks first, as (label, value) rows."""
+    r = result.report
+    validation = (
+        f"{r.validation.glb_errors} errors, {r.validation.glb_warnings} warnings"
+        if r.validation.validator == "khronos"
+        else "skipped (validator not installed)"
+    )
+    rows = [
+        ("stylizer / reconstructor", f"{r.stylize.backend} / {r.reconstruct.backend}"),
+        ("triangles", str(r.mesh.triangles)),
+        ("watertight", str(r.mesh.watertight)),
+        ("shells", str(r.mesh.shells)),
+        ("size (mm)", " x ".join(f"{v:.1f}" for v in r.mesh.extents)),
+        ("glTF validator", validation),
+        ("mold parting", r.mold.parting),
+        ("mold gate", "passed" if r.mold.gate_passed else "FAILED"),
+        ("mold cavity (ml)", f"{r.mold.cavity_volume_ml:.1f}"),
+    ]
+    if r.reconstruct.silhouette_iou is not None:
+        rows.insert(3, ("silhouette IoU", f"{r.reconstruct.silhouette_iou:.3f}"))
+    rows += [(f"time {stage} (s)", f"{seconds:.2f}") for stage, seconds in r.timings.items()]
+    return rows
+
+
+def _report(result: PipelineResult, out: Path, as_json: bool) -> None:
+    if as_json:
+        document = {
+            "out": str(out),
+            "files": sorted([*result.artifacts, *result.extras]),
+            "report": json.loads(result.artifacts["report.json"]),
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    rows = summary_rows(result)
+    width = max(len(label) for label, _ in rows)
+    typer.echo(f"wrote {out}/: " + ", ".join(sorted([*result.artifacts, *result.extras])))
+    for label, value in rows:
+        typer.echo(f"  {label.ljust(width)}  {value}")
+
+
+def _run(
+    image: Path,
+    out: Path,
+    *,
+    mode: ModeOption,
+    color: str | None,
+    size_mm: float | None,
+    wall_mm: float | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    try:
+        result = make_files(
+            image,
+            out,
+            mode=mode.value,
+            color=color,
+            size_mm=size_mm,
+            wall_mm=wall_mm,
+            seed=seed,
+        )
+    except SculptError as err:
+        payload = {"error": err.code, "message": err.message, "detail": err.detail}
+        typer.echo(json.dumps(payload, default=str), err=True)
+        raise typer.Exit(EXIT_REJECTED if isinstance(err, RejectedInput) else EXIT_FAILED) from None
+    except ValueError as err:  # pydantic: options out of range
+        typer.echo(json.dumps({"error": "invalid_options", "message": str(err)}), err=True)
+        raise typer.Exit(EXIT_REJECTED) from None
+    _report(result, out, as_json)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("make")
+    def make_command(
+        image: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="IMAGE"),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+        mode: ModeOption = typer.Option(ModeOption.multicolor, "--mode", help="Material mode."),
+        color: str | None = typer.Option(
+            None, "--color", help="'#RRGGBB': the colour of a solid sculpture."
+        ),
+        size_mm: float | None = typer.Option(
+            None, "--size-mm", help="Longest side in mm [default: SCULPT_DEFAULT_SIZE_MM, 80]."
+        ),
+        wall_mm: float | None = typer.Option(
+            None, "--wall-mm", help="Mold wall in mm [default: SCULPT_DEFAULT_WALL_MM, 4]."
+        ),
+        seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Random seed."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Turn a picture into a sculpture (GLB) and its two-part mold (STL, 3MF)."""
+        _run(
+            image,
+            out,
+            mode=mode,
+            color=color,
+            size_mm=size_mm,
+            wall_mm=wall_mm,
+            seed=seed,
+            as_json=as_json,
+        )
+
+    @app.command("demo")
+    def demo_command(
+        out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Output directory."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """`sculpt make` on the bundled sample picture (samples/sample.png)."""
+        if not SAMPLE.is_file():
+            typer.echo(f"{SAMPLE} is missing: run `python samples/make_sample.py`", err=True)
+            raise typer.Exit(1)
+        _run(
+            SAMPLE,
+            out,
+            mode=ModeOption.multicolor,
+            color=None,
+            size_mm=None,
+            wall_mm=None,
+            seed=0,
+            as_json=as_json,
+        )
+        if not as_json:
+            typer.echo(f"open {out / 'model.glb'} in any glTF viewer; print the mold halves.")
