@@ -56,9 +56,9 @@ def load_stylizer(settings: Settings) -> Stylizer:
         from sculptsvc.stylize.classic import ClassicStylizer
 
         return ClassicStylizer()
+    folder = _folder(settings, "diffusion_model_dir", "diffusion")
     from sculptsvc.ai.diffusion import DiffusionParams, DiffusionStylizer
 
-    folder = _folder(settings, "diffusion_model_dir", "diffusion")
     return DiffusionStylizer.from_folder(folder, settings.device, DiffusionParams())
 
 
@@ -68,9 +68,9 @@ def load_reconstructor(settings: Settings) -> Reconstructor:
         from sculptsvc.reconstruct.classic import ClassicReconstructor
 
         return ClassicReconstructor()
+    folder = _folder(settings, "triposr_model_dir", "triposr")
     from sculptsvc.ai.triposr.reconstructor import TripoSRParams, TripoSRReconstructor
 
-    folder = _folder(settings, "triposr_model_dir", "triposr")
     return TripoSRReconstructor.from_folder(folder, settings.device, TripoSRParams())
 
 
@@ -79,9 +79,9 @@ def check_backends(settings: Settings) -> list[BackendCheck]:
     configured AI backend's folder is complete and matches its config. Loads no weights."""
     checks: list[BackendCheck] = []
     if settings.stylizer == "diffusion":
+        folder = _folder(settings, "diffusion_model_dir", "diffusion")
         from sculptsvc.ai.diffusion import check_pipeline_folder
 
-        folder = _folder(settings, "diffusion_model_dir", "diffusion")
         index = check_pipeline_folder(folder)
         checks.append(
             BackendCheck("stylize", "diffusion", folder, str(index.get("_class_name", "")))
@@ -89,9 +89,9 @@ def check_backends(settings: Settings) -> list[BackendCheck]:
     else:
         checks.append(BackendCheck("stylize", settings.stylizer))
     if settings.reconstructor == "triposr":
+        folder = _folder(settings, "triposr_model_dir", "triposr")
         from sculptsvc.ai.triposr.weights import check_folder
 
-        folder = _folder(settings, "triposr_model_dir", "triposr")
         config = check_folder(folder)
         checks.append(
             BackendCheck("reconstruct", "triposr", folder, f"{config.backbone.num_layers} blocks")

@@ -8,7 +8,7 @@ projections plus broadcast sums. The remaining layers run in slabs of x-slices
 (``chunk_points`` points at a time) to bound memory.
 
 The volume is padded with an "outside" layer before marching cubes, so the surface is always
-closed (watertight) even where the object touches the bounding box.
+closed (watertight) even where the object touches the bounding box (upstream leaves a hole).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from sculptsvc.ai.triposr.config import RendererConfig
 from sculptsvc.ai.triposr.model import NeRFMLP
 from sculptsvc.errors import ModelOutputInvalid
 
+PAD_DEPTH = 1e9
+"""How far below the threshold the padding layer lies (float64 volume)."""
 MAX_LOG_DENSITY = 80.0
 """exp() of more overflows float32; a density of e^80 is 'inside' for any sane threshold."""
 
@@ -160,8 +162,10 @@ def marching_cubes(
     inside = density > threshold
     if not inside.any():
         raise ModelOutputInvalid(f"no density above the threshold {threshold}: empty object")
-    outside_value = min(float(density.min()), threshold) - 1.0
-    padded = np.pad(density, 1, mode="constant", constant_values=outside_value)
+    # Far below the threshold, so where the object meets the box the closing cap sits on
+    # the box face (within ~1e-6 voxel) instead of bulging a voxel beyond it.
+    outside_value = min(float(density.min()), threshold) - PAD_DEPTH
+    padded = np.pad(density.astype(np.float64), 1, constant_values=outside_value)
     step = 2.0 * radius / (density.shape[0] - 1)
     verts, faces, _, _ = measure.marching_cubes(
         padded,
