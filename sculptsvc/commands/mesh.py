@@ -54,13 +54,18 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Repair, smooth and resample a mesh; write a silicone GLB that validates."""
+        from sculptsvc.logging import configure_logging
         from sculptsvc.mesh import MeshParams, export_glb, load_mesh, process_mesh, render_preview
         from sculptsvc.mesh.colors import parse_hex
+        from sculptsvc.settings import get_settings
+
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_format)  # logs on stderr, not stdout
 
         try:
             if color is not None:
                 parse_hex(color)
-            params = MeshParams(target_faces=faces)
+            params = MeshParams(target_faces=faces)  # other knobs: MeshParams defaults
             result = process_mesh(load_mesh(input_path), params)
             glb = export_glb(result, mode=mode.value, color_hex=color)
             png = (
