@@ -281,12 +281,23 @@ class DeadLetter(Event):
     original_offset: int = Field(ge=0)
     original_timestamp_ms: int | None = None
     original_key_base64: str | None
-    original_value_base64: str
+    original_value_base64: str | None = Field(
+        description="The input value; null when it was too large to inline, see original_value_ref."
+    )
+    original_value_ref: ArtifactRef | None = Field(
+        None, description="Claim check of the input value when it did not fit in the letter."
+    )
     original_headers: list[DeadLetterHeader] = Field(default_factory=list)
     error_class: str = Field(description="Python class of the error, e.g. 'InvalidEvent'.")
     error_code: str
     error_message: str
     attempts: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _value_somewhere(self) -> DeadLetter:
+        if (self.original_value_base64 is None) == (self.original_value_ref is None):
+            raise ValueError("exactly one of original_value_base64 / original_value_ref")
+        return self
 
 
 ALL_EVENTS: tuple[type[Event], ...] = (OrderPlaced, OrderStatus, ModelReady, MoldReady, DeadLetter)

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         40_000_000, description="Largest accepted width x height, checked before decoding."
     )
+    dead_letter_inline_bytes: int = Field(
+        256 * 1024,
+        description="Inputs up to this size are kept inside their dead letter; larger ones "
+        "go to the artifact store and the letter holds the claim check.",
+    )
     allowed_uri_schemes: list[str] = Field(
         default_factory=lambda: ["file", "https"],
         description="Schemes an OrderPlaced image URI may use.",

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
 
         async def run() -> list:
             found = await scan(settings, topic, selection)
-            records = [original_of(r) for r in found] if source is Source.dlq else found
+            records = [original_of(r, settings) for r in found] if source is Source.dlq else found
             if not dry_run:
                 await republish(settings, records, target_topic)
             return records

@@ -25,6 +25,7 @@ from sculptsvc.service.metrics import Metrics
 from sculptsvc.service.processor import InboundRecord, JobRunner, OrderProcessor
 from sculptsvc.settings import Settings, get_settings
 from sculptsvc.store import LocalArtifactStore
+from sculptsvc.workers.placement import plan_workers
 
 log = get_logger(__name__)
 
@@ -87,8 +88,9 @@ def create_app(
         "title": settings.topic_orders,
         "description": "OrderPlaced v1 from the e-commerce system (schemas/OrderPlaced.v1.json)",
     }
-    if settings.workers > 1:
-        consumer_options["max_workers"] = settings.workers
+    consumers = plan_workers(settings).workers  # one consumer per pool worker (GPU or CPU)
+    if consumers > 1:
+        consumer_options["max_workers"] = consumers
 
     @broker.subscriber(settings.topic_orders, **consumer_options)
     async def on_order(body: bytes, message: KafkaMessage) -> None:

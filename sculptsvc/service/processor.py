@@ -280,7 +280,7 @@ class OrderProcessor:
             original_offset=record.offset,
             original_timestamp_ms=record.timestamp_ms,
             original_key_base64=b64(record.key),
-            original_value_base64=b64(record.value or b"") or "",
+            **self._original_value(record.value or b""),
             original_headers=[
                 DeadLetterHeader(key=k, value_base64=b64(v) or "") for k, v in record.headers
             ],
@@ -311,6 +311,14 @@ class OrderProcessor:
         await self.publisher.publish(messages, source=record, commit=True)
 
     # -- event builders ---------------------------------------------------------------
+
+    def _original_value(self, value: bytes) -> dict[str, object]:
+        """Inline the input in its dead letter, or store it (claim check) when inlining it
+        would push the letter past Kafka's message limit and stall the partition."""
+        if len(value) <= self.settings.dead_letter_inline_bytes:
+            return {"original_value_base64": b64(value)}
+        ref = self.store.put(value, "application/octet-stream")
+        return {"original_value_base64": None, "original_value_ref": ref}
 
     def _success_messages(
         self, order: OrderPlaced, output: JobOutput, attempt: int

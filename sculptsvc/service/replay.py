@@ -19,6 +19,7 @@ from sculptsvc.events import DeadLetter
 from sculptsvc.service.kafka import client_kwargs
 from sculptsvc.service.processor import REPLAY_HEADER
 from sculptsvc.settings import Settings
+from sculptsvc.store import LocalArtifactStore
 
 REPLAYED_FROM_HEADER = "replayed-from"
 
@@ -118,7 +119,7 @@ async def scan(settings: Settings, topic: str, selection: Selection) -> list[Fou
         await consumer.stop()
 
 
-def original_of(dead_letter_record: FoundRecord) -> FoundRecord:
+def original_of(dead_letter_record: FoundRecord, settings: Settings) -> FoundRecord:
     """The message a dead letter preserved, byte for byte."""
     letter = DeadLetter.model_validate_json(dead_letter_record.value or b"")
     return FoundRecord(
@@ -129,7 +130,9 @@ def original_of(dead_letter_record: FoundRecord) -> FoundRecord:
         key=None
         if letter.original_key_base64 is None
         else base64.b64decode(letter.original_key_base64),
-        value=base64.b64decode(letter.original_value_base64),
+        value=base64.b64decode(letter.original_value_base64)
+        if letter.original_value_base64 is not None
+        else LocalArtifactStore(settings.artifact_root).get(letter.original_value_ref),  # type: ignore[arg-type]
         headers=tuple((h.key, base64.b64decode(h.value_base64)) for h in letter.original_headers),
     )
 

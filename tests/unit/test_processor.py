@@ -189,3 +189,14 @@ async def test_redelivery_after_crash_republishes_the_stored_outcome(settings) -
     await processor.handle(record(order_bytes(), offset=5))  # same coordinates: redelivery
     assert runner.calls == 1
     assert pub.batches[-1] == first  # byte-identical events, same event ids
+
+
+async def test_oversized_bad_input_is_dead_lettered_by_claim_check(settings) -> None:
+    processor, pub = make(settings, FakeRunner())
+    huge = b"{" + b"x" * (settings.dead_letter_inline_bytes + 10)
+    await processor.handle(record(huge))
+    (letter,) = [DeadLetter.model_validate(d) for d in pub.on(settings.topic_dlq)]
+    assert letter.original_value_base64 is None and letter.original_value_ref is not None
+    assert LocalArtifactStore(settings.artifact_root).get(letter.original_value_ref) == huge
+    (message,) = [m for b, _ in pub.batches for m in b if m.topic == settings.topic_dlq]
+    assert len(message.value) < 4096
