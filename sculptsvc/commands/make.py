@@ -131,6 +131,12 @@ def _run(
     seed: int,
     as_json: bool,
 ) -> None:
+    from sculptsvc.logging import configure_logging
+    from sculptsvc.settings import Settings
+
+    settings = Settings()
+    # Logs go to stderr (stdout carries the --json document), readable by a person.
+    configure_logging(settings.log_level, "console")
     try:
         result = make_files(
             image,
