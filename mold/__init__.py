@@ -19,6 +19,7 @@ from mold.errors import (
     PartDegenerate,
     PartDisconnected,
     PartNotManifold,
+    PartSelfIntersecting,
 )
 from mold.report import MoldReport
 from mold.spec import MoldParams, MoldSpec
@@ -37,5 +38,6 @@ __all__ = [
     "PartDegenerate",
     "PartDisconnected",
     "PartNotManifold",
+    "PartSelfIntersecting",
     "make_mold",
 ]

@@ -30,6 +30,7 @@ from mold.geometry import (
     affine,
     apply_affine,
     canonical_float32,
+    check_not_self_intersecting,
     from_manifold,
     to_manifold,
     transform_manifold,
@@ -97,7 +98,9 @@ def _matrix(m: Affine, decimals: int) -> tuple[tuple[float, float, float, float]
     return tuple(tuple(_round(x, decimals + 4) for x in row) for row in m)  # type: ignore[misc]
 
 
-def prepare_part(vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec) -> _Part:
+def prepare_part(
+    vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
+) -> _Part:
     """Validate, merge overlapping shells, scale the longest side to ``size_mm``, centre."""
     mesh = validate_arrays(vertices, faces)
     solid = to_manifold(mesh)
@@ -118,6 +121,9 @@ def prepare_part(vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec) -> _Pa
         )
     if dropped:
         solid = bodies[int(np.argmax(volumes))]
+    if params.check_self_intersections:
+        # after the union: overlapping shells are fine, a shell through itself is not
+        check_not_self_intersecting(from_manifold(solid))
     lo = np.array(solid.bounding_box()[:3])
     hi = np.array(solid.bounding_box()[3:])
     longest = float((hi - lo).max())
@@ -178,6 +184,85 @@ def _software() -> dict[str, str]:
     return {n: importlib.metadata.version(n) for n in names}
 
 
+@dataclass(frozen=True)
+class MoldGeometry:
+    """Steps 1-5: the part and both halves in the mold frame, before anything is exported."""
+
+    part: _Part
+    parting: Parting
+    to_mold: Affine  # part frame -> mold frame
+    solid: m3.Manifold  # the part (= cavity) in the mold frame
+    mesh: TriMesh  # same, as arrays
+    layout: Layout
+    half_a: m3.Manifold
+    half_b: m3.Manifold
+
+
+@dataclass(frozen=True)
+class ExportedHalves:
+    """Step 6: canonical float32 meshes in print placement and their STL bytes."""
+
+    to_a: Affine  # mold frame -> print frame
+    to_b: Affine
+    va: np.ndarray
+    fa: np.ndarray
+    vb: np.ndarray
+    fb: np.ndarray
+    stl_a: bytes
+    stl_b: bytes
+
+
+def build_geometry(
+    vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
+) -> MoldGeometry:
+    """Part, parting, layout and booleans (steps 1-5)."""
+    # 1-2. the part, scaled and centred
+    part = prepare_part(vertices, faces, spec, params)
+    # 3. pull direction and parting plane
+    parting = choose_parting(part.mesh, part.solid, spec, params)
+    # 4. mold frame: pull direction -> +z, plane -> z = 0, bounding box centred on the z axis
+    rotated = part.mesh.vertices @ parting.rotation.T
+    centre_xy = 0.5 * (rotated.min(axis=0) + rotated.max(axis=0))
+    to_mold = affine(parting.rotation, -np.array([centre_xy[0], centre_xy[1], parting.level_mm]))
+    solid = transform_manifold(part.solid, to_mold)
+    mesh = TriMesh(apply_affine(to_mold, part.mesh.vertices), part.mesh.faces)
+    layout = plan_layout(mesh, solid, spec, params)
+    # 5. booleans
+    half_a, half_b = build_halves(solid, layout, params)
+    return MoldGeometry(part, parting, to_mold, solid, mesh, layout, half_a, half_b)
+
+
+def export_halves(geom: MoldGeometry, spec: MoldSpec) -> ExportedHalves:
+    """Place each half for printing and write its STL (step 6)."""
+    to_a, to_b = print_placements(geom.layout, spec)
+    va, fa = canonical_float32(from_manifold(transform_manifold(geom.half_a, to_a)))
+    vb, fb = canonical_float32(from_manifold(transform_manifold(geom.half_b, to_b)))
+    stl_a = stl_bytes(va, fa, "sculptsvc mold half A (female, pour side) mm")
+    stl_b = stl_bytes(vb, fb, "sculptsvc mold half B (male keys) mm")
+    return ExportedHalves(to_a, to_b, va, fa, vb, fb, stl_a, stl_b)
+
+
+def channels_in_block(geom: MoldGeometry, params: MoldParams) -> m3.Manifold:
+    """Sprue and vents as cut into the block (their tools overshoot the top face)."""
+    lo, hi = geom.layout.block_min, geom.layout.block_max
+    block = m3.Manifold.cube(tuple(map(float, hi - lo))).translate(tuple(map(float, lo)))
+    tools = [c.solid(params) for c in geom.layout.channels]
+    return m3.Manifold.batch_boolean(tools, m3.OpType.Add) ^ block
+
+
+def gate_input(geom: MoldGeometry, out: ExportedHalves, params: MoldParams) -> GateInput:
+    return GateInput(
+        geom.half_a,
+        geom.half_b,
+        geom.solid,
+        geom.mesh.vertices,
+        geom.layout,
+        channels_in_block(geom, params),
+        out.stl_a,
+        out.stl_b,
+    )
+
+
 def make_mold(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -193,43 +278,19 @@ def make_mold(
     spec = spec or MoldSpec()
     params = params or MoldParams()
     d = params.report_decimals
-
-    # 1-2. the part, scaled and centred
     n_in_v, n_in_f = len(vertices), len(faces)
-    part = prepare_part(vertices, faces, spec)
 
-    # 3. pull direction and parting plane
-    parting: Parting = choose_parting(part.mesh, part.solid, spec, params)
-
-    # 4. mold frame: pull direction -> +z, plane -> z = 0, bounding box centred on the z axis
-    rotated = part.mesh.vertices @ parting.rotation.T
-    centre_xy = 0.5 * (rotated.min(axis=0) + rotated.max(axis=0))
-    to_mold = affine(parting.rotation, -np.array([centre_xy[0], centre_xy[1], parting.level_mm]))
-    solid = transform_manifold(part.solid, to_mold)
-    mesh = TriMesh(apply_affine(to_mold, part.mesh.vertices), part.mesh.faces)
-    layout = plan_layout(mesh, solid, spec, params)
-
-    # 5. booleans
-    half_a, half_b = build_halves(solid, layout, params)
-
-    # 6. print placement and STL exports
-    to_a, to_b = print_placements(layout, spec)
-    va, fa = canonical_float32(from_manifold(transform_manifold(half_a, to_a)))
-    vb, fb = canonical_float32(from_manifold(transform_manifold(half_b, to_b)))
-    stl_a = stl_bytes(va, fa, "sculptsvc mold half A (female, pour side) mm")
-    stl_b = stl_bytes(vb, fb, "sculptsvc mold half B (male keys) mm")
+    geom = build_geometry(vertices, faces, spec, params)  # steps 1-5
+    out = export_halves(geom, spec)  # step 6
+    part, parting, layout, solid, mesh = geom.part, geom.parting, geom.layout, geom.solid, geom.mesh
+    half_a, half_b = geom.half_a, geom.half_b
+    to_a, to_b, va, fa, vb, fb = out.to_a, out.to_b, out.va, out.fa, out.vb, out.fb
+    stl_a, stl_b, to_mold = out.stl_a, out.stl_b, geom.to_mold
 
     # 7. gate, then the 3MF of the gated halves, then its own check
-    lo, hi = layout.block_min, layout.block_max
-    block = m3.Manifold.cube(tuple(map(float, hi - lo))).translate(tuple(map(float, lo)))
-    tools = [c.solid(params) for c in layout.channels]
-    channels = m3.Manifold.batch_boolean(tools, m3.OpType.Add) ^ block
-    channels_outside = (channels - solid).volume()  # what the pour adds to the cavity
-    gated = run_gate(
-        GateInput(half_a, half_b, solid, mesh.vertices, layout, channels_outside, stl_a, stl_b),
-        spec,
-        params,
-    )
+    inp = gate_input(geom, out, params)
+    gated = run_gate(inp, spec, params)
+    channels_outside = gated.channels_outside_mm3  # what the pour adds to the cavity
     width_a = float(va[:, 0].max() - va[:, 0].min())
     width_b = float(vb[:, 0].max() - vb[:, 0].min())
     shift = 0.5 * (width_a + width_b) + params.layout_gap_mm

@@ -4,6 +4,7 @@
     ├── InvalidPart               the part cannot be cast as given: reject the order
     │   ├── PartNotManifold       not one closed, consistently oriented surface
     │   ├── PartDegenerate        bad arrays, non-finite values, no volume
+    │   ├── PartSelfIntersecting  the surface passes through itself: no defined inside
     │   └── PartDisconnected      several separate bodies: one pour cannot fill them
     ├── InvalidSpec               the spec does not fit this part (e.g. sprue wider than it)
     └── MoldGenerationFailed      valid input, but no castable mold came out
@@ -49,6 +50,10 @@ class PartNotManifold(InvalidPart):
 
 class PartDegenerate(InvalidPart):
     code = "part_degenerate"
+
+
+class PartSelfIntersecting(InvalidPart):
+    code = "part_self_intersecting"
 
 
 class PartDisconnected(InvalidPart):

@@ -42,7 +42,7 @@ class GateInput:
     part: m3.Manifold
     part_vertices: np.ndarray  # (n, 3) mold frame
     layout: Layout
-    channels_outside_part_mm3: float
+    channels: m3.Manifold  # sprue and vents clipped to the block
     stl_a: bytes
     stl_b: bytes
 
@@ -91,17 +91,42 @@ def check_stl_edges(inp: GateInput) -> GateCheck:
     )
 
 
-def check_void(inp: GateInput, params: MoldParams) -> tuple[GateCheck, GateCheck, float]:
-    """``no_overlap`` and ``cavity_volume`` from one boolean, plus the cavity volume (mm^3).
+@dataclass(frozen=True)
+class VoidChecks:
+    overlap: GateCheck
+    cavity: GateCheck
+    min_wall: GateCheck
+    cavity_mm3: float  # measured: the void of the closed mold that the part should fill
+    channels_outside_mm3: float  # what sprue and vents add to the pour
 
-    ``void = block - A - B`` is what stays empty when the mold is closed: the cavity with
-    its channels, and one sealed gap per key. With both halves inside the block,
-    ``vol(A & B) = vol(A) + vol(B) + vol(void) - vol(block)`` exactly (checked against the
-    direct intersection to 1e-10 mm^3), which saves a second boolean.
+
+def check_void(inp: GateInput, spec: MoldSpec, params: MoldParams) -> VoidChecks:
+    """``no_overlap``, ``cavity_volume`` and ``min_wall``, measured on the closed halves.
+
+    ``void = block - A - B`` is what stays empty when the mold is closed. It should be the
+    part plus the channels (``expected``) plus one sealed gap per key (``extra``):
+
+    - overlap: with both halves inside the block,
+      ``vol(A & B) = vol(A) + vol(B) + vol(void) - vol(block)`` exactly (checked against the
+      direct intersection to 1e-10 mm^3), which saves a boolean;
+    - cavity: ``vol(void) - vol(extra) - vol(channels - part)`` must equal the part's volume
+      (mold material where the cavity should be shows up here);
+    - min wall: from the part to the outside (box of both halves) and to ``extra``; a socket
+      or any other void that breaks into the cavity is at distance 0. The planned keys and
+      sockets are measured too, which covers keys without clearance (no gap to find).
     """
     lo, hi = inp.layout.block_min, inp.layout.block_max
     block = m3.Manifold.cube(tuple(map(float, hi - lo))).translate(tuple(map(float, lo)))
     void = m3.Manifold.batch_boolean([block, inp.half_a, inp.half_b], m3.OpType.Subtract)
+    expected = inp.part + inp.channels
+    # booleans of coincident surfaces leave zero-volume slivers (1e-14 mm^3): not voids.
+    # Pieces of negative volume are inside-out: a sign of a self-intersecting part.
+    pieces = [(p, p.volume()) for p in (void - expected).decompose()]
+    extra_pieces = [p for p, vol in pieces if vol > params.sliver_volume_mm3]
+    inverted = -sum(vol for _, vol in pieces if vol < -params.sliver_volume_mm3)
+    extra = m3.Manifold.batch_boolean(extra_pieces, m3.OpType.Add) if extra_pieces else None
+    channels_outside = expected.volume() - inp.part.volume()
+
     boxes = np.array([inp.half_a.bounding_box(), inp.half_b.bounding_box()])
     slack = 1e-6 * float(np.max(hi - lo))
     inside = bool(np.all(boxes[:, :3] >= lo - slack) and np.all(boxes[:, 3:] <= hi + slack))
@@ -117,43 +142,43 @@ def check_void(inp: GateInput, params: MoldParams) -> tuple[GateCheck, GateCheck
         limit=params.overlap_tolerance_mm3,
         detail="mm^3" + ("" if inside else "; a half leaves the block"),
     )
-    pieces = sorted((p.volume() for p in void.decompose()), reverse=True)
-    cavity = (pieces[0] if pieces else 0.0) - inp.channels_outside_part_mm3
+
+    extra_volume = sum(p.volume() for p in extra_pieces)
+    cavity = void.volume() - extra_volume - channels_outside
     part = inp.part.volume()
-    error = abs(cavity - part) / part
+    error = abs(cavity - part) / part + inverted / part
     cavity_check = GateCheck(
         name="cavity_volume",
-        passed=error <= params.cavity_volume_tolerance,
+        passed=error <= params.cavity_volume_tolerance and inverted == 0,
         measured=error,
         limit=params.cavity_volume_tolerance,
-        detail=f"cavity {cavity:.1f} mm^3 vs part {part:.1f} mm^3; "
-        f"{max(len(pieces) - 1, 0)} sealed key gaps",
+        detail=f"cavity {cavity:.1f} mm^3 vs part {part:.1f} mm^3"
+        + (f"; {inverted:.3f} mm^3 of inside-out void" if inverted else ""),
     )
-    return overlap_check, cavity_check, cavity
 
-
-def check_min_wall(inp: GateInput, spec: MoldSpec, params: MoldParams) -> GateCheck:
     # the outside of the closed mold is the box spanned by both halves
-    box = np.array([inp.half_a.bounding_box(), inp.half_b.bounding_box()])
-    lo, hi = box[:, :3].min(axis=0), box[:, 3:].max(axis=0)
+    box_lo, box_hi = boxes[:, :3].min(axis=0), boxes[:, 3:].max(axis=0)
     v = inp.part_vertices
-    outer = float(np.min(np.concatenate([v - lo, hi - v])))
+    outer = float(np.min(np.concatenate([v - box_lo, box_hi - v])))
     search = 2.0 * spec.wall_mm
-    key_gap = search
+    to_gaps = inp.part.min_gap(extra, search) if extra is not None else search
+    to_keys = search
     if inp.layout.keys:
-        keys = m3.Manifold.batch_boolean(
+        planned = m3.Manifold.batch_boolean(
             [k.socket(params) for k in inp.layout.keys] + [k.male(params) for k in inp.layout.keys],
             m3.OpType.Add,
         )
-        key_gap = inp.part.min_gap(keys, search)
-    measured = min(outer, key_gap)
-    return GateCheck(
+        to_keys = inp.part.min_gap(planned, search)
+    measured = min(outer, to_gaps, to_keys)
+    wall_check = GateCheck(
         name="min_wall",
         passed=measured >= spec.wall_mm - params.wall_tolerance_mm,
         measured=measured,
         limit=spec.wall_mm,
-        detail=f"to outside {outer:.3f} mm, to keys {key_gap:.3f} mm (searched {search:.1f})",
+        detail=f"to outside {outer:.3f} mm, to key gaps {to_gaps:.3f} mm "
+        f"({len(extra_pieces)} found), to keys {to_keys:.3f} mm (searched {search:.1f})",
     )
+    return VoidChecks(overlap_check, cavity_check, wall_check, cavity, channels_outside)
 
 
 def check_three_mf(data: bytes, stl_triangles: tuple[int, int]) -> GateCheck:
@@ -195,6 +220,7 @@ def fail_on(checks: list[GateCheck]) -> None:
 class GateResult:
     info: GateInfo
     cavity_mm3: float  # measured: the void of the closed mold without its channels
+    channels_outside_mm3: float
 
 
 def run_gate(inp: GateInput, spec: MoldSpec, params: MoldParams) -> GateResult:
@@ -204,15 +230,15 @@ def run_gate(inp: GateInput, spec: MoldSpec, params: MoldParams) -> GateResult:
     unhelpful error) and then checked with :func:`check_three_mf`.
     """
     checks = [check_status(inp)]
-    cavity = float("nan")
-    if checks[0].passed:  # the rest would only repeat a broken solid's symptoms
-        overlap_check, cavity_check, cavity = check_void(inp, params)
-        checks += [
-            check_single_shell(inp),
-            check_stl_edges(inp),
-            overlap_check,
-            cavity_check,
-            check_min_wall(inp, spec, params),
-        ]
+    fail_on(checks)  # the rest would only repeat a broken solid's symptoms
+    void = check_void(inp, spec, params)
+    checks += [
+        check_single_shell(inp),
+        check_stl_edges(inp),
+        void.overlap,
+        void.cavity,
+        void.min_wall,
+    ]
     fail_on(checks)
-    return GateResult(GateInfo(passed=True, checks=tuple(checks)), cavity)
+    info = GateInfo(passed=True, checks=tuple(checks))
+    return GateResult(info, void.cavity_mm3, void.channels_outside_mm3)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import manifold3d as m3
 import numpy as np
 
-from mold.errors import PartDegenerate, PartNotManifold
+from mold.errors import PartDegenerate, PartNotManifold, PartSelfIntersecting
 
 Affine = np.ndarray  # (4, 4) float64, acts on column vectors
 
@@ -73,6 +73,30 @@ def to_manifold(mesh: TriMesh) -> m3.Manifold:
     if m.is_empty():
         raise PartDegenerate("the part encloses no volume")
     return m
+
+
+def self_intersecting_faces(mesh: TriMesh) -> int:
+    """How many faces cross another, non-adjacent face (pymeshlab's exact tri-tri test).
+
+    manifold3d accepts such a surface (status NoError) but its booleans then return inverted
+    pieces: a cow's tail through its body gives a cavity with a hole punched in the mold.
+    """
+    import pymeshlab  # heavy import, only needed here
+
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(mesh.vertices, mesh.faces.astype(np.int32)))
+    ms.compute_selection_by_self_intersections_per_face()
+    return int(ms.current_mesh().selected_face_number())
+
+
+def check_not_self_intersecting(mesh: TriMesh) -> None:
+    count = self_intersecting_faces(mesh)
+    if count:
+        raise PartSelfIntersecting(
+            f"{count} faces of the part pass through other faces; repair it into one "
+            "non-intersecting surface (e.g. a voxel remesh) first",
+            faces=count,
+        )
 
 
 def from_manifold(m: m3.Manifold) -> TriMesh:

@@ -71,6 +71,10 @@ class MoldParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # part
+    check_self_intersections: bool = Field(
+        True, description="Reject parts whose surface passes through itself (~0.1 s at 20k)."
+    )
     # parting
     parting_levels: int = Field(33, ge=3, description="Plane levels tried per pull direction.")
     parting_level_margin: float = Field(
@@ -125,6 +129,9 @@ class MoldParams(BaseModel):
     cavity_volume_tolerance: float = Field(0.005, gt=0, description="Relative, cavity vs part.")
     wall_tolerance_mm: float = Field(1e-3, ge=0, description="Slack on the minimum wall, mm.")
     overlap_tolerance_mm3: float = Field(1e-3, ge=0, description="Allowed A/B overlap, mm^3.")
+    sliver_volume_mm3: float = Field(
+        1e-6, ge=0, description="Void pieces below this are boolean slivers, not gaps, mm^3."
+    )
     # output
     layout_gap_mm: float = Field(10.0, ge=0, description="Gap between the halves in the 3MF.")
     report_decimals: int = Field(4, ge=1, le=9, description="Decimals of floats in the report.")

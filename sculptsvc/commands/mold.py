@@ -1,9 +1,9 @@
 """`sculpt mold`: a mesh file in, the two gated mold halves, the 3MF and the report out.
 
-The adapter around the pure ``mold`` package: it reads the input (trimesh), closes it if it
-is open (the mesh stage when it is installed, else trimesh + pymeshlab hole filling; what
-stays open is rejected), calls ``mold.make_mold`` and writes ``mold_a.stl``, ``mold_b.stl``,
-``mold.3mf`` and ``mold.json``. Errors of the mold package are mapped once, here, onto the
+The adapter around the pure ``mold`` package: it reads the input (trimesh); if it is open or
+passes through itself it tries the mesh stage, the mesh stage's voxel remesh, then pymeshlab
+hole filling, and rejects what stays unusable; then it calls ``mold.make_mold`` and writes
+``mold_a.stl``, ``mold_b.stl``, ``mold.3mf`` and ``mold.json``. Errors of the mold package are mapped once, here, onto the
 service's error tree (:func:`to_service_error`).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,7 @@ class LoadedPart:
 
     vertices: np.ndarray
     faces: np.ndarray
-    repair: str  # none | mesh_stage | fill_holes
+    repair: str  # none | mesh_stage | voxel_remesh | fill_holes
     notes: list[str] = field(default_factory=list)
 
 
@@ -105,17 +106,47 @@ def _fill_holes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np
     return (v, f[:, ::-1].copy()) if signed < 0 else (v, f)
 
 
-def _mesh_stage() -> Any | None:
-    """``sculptsvc.mesh.process_mesh`` when the mesh stage is installed, else ``None``."""
+def _usable(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """Closed, and no face passing through another: what ``make_mold`` accepts."""
+    from mold.geometry import TriMesh, self_intersecting_faces
+
+    return _is_closed(vertices, faces) and self_intersecting_faces(TriMesh(vertices, faces)) == 0
+
+
+def _repairs() -> list[tuple[str, Callable[[np.ndarray, np.ndarray], tuple]]]:
+    """Repairs to try in turn: the mesh stage, its voxel remesh, then hole filling."""
+    attempts: list[tuple[str, Callable[[np.ndarray, np.ndarray], tuple]]] = []
     try:
-        from sculptsvc import mesh as mesh_stage
-    except ImportError:
-        return None
-    return getattr(mesh_stage, "process_mesh", None)
+        import trimesh
+
+        from sculptsvc.mesh import MeshParams, process_mesh
+        from sculptsvc.mesh.remesh import voxel_remesh
+    except ImportError:  # the mesh stage is not installed: hole filling only
+        return [("fill_holes", _fill_holes)]
+
+    def mesh_stage(v: np.ndarray, f: np.ndarray) -> tuple:
+        return _welded(process_mesh(trimesh.Trimesh(v, f, process=False)).mesh)
+
+    def remeshed(v: np.ndarray, f: np.ndarray) -> tuple:
+        # a surface through itself has no defined inside: rebuild it from a voxel field
+        params = MeshParams()
+        solid = voxel_remesh(
+            trimesh.Trimesh(v, f, process=False),
+            params.remesh_resolution,
+            params.remesh_closing_voxels,
+        )
+        return _welded(process_mesh(solid, params).mesh)
+
+    attempts += [("mesh_stage", mesh_stage), ("voxel_remesh", remeshed)]
+    attempts.append(("fill_holes", _fill_holes))
+    return attempts
 
 
 def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
-    """Read a mesh file and return a closed part, or raise ``UnrepairableMesh``."""
+    """Read a mesh file and return a closed, non-self-intersecting part.
+
+    Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
+    """
     import trimesh
 
     try:
@@ -125,28 +156,21 @@ def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise UnrepairableMesh(f"{path.name} holds no triangles")
     vertices, faces = _welded(loaded)
-    if _is_closed(vertices, faces):
+    if _usable(vertices, faces):
         return LoadedPart(vertices, faces, "none")
     if not repair:
-        raise UnrepairableMesh(f"{path.name} is not closed and repair is off")
+        raise UnrepairableMesh(f"{path.name} is open or self-intersecting and repair is off")
     notes: list[str] = []
-    process_mesh = _mesh_stage()
-    if process_mesh is not None:
+    for name, attempt in _repairs():
         try:
-            result = process_mesh(trimesh.Trimesh(vertices, faces, process=False))
-            mesh = getattr(result, "mesh", result)
-            v, f = _welded(mesh)
-            if _is_closed(v, f):
-                return LoadedPart(v, f, "mesh_stage")
-            notes.append("mesh stage left the part open; trying hole filling")
-        except SculptError:
-            raise
-        except Exception as exc:  # an interface mismatch must not hide the fallback
-            notes.append(f"mesh stage unusable here ({type(exc).__name__}); hole filling")
-    v, f = _fill_holes(vertices, faces)
-    if _is_closed(v, f):
-        return LoadedPart(v, f, "fill_holes", notes)
-    raise UnrepairableMesh(f"{path.name} stays open after repair", notes=notes)
+            v, f = attempt(vertices, faces)
+        except SculptError as err:
+            notes.append(f"{name}: {err.code}")
+            continue
+        if _usable(v, f):
+            return LoadedPart(v, f, name, notes)
+        notes.append(f"{name}: still open or self-intersecting")
+    raise UnrepairableMesh(f"{path.name} stays unusable after repair", notes=notes)
 
 
 def run_mold(part: LoadedPart, spec: MoldSpec, out: Path) -> MoldResult:

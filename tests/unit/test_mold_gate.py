@@ -1,0 +1,267 @@
+"""Negative tests: every bad input is rejected and every gate check catches its defect."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+
+import manifold3d as m3
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from mold import (
+    InvalidPart,
+    InvalidSpec,
+    KeysDoNotFit,
+    MoldError,
+    MoldGateFailed,
+    MoldGenerationFailed,
+    MoldParams,
+    MoldSpec,
+    PartDegenerate,
+    PartDisconnected,
+    PartNotManifold,
+    make_mold,
+    shapes,
+)
+from mold.core import MoldGeometry, build_geometry, export_halves, gate_input
+from mold.export import stl_bytes, stl_edge_report
+from mold.gate import GateInput, check_three_mf, run_gate
+
+SPEC = MoldSpec()
+PARAMS = MoldParams()
+
+
+@cache
+def torus_geometry() -> MoldGeometry:
+    v, f = shapes.torus(segments=48)
+    return build_geometry(v, f, SPEC, PARAMS)
+
+
+def gate(geom: MoldGeometry, spec: MoldSpec = SPEC) -> None:
+    run_gate(gate_input(geom, export_halves(geom, spec), PARAMS), spec, PARAMS)
+
+
+def failed_check(geom: MoldGeometry, spec: MoldSpec = SPEC) -> MoldGateFailed:
+    with pytest.raises(MoldGateFailed) as info:
+        gate(geom, spec)
+    err = info.value
+    assert err.code == "mold_gate_failed" and not err.rejects_input
+    assert isinstance(err, MoldGenerationFailed)
+    assert {c["name"] for c in err.detail["checks"]} >= {"status"}
+    return err
+
+
+def test_the_untouched_geometry_passes() -> None:
+    gate(torus_geometry())
+
+
+# --- the part ------------------------------------------------------------------------------
+
+
+def test_open_part_is_rejected() -> None:
+    v, f = shapes.sphere()
+    with pytest.raises(PartNotManifold) as info:
+        make_mold(v, f[1:])
+    assert info.value.code == "part_not_manifold" and info.value.rejects_input
+    assert info.value.detail["manifold_status"] == "NotManifold"
+
+
+def test_flipped_face_is_rejected() -> None:
+    v, f = shapes.sphere()
+    f = f.copy()
+    f[0] = f[0, ::-1]
+    with pytest.raises(PartNotManifold):
+        make_mold(v, f)
+
+
+@pytest.mark.parametrize(
+    ("vertices", "faces", "match"),
+    [
+        (np.full((4, 3), np.nan), np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2]]), "NaN"),
+        (np.eye(4, 3), np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 9]]), "out of range"),
+        (np.eye(4, 3), np.array([[0, 1, 2]]), "faces must be"),
+        (np.zeros((4, 2)), np.array([[0, 1, 2]] * 4), "vertices must be"),
+        (np.eye(4, 3), np.array([[0.5, 1, 2]] * 4), "integer"),
+    ],
+)
+def test_malformed_arrays_are_rejected(vertices: np.ndarray, faces: np.ndarray, match: str) -> None:
+    with pytest.raises(PartDegenerate, match=match):
+        make_mold(vertices, faces)
+
+
+def test_separate_bodies_are_rejected() -> None:
+    v, f = shapes.sphere(1.0, 32)
+    vertices = np.concatenate([v, v + np.array([3.0, 0.0, 0.0])])
+    faces = np.concatenate([f, f + len(v)])
+    with pytest.raises(PartDisconnected) as info:
+        make_mold(vertices, faces)
+    assert len(info.value.detail["body_volumes"]) == 2
+
+
+def test_tiny_debris_is_dropped_not_rejected() -> None:
+    v, f = shapes.sphere(1.0, 32)
+    speck = v * 0.05 + [3.0, 0.0, 0.0]  # 1/8000 of the volume
+    report = make_mold(np.concatenate([v, speck]), np.concatenate([f, f + len(v)])).report
+    assert report.part.bodies_dropped == 1
+
+
+def test_every_mold_error_is_typed_for_the_service() -> None:
+    for cls in (PartNotManifold, PartDegenerate, PartDisconnected, InvalidSpec):
+        assert issubclass(cls, MoldError) and cls.rejects_input
+    for cls in (KeysDoNotFit, MoldGateFailed):
+        assert issubclass(cls, MoldGenerationFailed) and not cls.rejects_input
+    assert issubclass(PartNotManifold, InvalidPart)
+
+
+# --- the spec ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"wall_mm": 0.5},
+        {"size_mm": 5.0},
+        {"key_count": 1},
+        {"parting": "auto", "parting_offset_mm": 1.0},
+        {"parting": "w"},
+        {"vent_diameter_mm": 6.0, "sprue_diameter_mm": 6.0},
+        {"unknown_field": 1},
+    ],
+)
+def test_bad_spec_fails_validation(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        MoldSpec(**fields)
+
+
+def test_parting_offset_outside_the_part_is_an_invalid_spec() -> None:
+    v, f = shapes.sphere()
+    with pytest.raises(InvalidSpec, match="outside the part"):
+        make_mold(v, f, MoldSpec(parting="z", parting_offset_mm=50.0))
+
+
+def test_sprue_wider_than_the_part_is_an_invalid_spec() -> None:
+    v, f = shapes.torus()
+    with pytest.raises(InvalidSpec, match="sprue"):
+        make_mold(v, f, MoldSpec(size_mm=10.0, sprue_diameter_mm=12.0))
+
+
+def test_keys_that_cannot_fit_are_a_typed_failure() -> None:
+    v, f = shapes.c_channel()  # boxy: the cavity fills its whole footprint
+    with pytest.raises(KeysDoNotFit) as info:
+        make_mold(v, f, MoldSpec(parting="y"), MoldParams(key_margin_growth_steps=0))
+    assert info.value.code == "keys_do_not_fit"
+
+
+# --- each gate check -----------------------------------------------------------------------
+
+
+def test_wall_thinner_than_the_spec_is_caught() -> None:
+    thicker = SPEC.model_copy(update={"wall_mm": SPEC.wall_mm + 1.0})
+    err = failed_check(torus_geometry(), thicker)
+    assert err.check == "min_wall"
+    wall = next(c for c in err.detail["checks"] if c["name"] == "min_wall")
+    assert wall["measured"] == pytest.approx(SPEC.wall_mm, abs=1e-3)
+
+
+def test_key_too_close_to_the_cavity_is_caught() -> None:
+    geom = torus_geometry()
+    key = geom.layout.keys[0]
+    # a key whose socket sits too close to the cavity, cut into the real halves
+    near = dataclasses.replace(key, x=key.x * 0.75, y=key.y * 0.75)
+    assert geom.solid.min_gap(near.socket(PARAMS), 10.0) < SPEC.wall_mm
+    bad = dataclasses.replace(
+        geom, half_a=geom.half_a - near.socket(PARAMS), half_b=geom.half_b + near.male(PARAMS)
+    )
+    err = failed_check(bad)
+    assert err.check == "min_wall"
+    wall = next(c for c in err.detail["checks"] if c["name"] == "min_wall")
+    assert wall["measured"] == 0.0  # the socket breaks into the cavity
+
+
+def test_overlapping_halves_are_caught() -> None:
+    geom = torus_geometry()
+    lo = geom.layout.block_min
+    # a lump on B that reaches up into A's material
+    lump = m3.Manifold.cube((4.0, 4.0, 6.0)).translate((float(lo[0]) + 1, float(lo[1]) + 12, -3.0))
+    bad = dataclasses.replace(geom, half_b=geom.half_b + lump)
+    err = failed_check(bad)
+    assert err.check == "no_overlap"
+    overlap = next(c for c in err.detail["checks"] if c["name"] == "no_overlap")
+    assert overlap["measured"] == pytest.approx(4.0 * 4.0 * 3.0, rel=1e-6)
+
+
+def test_a_second_shell_is_caught() -> None:
+    geom = torus_geometry()
+    hi = geom.layout.block_max
+    speck = m3.Manifold.cube((2.0, 2.0, 2.0)).translate((0.0, 0.0, float(hi[2]) + 5.0))
+    assert failed_check(dataclasses.replace(geom, half_a=geom.half_a + speck)).check == (
+        "single_shell"
+    )
+
+
+def test_empty_half_is_caught() -> None:
+    assert failed_check(dataclasses.replace(torus_geometry(), half_a=m3.Manifold())).check == (
+        "status"
+    )
+
+
+def test_cavity_that_differs_from_the_part_is_caught() -> None:
+    geom = torus_geometry()
+    bigger = geom.solid.scale((1.01, 1.01, 1.01))  # the part the cavity should have held
+    err = failed_check(dataclasses.replace(geom, solid=bigger))
+    assert err.check == "cavity_volume"
+
+
+def _cube_stl(cubes: list[m3.Manifold]) -> bytes:
+    """STL of several cubes' triangles, unioned by nothing: how a bad exporter would write."""
+    verts, faces, offset = [], [], 0
+    for cube in cubes:
+        mesh = cube.to_mesh()
+        verts.append(mesh.vert_properties[:, :3])
+        faces.append(mesh.tri_verts.astype(np.int64) + offset)
+        offset += len(mesh.vert_properties)
+    return stl_bytes(np.concatenate(verts), np.concatenate(faces), "test")
+
+
+def test_stl_edge_report_counts_defects() -> None:
+    cube = m3.Manifold.cube((1.0, 1.0, 1.0))
+    good = stl_edge_report(_cube_stl([cube]))
+    assert good.closed_two_manifold and good.shells == 1 and good.edges == 18
+    # two cubes touching along one edge: after welding that edge has four triangles
+    edge_touch = stl_edge_report(_cube_stl([cube, cube.translate((1.0, 1.0, 0.0))]))
+    assert edge_touch.overshared_edges >= 1 and not edge_touch.closed_two_manifold
+    # a missing triangle leaves three boundary edges
+    mesh = cube.to_mesh()
+    open_stl = stl_bytes(mesh.vert_properties[:, :3], mesh.tri_verts[1:], "test")
+    assert stl_edge_report(open_stl).boundary_edges == 3
+    # a flipped triangle: its edges run the same way as their neighbours'
+    flipped = mesh.tri_verts.copy()
+    flipped[0] = flipped[0, ::-1]
+    rep = stl_edge_report(stl_bytes(mesh.vert_properties[:, :3], flipped, "test"))
+    assert rep.misoriented_edges == 3
+
+
+def test_stl_that_welds_badly_is_caught_by_the_gate() -> None:
+    geom = torus_geometry()
+    out = export_halves(geom, SPEC)
+    cube = m3.Manifold.cube((1.0, 1.0, 1.0))
+    bad_stl = _cube_stl([cube, cube.translate((1.0, 1.0, 0.0))])
+    inp = dataclasses.replace(gate_input(geom, out, PARAMS), stl_b=bad_stl)
+    with pytest.raises(MoldGateFailed) as info:
+        run_gate(inp, SPEC, PARAMS)
+    assert info.value.check == "stl_edges"
+
+
+def test_a_3mf_lib3mf_cannot_read_is_caught() -> None:
+    check = check_three_mf(b"PK\x03\x04 not a package", (10, 10))
+    assert not check.passed and check.name == "three_mf"
+
+
+def test_gate_input_fields_are_what_the_gate_reads() -> None:
+    names = {f.name for f in dataclasses.fields(GateInput)}
+    assert names == {
+        "half_a", "half_b", "part", "part_vertices", "layout", "channels",
+        "stl_a", "stl_b",
+    }  # fmt: skip
