@@ -144,7 +144,10 @@ def canonical_float32(mesh: TriMesh) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(len(faces))[:, None]
     cols = (shift[:, None] + np.arange(3)[None, :]) % 3
     faces = faces[rows, cols]
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])]
+    keep = (
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
+    )
+    faces = faces[keep]
     order = np.lexsort((faces[:, 2], faces[:, 1], faces[:, 0]))
     return uniq.astype(np.float32), faces[order].astype(np.uint32)
 

@@ -22,6 +22,7 @@ from mold import (
     PartDegenerate,
     PartDisconnected,
     PartNotManifold,
+    PartSelfIntersecting,
     make_mold,
     shapes,
 )
@@ -265,3 +266,24 @@ def test_gate_input_fields_are_what_the_gate_reads() -> None:
         "half_a", "half_b", "part", "part_vertices", "layout", "channels",
         "stl_a", "stl_b",
     }  # fmt: skip
+
+
+def _spindle_torus(n: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """One closed shell whose tube passes through the axis: it crosses itself."""
+    major, minor = 0.3, 0.5
+    u, v = np.meshgrid(np.arange(n) * 2 * np.pi / n, np.arange(n) * 2 * np.pi / n, indexing="ij")
+    x = (major + minor * np.cos(v)) * np.cos(u)
+    y = (major + minor * np.cos(v)) * np.sin(u)
+    z = minor * np.sin(v)
+    vertices = np.stack([x, y, z], axis=-1).reshape(-1, 3)
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    a, b = i * n + j, ((i + 1) % n) * n + j
+    c, d = ((i + 1) % n) * n + (j + 1) % n, i * n + (j + 1) % n
+    faces = np.concatenate([np.stack([a, b, c], -1), np.stack([a, c, d], -1)]).reshape(-1, 3)
+    return vertices, faces
+
+
+def test_self_intersecting_part_is_rejected() -> None:
+    with pytest.raises(PartSelfIntersecting) as info:
+        make_mold(*_spindle_torus())
+    assert info.value.rejects_input and info.value.detail["faces"] > 0

@@ -1,0 +1,93 @@
+"""`sculpt mold` CLI and the adapter's error mapping, on a generated part."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mold import InvalidSpec, MoldGateFailed, PartNotManifold, shapes
+from mold.export import stl_bytes
+from sculptsvc.cli import app
+from sculptsvc.commands.mold import load_part, to_service_error
+from sculptsvc.errors import InvalidEvent, MoldFailed, UnrepairableMesh
+
+runner = CliRunner()
+FILES = ("mold_a.stl", "mold_b.stl", "mold.3mf", "mold.json")
+
+
+def write_part(path: Path, open_part: bool = False) -> Path:
+    v, f = shapes.torus(segments=32)
+    path.write_bytes(stl_bytes(v.astype(np.float32), f[1:] if open_part else f, "part"))
+    return path
+
+
+def test_writes_the_four_files_and_prints_the_report(tmp_path: Path) -> None:
+    part = write_part(tmp_path / "torus.stl")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["mold", str(part), "--out", str(out), "--json", "--wall-mm", "5"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    report = json.loads(result.stdout)
+    assert report == json.loads((out / "mold.json").read_text())
+    assert report["spec"]["wall_mm"] == 5.0 and report["gate"]["passed"]
+    assert (
+        report["halves"][0]["sha256"]
+        == hashlib.sha256((out / "mold_a.stl").read_bytes()).hexdigest()
+    )
+
+
+def test_a_rerun_writes_identical_bytes(tmp_path: Path) -> None:
+    part = write_part(tmp_path / "torus.stl")
+    digests = []
+    for name in ("one", "two"):
+        result = runner.invoke(app, ["mold", str(part), "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert "gate:" in result.stdout
+        digests.append(
+            [hashlib.sha256((tmp_path / name / f).read_bytes()).hexdigest() for f in FILES]
+        )
+    assert digests[0] == digests[1]
+
+
+def test_open_part_without_repair_is_rejected_with_exit_2(tmp_path: Path) -> None:
+    part = write_part(tmp_path / "open.stl", open_part=True)
+    result = runner.invoke(app, ["mold", str(part), "--out", str(tmp_path / "o"), "--no-repair"])
+    assert result.exit_code == 2
+    assert json.loads(result.stderr)["error"] == "mesh_unrepairable"
+    assert not (tmp_path / "o").exists()
+
+
+def test_open_part_is_repaired_by_default(tmp_path: Path) -> None:
+    loaded = load_part(write_part(tmp_path / "open.stl", open_part=True))
+    assert loaded.repair != "none"
+    assert len(loaded.faces) > 0
+
+
+def test_impossible_spec_is_a_usage_error(tmp_path: Path) -> None:
+    part = write_part(tmp_path / "torus.stl")
+    result = runner.invoke(
+        app, ["mold", str(part), "--out", str(tmp_path / "o"), "--wall-mm", "0.2"]
+    )
+    assert result.exit_code == 2
+    assert "wall_mm" in result.output
+
+
+def test_mold_errors_map_onto_the_service_tree() -> None:
+    rejected = to_service_error(PartNotManifold("open", manifold_status="NotManifold"))
+    assert isinstance(rejected, UnrepairableMesh)
+    assert rejected.detail == {"mold_code": "part_not_manifold", "manifold_status": "NotManifold"}
+    assert isinstance(to_service_error(InvalidSpec("sprue")), InvalidEvent)
+    failed = to_service_error(MoldGateFailed("min_wall", "thin"))
+    assert isinstance(failed, MoldFailed) and failed.detail["check"] == "min_wall"
+    assert not failed.retryable
+
+
+@pytest.mark.parametrize("missing", ["nothing.stl"])
+def test_missing_input_is_a_usage_error(tmp_path: Path, missing: str) -> None:
+    result = runner.invoke(app, ["mold", str(tmp_path / missing), "--out", str(tmp_path)])
+    assert result.exit_code == 2

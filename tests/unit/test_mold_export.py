@@ -1,0 +1,124 @@
+"""Ray casting, parting helpers and exporters of the mold package, on small fixtures."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+
+import manifold3d as m3
+import numpy as np
+import pytest
+
+from mold import shapes
+from mold.export import MeshObject, parse_stl, read_3mf_strict, stl_bytes, three_mf_bytes
+from mold.geometry import (
+    TriMesh,
+    canonical_float32,
+    face_geometry,
+    frame_for_direction,
+    to_manifold,
+    weld_rows,
+)
+from mold.parting import clear_level
+from mold.raycast import vertical_hits
+
+
+def test_vertical_hits_agree_with_manifold_ray_cast() -> None:
+    v, f = shapes.torus(segments=40)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        d = rng.normal(size=3)
+        rot = frame_for_direction(d)
+        tris = (v @ rot.T)[f]
+        centroids, normals, _ = face_geometry(tris)
+        origins = centroids + 1e-5 * normals
+        up, down = vertical_hits(tris, origins)
+        rotated = to_manifold(TriMesh(v @ rot.T, f))
+        up_ray, down_ray = np.array([0, 0, 10.0]), np.array([0, 0, -10.0])
+        for i in range(0, len(origins), 11):
+            o = origins[i]
+            ref_up = len(rotated.ray_cast(tuple(o), tuple(o + up_ray))) > 0
+            ref_down = len(rotated.ray_cast(tuple(o), tuple(o + down_ray))) > 0
+            assert (up[i], down[i]) == (ref_up, ref_down)
+        assert 0 < up.sum() < len(up)  # a torus hides some faces from every direction
+
+
+def test_vertical_hits_stacked_squares() -> None:
+    square = np.array([[[0, 0, 0], [1, 0, 0], [1, 1, 0]], [[0, 0, 0], [1, 1, 0], [0, 1, 0]]], float)
+    tris = np.concatenate([square, square + np.array([0, 0, 2.0])])
+    origins = np.array([[0.3, 0.6, 1.0], [0.3, 0.6, 3.0], [0.3, 0.6, -1.0], [5.0, 5.0, 1.0]])
+    up, down = vertical_hits(tris, origins)
+    assert up.tolist() == [True, False, True, False]
+    assert down.tolist() == [True, True, False, False]
+
+
+def test_frame_maps_direction_to_z_and_is_a_rotation() -> None:
+    for d in ([0, 0, 1], [1, 0, 0], [0.3, -0.5, 0.8], [0, 0, -1]):
+        rot = frame_for_direction(np.array(d, float))
+        assert rot @ (np.array(d) / np.linalg.norm(d)) == pytest.approx([0, 0, 1])
+        assert rot @ rot.T == pytest.approx(np.eye(3))
+        assert np.linalg.det(rot) == pytest.approx(1.0)
+
+
+def test_clear_level_keeps_off_vertices() -> None:
+    heights = np.array([-1.0, 0.0, 0.0, 2.0])
+    assert abs(clear_level(0.0, heights, 1e-3, 0.5)) == pytest.approx(1e-3)
+    assert clear_level(0.5, heights, 1e-3, 0.5) == 0.5
+    dense = np.linspace(-1, 1, 100_001)  # gaps of 2e-5: none wide enough, take the middle
+    moved = clear_level(0.0, dense, 1e-3, 0.5)
+    assert np.min(np.abs(dense - moved)) > 0
+
+
+def test_weld_rows_matches_numpy_unique() -> None:
+    rng = np.random.default_rng(1)
+    pts = rng.integers(0, 5, size=(500, 3)).astype(np.float32)
+    uniq, inverse = weld_rows(pts)
+    ref, ref_inv = np.unique(pts, axis=0, return_inverse=True)
+    assert np.array_equal(uniq, ref) and np.array_equal(inverse, ref_inv.ravel())
+
+
+def test_canonical_mesh_ignores_input_order() -> None:
+    v, f = shapes.sphere(1.0, 24)
+    perm = np.random.default_rng(3).permutation(len(v))
+    inv = np.argsort(perm)
+    shuffled = TriMesh(v[perm], inv[f][::-1][:, [1, 2, 0]])
+    a = canonical_float32(TriMesh(v, f))
+    b = canonical_float32(shuffled)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_stl_bytes_layout_and_round_trip() -> None:
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    data = stl_bytes(v, np.array([[0, 1, 2]]), "sculptsvc test")
+    assert len(data) == 84 + 50
+    assert data[:14] == b"sculptsvc test" and data[80:84] == (1).to_bytes(4, "little")
+    assert np.frombuffer(data[84:96], "<f4").tolist() == [0.0, 0.0, 1.0]  # the normal
+    assert np.array_equal(parse_stl(data)[0], v)
+    with pytest.raises(ValueError):
+        stl_bytes(v, np.array([[0, 1, 2]]), "solid name")
+    with pytest.raises(ValueError):
+        parse_stl(data[:-1])
+
+
+def test_three_mf_is_deterministic_strict_and_in_millimetres() -> None:
+    mesh = m3.Manifold.cube((10.0, 20.0, 5.0)).to_mesh()
+    obj = MeshObject("cube", mesh.vert_properties[:, :3], mesh.tri_verts, (1.0, 2.0, 0.0))
+    first = three_mf_bytes([obj], 6)
+    second = three_mf_bytes([obj], 6)
+    assert hashlib.sha256(first).digest() == hashlib.sha256(second).digest()
+    rep = read_3mf_strict(first)
+    assert rep.unit == "MilliMeter" and rep.build_items == 1 and rep.warnings == 0
+    assert rep.objects[0].triangles == 12 and rep.objects[0].manifold_and_oriented
+    with zipfile.ZipFile(io.BytesIO(first)) as z:
+        model = z.read("3D/3dmodel.model").decode()
+        assert all(info.date_time == (1980, 0, 0, 0, 0, 0) for info in z.infolist())
+    assert 'unit="millimeter"' in model and 'transform="1 0 0 0 1 0 0 0 1 1 2 0"' in model
+
+
+def test_canonical_mesh_drops_triangles_float32_collapses() -> None:
+    # (1 + 1e-9, 0, 0) and (1, 0, 0) are one float32 position: triangle 1 loses an edge
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1 + 1e-9, 0, 0]], dtype=np.float64)
+    for faces in ([[0, 1, 2], [1, 2, 3]], [[0, 1, 2], [3, 2, 1]], [[0, 1, 2], [2, 3, 1]]):
+        verts, kept = canonical_float32(TriMesh(v, np.array(faces)))
+        assert len(verts) == 3 and kept.tolist() == [[0, 1, 2]]
