@@ -121,4 +121,5 @@ def test_canonical_mesh_drops_triangles_float32_collapses() -> None:
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1 + 1e-9, 0, 0]], dtype=np.float64)
     for faces in ([[0, 1, 2], [1, 2, 3]], [[0, 1, 2], [3, 2, 1]], [[0, 1, 2], [2, 3, 1]]):
         verts, kept = canonical_float32(TriMesh(v, np.array(faces)))
-        assert len(verts) == 3 and kept.tolist() == [[0, 1, 2]]
+        assert len(verts) == 3 and len(kept) == 1
+        assert verts[kept[0]].tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0]]  # winding kept
