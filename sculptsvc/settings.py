@@ -87,6 +87,29 @@ class Settings(BaseSettings):
         None, description="Local TripoSR folder (config.yaml + model.ckpt or .safetensors)."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device.")
+    diffusion_prompt: str | None = Field(
+        None, description="Stylizer prompt; unset: the built-in glossy-silicone prompt."
+    )
+    diffusion_negative_prompt: str | None = Field(
+        None, description="Negative prompt; unset: the built-in one."
+    )
+    diffusion_strength: float = Field(
+        0.5, gt=0.0, le=1.0, description="How far from the picture (0 keeps it, 1 ignores it)."
+    )
+    diffusion_steps: int = Field(30, ge=1, le=200, description="Scheduler steps at strength 1.")
+    diffusion_guidance_scale: float = Field(
+        7.0, ge=0.0, le=30.0, description="Classifier-free guidance (0 for turbo/schnell)."
+    )
+    diffusion_resolution: int | None = Field(
+        None, ge=64, le=2048, description="Square working size; unset: the model's native size."
+    )
+    diffusion_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU."
+    )
+    diffusion_variant: str | None = Field(None, description="Weight file variant, e.g. fp16.")
+    diffusion_pipeline_class: str = Field(
+        "AutoPipelineForImage2Image", description="diffusers class that loads the folder."
+    )
 
     # --- Sculpture ---------------------------------------------------------------------
     target_faces: int = Field(20_000, ge=500, description="Triangles of the exported model.")

@@ -59,7 +59,9 @@ def load_stylizer(settings: Settings) -> Stylizer:
     folder = _folder(settings, "diffusion_model_dir", "diffusion")
     from sculptsvc.ai.diffusion import DiffusionParams, DiffusionStylizer
 
-    return DiffusionStylizer.from_folder(folder, settings.device, DiffusionParams())
+    return DiffusionStylizer.from_folder(
+        folder, settings.device, DiffusionParams.from_settings(settings)
+    )
 
 
 def load_reconstructor(settings: Settings) -> Reconstructor:

@@ -30,8 +30,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sculptsvc.ai.identity import folder_fingerprint
 from sculptsvc.ai.safetensors_check import check_safetensors
@@ -45,6 +44,7 @@ from sculptsvc.ai.torchutil import (
 )
 from sculptsvc.errors import InvalidImage, ModelOutputInvalid, ModelUnavailable, NoSubject
 from sculptsvc.logging import get_logger
+from sculptsvc.settings import Settings
 from sculptsvc.stylize.base import StylizedImage
 
 log = get_logger(__name__)
@@ -64,14 +64,15 @@ MaskFn = Callable[[np.ndarray, int], np.ndarray]
 """(image (h, w, 3|4) uint8, seed) -> subject mask (h, w) bool; raises ``NoSubject``."""
 
 
-class DiffusionParams(BaseSettings):
-    """Knobs of the diffusion stylizer; read from ``SCULPT_DIFFUSION_*`` variables.
+class DiffusionParams(BaseModel):
+    """Knobs of the diffusion stylizer; operators set them as ``SCULPT_DIFFUSION_*``
+    settings (``sculptsvc/settings.py``), see ``from_settings``.
 
     Defaults suit SD 1.5 / SDXL base. For few-step models set e.g. FLUX.1-schnell: steps 4,
     guidance 0; see docs/models.md.
     """
 
-    model_config = SettingsConfigDict(env_prefix="SCULPT_DIFFUSION_", extra="ignore", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     prompt: str = Field(SILICONE_PROMPT, description="What the render should look like.")
     negative_prompt: str = Field(
@@ -95,6 +96,22 @@ class DiffusionParams(BaseSettings):
         "AutoPipelineForImage2Image",
         description="diffusers class that loads the folder (an *Img2Img* pipeline or Auto).",
     )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DiffusionParams:
+        chosen = {
+            "prompt": settings.diffusion_prompt,
+            "negative_prompt": settings.diffusion_negative_prompt,
+            "strength": settings.diffusion_strength,
+            "steps": settings.diffusion_steps,
+            "guidance_scale": settings.diffusion_guidance_scale,
+            "resolution": settings.diffusion_resolution,
+            "dtype": settings.diffusion_dtype,
+            "variant": settings.diffusion_variant,
+            "pipeline_class": settings.diffusion_pipeline_class,
+        }
+        unset_prompts = {"prompt", "negative_prompt"}
+        return cls(**{k: v for k, v in chosen.items() if v is not None or k not in unset_prompts})
 
 
 def classic_subject_mask(image: np.ndarray, seed: int) -> np.ndarray:

@@ -140,6 +140,10 @@ def test_params_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCULPT_DIFFUSION_STRENGTH", "0.3")
     monkeypatch.setenv("SCULPT_DIFFUSION_STEPS", "4")
     monkeypatch.setenv("SCULPT_DIFFUSION_MODEL_DIR", "/ignored/here")
-    params = DiffusionParams()
+    from sculptsvc.settings import Settings
+
+    params = DiffusionParams.from_settings(Settings())
     assert (params.strength, params.steps) == (0.3, 4)
-    assert "silicone" in params.prompt
+    assert "silicone" in params.prompt  # unset prompt: the built-in one
+    monkeypatch.setenv("SCULPT_DIFFUSION_PROMPT", "matte clay")
+    assert DiffusionParams.from_settings(Settings()).prompt == "matte clay"
