@@ -15,6 +15,7 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 
+import structlog
 import typer
 
 from sculptsvc.errors import RejectedInput, SculptError
@@ -26,6 +27,20 @@ EXIT_FAILED = 3  # the input was fine, but no valid GLB came out
 class ModeOption(StrEnum):
     multicolor = "multicolor"
     solid = "solid"
+
+
+class _StderrLogger:
+    """Writes each rendered line to the *current* ``sys.stderr`` (test runners swap it)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+class _StderrLoggerFactory:
+    def __call__(self, *args: object) -> _StderrLogger:
+        return _StderrLogger()
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -59,8 +74,10 @@ def register(app: typer.Typer) -> None:
         from sculptsvc.mesh.colors import parse_hex
         from sculptsvc.settings import get_settings
 
-        settings = get_settings()
-        configure_logging(settings.log_level, settings.log_format)  # logs on stderr, not stdout
+        if not structlog.is_configured():  # the service configures its own; keep stdout clean
+            settings = get_settings()
+            configure_logging(settings.log_level, settings.log_format)
+            structlog.configure(logger_factory=_StderrLoggerFactory())
 
         try:
             if color is not None:

@@ -78,6 +78,9 @@ class MeshParams(BaseModel):
     decimation_quality: float = Field(
         0.3, ge=0, le=1, description="pymeshlab qualitythr: how hard to avoid thin triangles."
     )
+    decimation_preserve_normals: bool = Field(
+        True, description="Refuse collapses that flip a face (cleaner, ~25% slower)."
+    )
     subdivision: Literal["midpoint", "loop"] = Field(
         "midpoint",
         description="Refinement below target: midpoint keeps the shape, loop also rounds it.",

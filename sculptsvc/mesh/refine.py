@@ -72,7 +72,7 @@ def decimate(mesh: trimesh.Trimesh, target: int, params: MeshParams) -> trimesh.
         ms.meshing_decimation_quadric_edge_collapse(
             targetfacenum=target,
             qualitythr=params.decimation_quality,
-            preservenormal=True,
+            preservenormal=params.decimation_preserve_normals,
             preservetopology=preserve_topology,
             optimalplacement=True,
             autoclean=True,

@@ -20,6 +20,8 @@ import manifold3d as m3
 import numpy as np
 import pymeshlab
 import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from sculptsvc.errors import UnrepairableMesh
 from sculptsvc.logging import get_logger
@@ -134,12 +136,20 @@ def _canonical_rotation(faces: np.ndarray) -> np.ndarray:
 
 
 def edge_counts(faces: np.ndarray) -> tuple[int, int, int]:
-    """(boundary edges, non-manifold edges, directed edges used twice) of (m, 3) faces."""
-    directed = np.vstack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    _, dinv = unique_rows(directed)
-    repeated_directed = int((np.bincount(dinv) > 1).sum())
-    _, inv = unique_rows(np.sort(directed, axis=1))
-    counts = np.bincount(inv)
+    """(boundary edges, non-manifold edges, directed edges used twice) of (m, 3) faces.
+
+    Edges are encoded as one int64 (``a * n + b``) so two plain sorts do the counting.
+    """
+    if len(faces) == 0:
+        return 0, 0, 0
+    f = np.asarray(faces, dtype=np.int64)
+    n = int(f.max()) + 1
+    a, b = f.ravel(), f[:, [1, 2, 0]].ravel()
+    directed = np.sort(a * n + b)
+    repeated_directed = int(np.count_nonzero(directed[1:] == directed[:-1]))
+    undirected = np.sort(np.minimum(a, b) * n + np.maximum(a, b))
+    starts = np.flatnonzero(np.concatenate(([True], undirected[1:] != undirected[:-1])))
+    counts = np.diff(np.append(starts, len(undirected)))
     return int((counts == 1).sum()), int((counts > 2).sum()), repeated_directed
 
 
@@ -150,37 +160,65 @@ def is_closed_manifold(faces: np.ndarray) -> bool:
     return edge_counts(faces) == (0, 0, 0)
 
 
+def boundary_loops(faces: np.ndarray) -> int:
+    """Number of holes: connected loops of edges that only one face uses."""
+    directed = np.vstack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    first, inverse = unique_rows(np.sort(directed, axis=1))
+    edges = np.sort(directed, axis=1)[first[np.bincount(inverse) == 1]]
+    if len(edges) == 0:
+        return 0
+    nodes, local = np.unique(edges, return_inverse=True)
+    local = local.reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(local)), (local[:, 0], local[:, 1])), shape=(len(nodes),) * 2)
+    return int(connected_components(graph, directed=False)[0])
+
+
+def _meshset(vertices: np.ndarray, faces: np.ndarray) -> pymeshlab.MeshSet:
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(vertices, faces))
+    return ms
+
+
+def _current(ms: pymeshlab.MeshSet) -> trimesh.Trimesh:
+    out = ms.current_mesh()
+    verts, faces = weld(out.vertex_matrix(), out.face_matrix().astype(np.int64), 0.0)
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+    mesh.remove_unreferenced_vertices()
+    return mesh
+
+
 def _repair_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[_Shell, int]:
     """Fix one connected shell (pymeshlab only where needed); returns it and holes filled."""
     boundary, nonmanifold, flipped = edge_counts(shell.faces)
     holes = 0
     mesh = shell
-    if boundary or nonmanifold or flipped:
-        ms = pymeshlab.MeshSet()
-        ms.add_mesh(pymeshlab.Mesh(shell.vertices, shell.faces))
+    if nonmanifold or flipped:
+        ms = _meshset(mesh.vertices, mesh.faces)
         if nonmanifold:
             ms.meshing_repair_non_manifold_edges(method="Remove Faces")
             ms.meshing_repair_non_manifold_vertices()
-        if boundary or nonmanifold:
-            holes = int(ms.get_topological_measures()["number_holes"])
-            # The first pass refuses fills that would self-intersect; the second closes the rest.
-            for self_check in (True, False):
-                ms.meshing_close_holes(
-                    maxholesize=params.max_hole_edges,
-                    newfaceselected=False,
-                    selfintersection=self_check,
-                )
         ms.meshing_re_orient_faces_coherently()
-        out = ms.current_mesh()
-        verts, faces = weld(out.vertex_matrix(), out.face_matrix().astype(np.int64), 0.0)
-        mesh = trimesh.Trimesh(verts, faces, process=False)
-        mesh.remove_unreferenced_vertices()
+        mesh = _current(ms)
+        boundary, nonmanifold, flipped = edge_counts(mesh.faces)
+    if boundary:
+        holes = boundary_loops(mesh.faces)
+        ms = _meshset(mesh.vertices, mesh.faces)
+        # The first pass refuses fills that would self-intersect; a second closes the rest.
+        ms.meshing_close_holes(
+            maxholesize=params.max_hole_edges, newfaceselected=False, selfintersection=True
+        )
+        mesh = _current(ms)
+        if edge_counts(mesh.faces)[0]:
+            ms.meshing_close_holes(
+                maxholesize=params.max_hole_edges, newfaceselected=False, selfintersection=False
+            )
+            mesh = _current(ms)
     closed = is_closed_manifold(mesh.faces)
     volume = float(mesh.volume) if closed else 0.0
     if closed and volume < 0:
         mesh.invert()
         volume = -volume
-    return _Shell(mesh=mesh, closed=closed, volume=volume, area=float(mesh.area)), max(holes, 0)
+    return _Shell(mesh=mesh, closed=closed, volume=volume, area=float(mesh.area)), holes
 
 
 def split_shells(mesh: trimesh.Trimesh) -> list[trimesh.Trimesh]:

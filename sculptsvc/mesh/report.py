@@ -33,6 +33,9 @@ class MeshReport(BaseModel):
     bbox_min: Vec3
     bbox_max: Vec3
     extents: Vec3
+    self_intersecting_faces: int = Field(
+        description="Triangles crossing another triangle (0 wanted: booleans need it)."
+    )
     hausdorff_rel: float = Field(
         description="Symmetric Hausdorff distance to the input / input bounding-box diagonal."
     )
@@ -69,6 +72,14 @@ def _hausdorff(
     return float(result["max"]), float(result["mean"])
 
 
+def self_intersections(mesh: trimesh.Trimesh) -> int:
+    """Triangles that intersect another triangle of the mesh (pymeshlab's exact test)."""
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)))
+    ms.compute_selection_by_self_intersections_per_face()
+    return int(ms.current_mesh().selected_face_number())
+
+
 def measure(
     mesh: trimesh.Trimesh,
     source: trimesh.Trimesh,
@@ -98,6 +109,7 @@ def measure(
         genus=(2 * shells - euler) // 2,
         euler_number=euler,
         volume=volume,
+        self_intersecting_faces=self_intersections(mesh),
         area=float(mesh.area),
         bbox_min=(float(lo[0]), float(lo[1]), float(lo[2])),
         bbox_max=(float(hi[0]), float(hi[1]), float(hi[2])),

@@ -44,6 +44,16 @@ _INSIDE_EPS = 1e-6  # barycentric margin for "strictly inside" (overlap test)
 
 
 @dataclass(frozen=True)
+class Raster:
+    """Texel centres covered by UV triangles: face (k,), barycentric (k, 3), row/col (k,)."""
+
+    face: np.ndarray
+    bary: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+
+
+@dataclass(frozen=True)
 class UVAtlas:
     """A mesh split at UV seams.
 
@@ -59,16 +69,8 @@ class UVAtlas:
     source_vertex: np.ndarray
     charts: int
     overlap_passes: int
-
-
-@dataclass(frozen=True)
-class Raster:
-    """Texel centres covered by UV triangles: face (k,), barycentric (k, 3), row/col (k,)."""
-
-    face: np.ndarray
-    bary: np.ndarray
-    row: np.ndarray
-    col: np.ndarray
+    raster: Raster | None = None  # texel coverage at ``raster_size``, reused by the bake
+    raster_size: int = 0
 
 
 def rasterize(uv: np.ndarray, faces: np.ndarray, size: int, eps: float = 1e-9) -> Raster:
@@ -197,21 +199,26 @@ def _pack(
     raise MeshProcessingFailed(f"UV charts do not fit one {size}px atlas", charts=int(chart.max()))
 
 
-def _overlapping_faces(uv: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
-    """Faces that share a texel centre strictly inside both (a fold in a chart)."""
-    raster = rasterize(uv, faces, size, eps=-_INSIDE_EPS)
-    flat = raster.row * size + raster.col
+def _overlapping_faces(raster: Raster, size: int) -> np.ndarray:
+    """Faces that share a texel centre strictly inside both (a fold in a chart).
+
+    Centres on a shared edge belong to both neighbours legitimately; only barycentrics
+    clear of every edge by ``_INSIDE_EPS`` count as a claim.
+    """
+    strict = (raster.bary > _INSIDE_EPS).all(axis=1)
+    flat = raster.row[strict] * size + raster.col[strict]
+    faces = raster.face[strict]
     order = np.argsort(flat, kind="stable")
     flat_sorted = flat[order]
     dup = np.flatnonzero(flat_sorted[1:] == flat_sorted[:-1])
     if len(dup) == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.unique(raster.face[order[np.concatenate([dup, dup + 1])]])
+    return np.unique(faces[order[np.concatenate([dup, dup + 1])]])
 
 
 def _projection_unwrap(
     mesh: trimesh.Trimesh, params: MeshParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, Raster | None]:
     labels = _projection_labels(mesh)
     chart = _components(mesh, labels)
     corner_uv = _project(mesh, labels)
@@ -220,9 +227,10 @@ def _projection_unwrap(
     passes = 0
     while True:
         source_uv, uv, packed_faces = _pack(corner_uv, faces, chart, area, params)
-        bad = _overlapping_faces(uv, packed_faces, params.texture_size)
+        raster = rasterize(uv, packed_faces, params.texture_size)
+        bad = _overlapping_faces(raster, params.texture_size)
         if len(bad) == 0:
-            return source_uv, uv, packed_faces, int(chart.max()) + 1, passes
+            return source_uv, uv, packed_faces, int(chart.max()) + 1, passes, raster
         passes += 1
         log.debug("uv overlap", faces=len(bad), passes=passes)
         key = chart.copy()
@@ -240,7 +248,7 @@ def _projection_unwrap(
 
 def _xatlas_unwrap(
     mesh: trimesh.Trimesh, params: MeshParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, Raster | None]:
     scale = 1.0 / diagonal_of(mesh)
     size = params.texture_size
     area = float(mesh.area) * scale * scale
@@ -262,7 +270,8 @@ def _xatlas_unwrap(
             uv = uv.astype(np.float64) * (
                 np.array([atlas.width, atlas.height], dtype=np.float64) / size
             )
-            return vmap.astype(np.int64), uv, faces.astype(np.int64), int(atlas.chart_count), 0
+            charts = int(atlas.chart_count)
+            return vmap.astype(np.int64), uv, faces.astype(np.int64), charts, 0, None
         density *= _PACK_SHRINK
     raise MeshProcessingFailed(f"xatlas charts do not fit one {size}px atlas")
 
@@ -275,9 +284,9 @@ def diagonal_of(mesh: trimesh.Trimesh) -> float:
 def unwrap(mesh: trimesh.Trimesh, params: MeshParams) -> UVAtlas:
     """UV atlas of ``mesh`` (faces keep their order; vertices split at seams)."""
     if params.uv_method == "xatlas":
-        source, uv, faces, charts, passes = _xatlas_unwrap(mesh, params)
+        source, uv, faces, charts, passes, raster = _xatlas_unwrap(mesh, params)
     else:
-        source, uv, faces, charts, passes = _projection_unwrap(mesh, params)
+        source, uv, faces, charts, passes, raster = _projection_unwrap(mesh, params)
     normals = np.asarray(mesh.vertex_normals, dtype=np.float64)[source]
     return UVAtlas(
         vertices=np.asarray(mesh.vertices, dtype=np.float64)[source],
@@ -287,12 +296,16 @@ def unwrap(mesh: trimesh.Trimesh, params: MeshParams) -> UVAtlas:
         source_vertex=source,
         charts=charts,
         overlap_passes=passes,
+        raster=raster,
+        raster_size=params.texture_size if raster is not None else 0,
     )
 
 
 def bake_texture(atlas: UVAtlas, color_source: ColorSource, size: int) -> np.ndarray:
     """(size, size, 3) uint8 sRGB texture: the colour source sampled at every texel."""
-    raster = rasterize(atlas.uv, atlas.faces, size)
+    raster = atlas.raster
+    if raster is None or atlas.raster_size != size:
+        raster = rasterize(atlas.uv, atlas.faces, size)
     corners = atlas.faces[raster.face]
     points = np.einsum("kc,kcd->kd", raster.bary, atlas.vertices[corners])
     normals = np.einsum("kc,kcd->kd", raster.bary, atlas.normals[corners])
