@@ -112,8 +112,10 @@ def create_app(
         pool_cm = None
         job_runner = runner
         if job_runner is None:
+            from sculptsvc.ai.backends import check_backends
             from sculptsvc.service.jobs import PoolJobRunner
 
+            check_backends(settings)  # missing/mismatching weights: refuse to start, say why
             pool_cm = PoolJobRunner(settings, metrics)
             job_runner = await pool_cm.start()
             state["pool"] = pool_cm.pool
