@@ -126,7 +126,13 @@ class MoldParams(BaseModel):
     )
     circular_segments: int = Field(32, ge=8, description="Segments of keys, sprue and vents.")
     # gate
-    cavity_volume_tolerance: float = Field(0.005, gt=0, description="Relative, cavity vs part.")
+    cavity_volume_tolerance: float = Field(
+        1e-5,
+        gt=0,
+        le=0.005,
+        description="Relative, cavity vs part. The order contract allows 0.5 %; exact booleans "
+        "give < 1e-12, and a socket breaking into the cavity must not hide in the slack.",
+    )
     wall_tolerance_mm: float = Field(1e-3, ge=0, description="Slack on the minimum wall, mm.")
     overlap_tolerance_mm3: float = Field(1e-3, ge=0, description="Allowed A/B overlap, mm^3.")
     sliver_volume_mm3: float = Field(

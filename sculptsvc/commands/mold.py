@@ -3,8 +3,8 @@
 The adapter around the pure ``mold`` package: it reads the input (trimesh); if it is open or
 passes through itself it tries the mesh stage, the mesh stage's voxel remesh, then pymeshlab
 hole filling, and rejects what stays unusable; then it calls ``mold.make_mold`` and writes
-``mold_a.stl``, ``mold_b.stl``, ``mold.3mf`` and ``mold.json``. Errors of the mold package are mapped once, here, onto the
-service's error tree (:func:`to_service_error`).
+``mold_a.stl``, ``mold_b.stl``, ``mold.3mf`` and ``mold.json``. Errors of the mold package
+are mapped once, here, onto the service's error tree (:func:`to_service_error`).
 """
 
 from __future__ import annotations
