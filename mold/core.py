@@ -23,7 +23,7 @@ import numpy as np
 from mold.errors import MoldGateFailed, PartDegenerate, PartDisconnected
 from mold.export import MeshObject, stl_bytes, three_mf_bytes
 from mold.features import Channel, Layout, plan_layout
-from mold.gate import GateInput, check_three_mf, fail_on, run_gate
+from mold.gate import GateInput, GateResult, check_three_mf, fail_on, run_gate
 from mold.geometry import (
     Affine,
     TriMesh,
@@ -263,6 +263,23 @@ def gate_input(geom: MoldGeometry, out: ExportedHalves, params: MoldParams) -> G
     )
 
 
+def write_three_mf(out: ExportedHalves, params: MoldParams) -> bytes:
+    """Both halves side by side in one 3MF (lib3mf), as printed."""
+    width_a = float(out.va[:, 0].max() - out.va[:, 0].min())
+    width_b = float(out.vb[:, 0].max() - out.vb[:, 0].min())
+    shift = 0.5 * (width_a + width_b) + params.layout_gap_mm
+    try:
+        return three_mf_bytes(
+            [
+                MeshObject("mold_a", out.va, out.fa, (-0.5 * shift, 0.0, 0.0)),
+                MeshObject("mold_b", out.vb, out.fb, (0.5 * shift, 0.0, 0.0)),
+            ],
+            params.three_mf_decimals,
+        )
+    except Exception as exc:  # lib3mf's own exception type; nothing may leave unchecked
+        raise MoldGateFailed("three_mf", f"lib3mf refused to write the 3MF: {exc}") from exc
+
+
 def make_mold(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -277,38 +294,39 @@ def make_mold(
     """
     spec = spec or MoldSpec()
     params = params or MoldParams()
-    d = params.report_decimals
-    n_in_v, n_in_f = len(vertices), len(faces)
-
     geom = build_geometry(vertices, faces, spec, params)  # steps 1-5
     out = export_halves(geom, spec)  # step 6
-    part, parting, layout, solid, mesh = geom.part, geom.parting, geom.layout, geom.solid, geom.mesh
-    half_a, half_b = geom.half_a, geom.half_b
-    to_a, to_b, va, fa, vb, fb = out.to_a, out.to_b, out.va, out.fa, out.vb, out.fb
-    stl_a, stl_b, to_mold = out.stl_a, out.stl_b, geom.to_mold
-
-    # 7. gate, then the 3MF of the gated halves, then its own check
-    inp = gate_input(geom, out, params)
-    gated = run_gate(inp, spec, params)
-    channels_outside = gated.channels_outside_mm3  # what the pour adds to the cavity
-    width_a = float(va[:, 0].max() - va[:, 0].min())
-    width_b = float(vb[:, 0].max() - vb[:, 0].min())
-    shift = 0.5 * (width_a + width_b) + params.layout_gap_mm
-    try:
-        three_mf = three_mf_bytes(
-            [
-                MeshObject("mold_a", va, fa, (-0.5 * shift, 0.0, 0.0)),
-                MeshObject("mold_b", vb, fb, (0.5 * shift, 0.0, 0.0)),
-            ],
-            params.three_mf_decimals,
-        )
-    except Exception as exc:  # lib3mf's own exception type; nothing may leave unchecked
-        raise MoldGateFailed("three_mf", f"lib3mf refused to write the 3MF: {exc}") from exc
-    checks = [*gated.info.checks, check_three_mf(three_mf, (len(fa), len(fb)))]
+    # 7. gate the geometry, then write the 3MF of the gated halves and check it too
+    gated = run_gate(gate_input(geom, out, params), spec, params)
+    three_mf = write_three_mf(out, params)
+    checks = [*gated.info.checks, check_three_mf(three_mf, (len(out.fa), len(out.fb)))]
     fail_on(checks)
     gate = GateInfo(passed=True, checks=tuple(checks))
-
     # 8. report
+    report = build_report(
+        geom, out, gated, gate, three_mf, (len(vertices), len(faces)), spec, params
+    )
+    return MoldResult(stl_a=out.stl_a, stl_b=out.stl_b, three_mf=three_mf, report=report)
+
+
+def build_report(
+    geom: MoldGeometry,
+    out: ExportedHalves,
+    gated: GateResult,
+    gate: GateInfo,
+    three_mf: bytes,
+    input_size: tuple[int, int],
+    spec: MoldSpec,
+    params: MoldParams,
+) -> MoldReport:
+    """Everything the factory and QA read, floats rounded to ``report_decimals``."""
+    d = params.report_decimals
+    n_in_v, n_in_f = input_size
+    part, parting, layout, solid, mesh = geom.part, geom.parting, geom.layout, geom.solid, geom.mesh
+    half_a, half_b, to_mold = geom.half_a, geom.half_b, geom.to_mold
+    to_a, to_b, va, fa, vb, fb = out.to_a, out.to_b, out.va, out.fa, out.vb, out.fb
+    stl_a, stl_b = out.stl_a, out.stl_b
+    channels_outside = gated.channels_outside_mm3  # what the pour adds to the cavity
     input_to_mold = to_mold @ part.input_to_part
     part_volume = solid.volume()
     halves = (
@@ -404,4 +422,4 @@ def make_mold(
             ),
         ),
     )
-    return MoldResult(stl_a=stl_a, stl_b=stl_b, three_mf=three_mf, report=report)
+    return report
