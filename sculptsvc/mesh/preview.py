@@ -96,7 +96,8 @@ def render_preview(
         primitive = pyrender.Primitive(
             positions=atlas.vertices,
             normals=atlas.normals,
-            texcoord_0=atlas.uv,
+            # glTF puts v = 0 at the image's top row, OpenGL at its bottom row.
+            texcoord_0=np.column_stack([atlas.uv[:, 0], 1.0 - atlas.uv[:, 1]]),
             indices=atlas.faces,
             material=material,
         )
