@@ -22,7 +22,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from sculptsvc.errors import MeshProcessingFailed
+from sculptsvc.errors import MeshProcessingFailed, UnrepairableMesh
 from sculptsvc.logging import get_logger
 from sculptsvc.mesh.colors import (
     color_source_from_visual,
@@ -34,8 +34,9 @@ from sculptsvc.mesh.colors import (
 from sculptsvc.mesh.gltf import PbrMaterial, build_glb, unit_normals
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.mesh.refine import fit_face_budget, smooth
-from sculptsvc.mesh.repair import is_closed_manifold, repair
-from sculptsvc.mesh.report import MeshReport, measure
+from sculptsvc.mesh.remesh import voxel_remesh
+from sculptsvc.mesh.repair import RepairLog, is_closed_manifold, repair
+from sculptsvc.mesh.report import MeshReport, measure, self_intersections
 from sculptsvc.mesh.uv import UVAtlas, bake_texture, unwrap
 from sculptsvc.reconstruct.base import ColoredMesh, ColorSource
 
@@ -139,6 +140,10 @@ def process_mesh(
         smoothed, displacement = smooth(repaired, params)
     with _timed(timings, "budget"):
         final, budget = fit_face_budget(smoothed, params)
+    with _timed(timings, "self_intersections"):
+        final, budget, displacement = _without_self_intersections(
+            final, budget, displacement, repaired, repair_log, params
+        )
     with _timed(timings, "check"):
         if not is_closed_manifold(final.faces) or final.volume <= 0:
             raise MeshProcessingFailed("mesh is no longer a closed, outward solid after refining")
@@ -164,6 +169,48 @@ def process_mesh(
     return ProcessedMesh(
         mesh=final, report=report, timings=timings, params=params, color_source=color_source
     )
+
+
+def _without_self_intersections(
+    mesh: trimesh.Trimesh,
+    budget: str,
+    displacement: float,
+    repaired: trimesh.Trimesh,
+    repair_log: RepairLog,
+    params: MeshParams,
+) -> tuple[trimesh.Trimesh, str, float]:
+    """A surface that passes through itself is closed but not a solid: mold booleans turn
+    it inside out. Resampling low-poly input can cause that; rebuild such a surface from a
+    voxel field (always an embedded surface), then smooth and fit the budget again."""
+    crossing = self_intersections(mesh)
+    if crossing == 0:
+        return mesh, budget, displacement
+    if not params.remesh_fallback:
+        raise MeshProcessingFailed(
+            f"{crossing} triangles intersect the surface and the remesh fallback is off",
+            self_intersecting_faces=crossing,
+        )
+    remeshed = voxel_remesh(repaired, params.remesh_resolution, params.remesh_closing_voxels)
+    try:
+        rebuilt, _ = repair(remeshed, params)
+    except UnrepairableMesh as exc:
+        raise MeshProcessingFailed(
+            f"the voxel rebuild of a self-intersecting surface failed: {exc.message}"
+        ) from exc
+    repair_log.method = "remesh"
+    repair_log.add(
+        f"rebuilt from a {params.remesh_resolution}-voxel field: {crossing} triangles "
+        "intersected the surface after resampling"
+    )
+    smoothed, displacement = smooth(rebuilt, params)
+    final, budget = fit_face_budget(smoothed, params)
+    crossing = self_intersections(final)
+    if crossing:
+        raise MeshProcessingFailed(
+            f"{crossing} triangles still intersect the surface after a voxel rebuild",
+            self_intersecting_faces=crossing,
+        )
+    return final, budget, displacement
 
 
 def encode_png(image: np.ndarray) -> bytes:

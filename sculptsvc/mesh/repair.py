@@ -287,10 +287,10 @@ def _unite(shells: list[_Shell], params: MeshParams, log_: RepairLog) -> trimesh
         return None
     if len(solids) > 1:
         log_.add(f"united {len(solids)} shells")
-    return _keep_parts(united, params, log_)
+    return keep_parts(united, params, log_)
 
 
-def _keep_parts(solid: m3.Manifold, params: MeshParams, log_: RepairLog) -> trimesh.Trimesh:
+def keep_parts(solid: m3.Manifold, params: MeshParams, log_: RepairLog) -> trimesh.Trimesh:
     parts = sorted(solid.decompose(), key=lambda p: -p.volume())
     largest = parts[0].volume()
     kept = [p for p in parts if p.volume() > params.debris_volume_ratio * largest]
@@ -374,7 +374,7 @@ def repair(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, 
             raise UnrepairableMesh(
                 "the voxel remesh did not produce a closed surface", status=str(solid.status())
             )
-        result = _keep_parts(solid, params, log_)
+        result = keep_parts(solid, params, log_)
     return _finish(result, params, log_, diag)
 
 
