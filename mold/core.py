@@ -151,7 +151,19 @@ def build_halves(
         half_a = m3.Manifold.batch_boolean(
             [half_a, *(k.socket(params) for k in layout.keys)], m3.OpType.Subtract
         )
-    return half_a, half_b
+    return _without_slivers(half_a, params), _without_slivers(half_b, params)
+
+
+def _without_slivers(half: m3.Manifold, params: MoldParams) -> m3.Manifold:
+    """Drop zero-volume shells that booleans leave where a channel grazes the cavity at a
+    point; they are numerical debris, not loose mold pieces (those keep failing the gate)."""
+    pieces = half.decompose()
+    if len(pieces) < 2:
+        return half
+    kept = [p for p in pieces if p.volume() > params.sliver_volume_mm3]
+    if len(kept) == len(pieces) or not kept:
+        return half
+    return kept[0] if len(kept) == 1 else m3.Manifold.batch_boolean(kept, m3.OpType.Add)
 
 
 def print_placements(layout: Layout, spec: MoldSpec) -> tuple[Affine, Affine]:
