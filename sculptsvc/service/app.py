@@ -101,7 +101,10 @@ def create_app(
             # Kafka refused the outcome: nothing was committed, so read the message again.
             log.warning("order.publish_failed", offset=record.coordinates, error=str(exc))
             await asyncio.sleep(settings.retry_backoff_s)
-            await message.nack()
+            try:
+                await message.nack()  # seek back: read it again
+            except Exception as seek_error:  # partition revoked meanwhile: its new owner reads it
+                log.info("order.not_ours_anymore", offset=record.coordinates, error=str(seek_error))
         except PoolClosed:
             log.warning("order.abandoned_on_shutdown", offset=record.coordinates)
 

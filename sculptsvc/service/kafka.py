@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.helpers import create_ssl_context
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -79,6 +80,7 @@ class TransactionalPublisher:
         self.settings = settings
         self._producers: dict[tuple[str, int], AIOKafkaProducer] = {}
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._admin: AIOKafkaAdminClient | None = None
 
     def transactional_id(self, topic: str, partition: int) -> str:
         return f"{self.settings.transactional_id_prefix}.{topic}.{partition}"
@@ -124,6 +126,33 @@ class TransactionalPublisher:
                 await self._discard(partition)
                 raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
 
+    async def already_committed(self, record: InboundRecord) -> bool:
+        """True when the group's committed offset is already past ``record``.
+
+        After a rebalance the new owner may fetch its start offset while the previous owner
+        is still committing the same message. Initialising this partition's transactional
+        producer first fences that owner and settles its open transaction, so the offset
+        read afterwards is final: a message it committed is skipped, not run twice.
+        """
+        partition = (record.topic, record.partition)
+        lock = self._locks.setdefault(partition, asyncio.Lock())
+        try:
+            async with lock:
+                await self._producer(*partition)
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(**client_kwargs(self.settings))
+                await admin.start()
+                self._admin = admin
+            tp = TopicPartition(*partition)
+            offsets = await self._admin.list_consumer_group_offsets(
+                self.settings.group_id, partitions=[tp]
+            )
+        except (KafkaError, OSError) as exc:
+            await self._discard(partition)
+            raise PublishFailed(f"cannot read the committed offset: {exc}") from exc
+        committed = offsets.get(tp)
+        return committed is not None and committed.offset > record.offset
+
     async def _discard(self, source: tuple[str, int]) -> None:
         producer = self._producers.pop(source, None)
         if producer is not None:
@@ -135,3 +164,6 @@ class TransactionalPublisher:
     async def close(self) -> None:
         for source in list(self._producers):
             await self._discard(source)
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None

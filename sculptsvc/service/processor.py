@@ -131,6 +131,10 @@ class Publisher(Protocol):
         ``commit``, the offset after ``source`` is committed in the same transaction."""
         ...
 
+    async def already_committed(self, record: InboundRecord) -> bool:
+        """Whether the group already committed past ``record`` (fencing older owners)."""
+        ...
+
 
 class JobRunner(Protocol):
     async def run(self, order: OrderPlaced, image: bytes) -> JobOutput: ...
@@ -159,6 +163,9 @@ class OrderProcessor:
 
     async def handle(self, record: InboundRecord) -> None:
         started = time.monotonic()
+        if await self.publisher.already_committed(record):
+            log.info("order.already_committed", offset=record.coordinates)
+            return
         try:
             order = parse_order(record.value)
         except InvalidEvent as exc:

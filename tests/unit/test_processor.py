@@ -25,6 +25,11 @@ class FakePublisher:
     async def publish(self, messages: Sequence[Outgoing], *, source: InboundRecord, commit: bool):
         self.batches.append((list(messages), commit))
 
+    async def already_committed(self, record: InboundRecord) -> bool:
+        return record.offset in self.committed_before
+
+    committed_before: frozenset[int] = frozenset()
+
     def on(self, topic: str) -> list[dict]:
         return [json.loads(m.value) for b, _ in self.batches for m in b if m.topic == topic]
 
@@ -200,3 +205,11 @@ async def test_oversized_bad_input_is_dead_lettered_by_claim_check(settings) -> 
     assert LocalArtifactStore(settings.artifact_root).get(letter.original_value_ref) == huge
     (message,) = [m for b, _ in pub.batches for m in b if m.topic == settings.topic_dlq]
     assert len(message.value) < 4096
+
+
+async def test_message_committed_by_a_previous_owner_is_skipped(settings) -> None:
+    runner = FakeRunner()
+    processor, pub = make(settings, runner)
+    pub.committed_before = frozenset({4})
+    await processor.handle(record(order_bytes(), offset=4))
+    assert runner.calls == 0 and pub.batches == []
