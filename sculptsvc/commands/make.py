@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sculptsvc.errors import RejectedInput, SculptError
+from sculptsvc.commands._errors import EXIT_REJECTED, exit_with
+from sculptsvc.errors import SculptError
 
 if TYPE_CHECKING:
     from sculptsvc.pipeline import PipelineResult
 
-EXIT_REJECTED = 2  # the picture or options cannot become a sculpture: fix the input
-EXIT_FAILED = 3  # the input was fine, but no valid sculpture/mold came out
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "sample.png"
 
 
@@ -148,9 +147,7 @@ def _run(
             seed=seed,
         )
     except SculptError as err:
-        payload = {"error": err.code, "message": err.message, "detail": err.detail}
-        typer.echo(json.dumps(payload, default=str), err=True)
-        raise typer.Exit(EXIT_REJECTED if isinstance(err, RejectedInput) else EXIT_FAILED) from None
+        exit_with(err)
     except ValueError as err:  # pydantic: options out of range
         typer.echo(json.dumps({"error": "invalid_options", "message": str(err)}), err=True)
         raise typer.Exit(EXIT_REJECTED) from None

@@ -18,10 +18,8 @@ from pathlib import Path
 import structlog
 import typer
 
-from sculptsvc.errors import RejectedInput, SculptError
-
-EXIT_REJECTED = 2  # the input cannot become a sculpture: fix the input
-EXIT_FAILED = 3  # the input was fine, but no valid GLB came out
+from sculptsvc.commands._errors import EXIT_FAILED, exit_with
+from sculptsvc.errors import SculptError
 
 
 class ModeOption(StrEnum):
@@ -91,10 +89,7 @@ def register(app: typer.Typer) -> None:
                 else None
             )
         except SculptError as err:
-            payload = {"error": err.code, "message": err.message, "detail": err.detail}
-            typer.echo(json.dumps(payload, default=str), err=True)
-            code = EXIT_REJECTED if isinstance(err, RejectedInput) else EXIT_FAILED
-            raise typer.Exit(code) from None
+            exit_with(err)
 
         validation = None
         if validate:

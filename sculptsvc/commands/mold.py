@@ -9,7 +9,6 @@ are mapped once, here, onto the service's error tree (:func:`to_service_error`).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from sculptsvc.commands._errors import exit_with
 from sculptsvc.errors import (
     InvalidEvent,
     MoldFailed,
-    RejectedInput,
     SculptError,
     UnrepairableMesh,
 )
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
 
     from mold import MoldError, MoldResult, MoldSpec
 
-EXIT_REJECTED = 2  # the input cannot be molded: fix the input
-EXIT_FAILED = 3  # the input was fine, no gated mold came out
 
 _MAX_HOLE_EDGES = 100_000  # pymeshlab close-holes limit: any hole a scan can have
 
@@ -249,10 +246,7 @@ def register(app: typer.Typer) -> None:
             part = load_part(input_path, repair=repair)
             result = run_mold(part, spec, out)
         except SculptError as err:
-            payload = {"error": err.code, "message": err.message, "detail": err.detail}
-            typer.echo(json.dumps(payload, default=str), err=True)
-            code = EXIT_REJECTED if isinstance(err, RejectedInput) else EXIT_FAILED
-            raise typer.Exit(code) from err
+            exit_with(err)
         if as_json:
             sys.stdout.write(result.report_json.decode())
         else:
