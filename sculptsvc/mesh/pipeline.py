@@ -35,7 +35,7 @@ from sculptsvc.mesh.gltf import PbrMaterial, build_glb, unit_normals
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.mesh.refine import fit_face_budget, smooth
 from sculptsvc.mesh.remesh import voxel_remesh
-from sculptsvc.mesh.repair import RepairLog, is_closed_manifold, repair
+from sculptsvc.mesh.repair import RepairLog, is_closed_manifold, repair, signed_volume
 from sculptsvc.mesh.report import MeshReport, measure, self_intersections
 from sculptsvc.mesh.uv import UVAtlas, bake_texture, unwrap
 from sculptsvc.reconstruct.base import ColoredMesh, ColorSource
@@ -141,11 +141,11 @@ def process_mesh(
     with _timed(timings, "budget"):
         final, budget = fit_face_budget(smoothed, params)
     with _timed(timings, "self_intersections"):
-        final, budget, displacement = _without_self_intersections(
+        final, budget, displacement, crossing = _without_self_intersections(
             final, budget, displacement, repaired, repair_log, params
         )
     with _timed(timings, "check"):
-        if not is_closed_manifold(final.faces) or final.volume <= 0:
+        if not is_closed_manifold(final.faces) or signed_volume(final.vertices, final.faces) <= 0:
             raise MeshProcessingFailed("mesh is no longer a closed, outward solid after refining")
         _ = final.vertex_normals  # computed now, cached on the mesh for every consumer
     with _timed(timings, "report"):
@@ -157,6 +157,7 @@ def process_mesh(
             face_budget=budget,
             color_source=kind,
             hausdorff_samples=params.hausdorff_samples,
+            self_intersecting_faces=crossing,
         )
     timings["process_total"] = sum(timings.values())
     log.info(
@@ -178,13 +179,17 @@ def _without_self_intersections(
     repaired: trimesh.Trimesh,
     repair_log: RepairLog,
     params: MeshParams,
-) -> tuple[trimesh.Trimesh, str, float]:
+) -> tuple[trimesh.Trimesh, str, float, int]:
     """A surface that passes through itself is closed but not a solid: mold booleans turn
     it inside out. Resampling low-poly input can cause that; rebuild such a surface from a
-    voxel field (always an embedded surface), then smooth and fit the budget again."""
+    voxel field (always an embedded surface), then smooth and fit the budget again.
+
+    Returns the mesh, how the budget was met, the smoothing displacement and the count of
+    self-intersecting triangles of the returned mesh (the report's figure: counted once).
+    """
     crossing = self_intersections(mesh)
     if crossing == 0:
-        return mesh, budget, displacement
+        return mesh, budget, displacement, crossing
     if not params.remesh_fallback:
         raise MeshProcessingFailed(
             f"{crossing} triangles intersect the surface and the remesh fallback is off",
@@ -210,7 +215,7 @@ def _without_self_intersections(
             f"{crossing} triangles still intersect the surface after a voxel rebuild",
             self_intersecting_faces=crossing,
         )
-    return final, budget, displacement
+    return final, budget, displacement, crossing
 
 
 def encode_png(image: np.ndarray) -> bytes:

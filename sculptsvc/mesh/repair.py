@@ -65,6 +65,16 @@ def diagonal(vertices: np.ndarray) -> float:
     return d if d > 0 else 1.0
 
 
+def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Signed volume of a closed, oriented triangle mesh (positive: normals point out).
+
+    The divergence-theorem sum alone: ``trimesh.Trimesh.volume`` computes the full mass
+    properties (centre of mass, inertia) for it, several times slower on 70k triangles.
+    """
+    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
+    return float(np.einsum("ij,ij->", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])) / 6.0)
+
+
 def check_input(vertices: np.ndarray, faces: np.ndarray, params: MeshParams) -> None:
     """Reject inputs no repair can make sense of, before spending time on them."""
     if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
@@ -214,7 +224,7 @@ def _repair_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[_Shell, i
             )
             mesh = _current(ms)
     closed = is_closed_manifold(mesh.faces)
-    volume = float(mesh.volume) if closed else 0.0
+    volume = signed_volume(mesh.vertices, mesh.faces) if closed else 0.0
     if closed and volume < 0:
         mesh.invert()
         volume = -volume
@@ -334,7 +344,7 @@ def repair(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, 
     log_.shells_in = len(pieces)
     if len(pieces) == 1 and log_.boundary_edges_in == log_.non_manifold_edges_in == flipped == 0:
         # Already closed and consistently oriented: at most inside-out.
-        if base.volume < 0:
+        if signed_volume(base.vertices, base.faces) < 0:
             base.invert()
             log_.add("turned inside-out faces outward")
         log_.method = "direct" if log_.actions else "none"
@@ -383,7 +393,7 @@ def _finish(
 ) -> tuple[trimesh.Trimesh, RepairLog]:
     if not is_closed_manifold(mesh.faces):
         raise UnrepairableMesh("repair did not end with a closed, oriented surface")
-    volume = float(mesh.volume)
+    volume = signed_volume(mesh.vertices, mesh.faces)
     box = float(np.prod(np.ptp(mesh.vertices, axis=0)))
     if volume <= params.min_volume_ratio * max(box, 1e-300):
         raise UnrepairableMesh(

@@ -7,7 +7,7 @@ import pymeshlab
 import trimesh
 from pydantic import BaseModel, ConfigDict, Field
 
-from sculptsvc.mesh.repair import RepairLog, diagonal, edge_counts, split_shells
+from sculptsvc.mesh.repair import RepairLog, diagonal, edge_counts, signed_volume, split_shells
 
 Vec3 = tuple[float, float, float]
 
@@ -59,17 +59,22 @@ class MeshReport(BaseModel):
 
 
 def _hausdorff(
-    sampled: trimesh.Trimesh, target: trimesh.Trimesh, samples: int
-) -> tuple[float, float]:
-    """(max, mean) distance from points sampled on ``sampled`` to the surface of ``target``.
+    output: trimesh.Trimesh, source: trimesh.Trimesh, samples: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(max, mean) distance output -> source surface, and (max, mean) source -> output.
 
-    pymeshlab samples vertices, edges and faces with its own fixed seed: deterministic.
+    Both meshes go into one MeshSet (converting the large input once, not twice); pymeshlab
+    samples vertices, edges and faces with its own fixed seed: deterministic.
     """
     ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(np.asarray(target.vertices), np.asarray(target.faces)))
-    ms.add_mesh(pymeshlab.Mesh(np.asarray(sampled.vertices), np.asarray(sampled.faces)))
-    result = ms.get_hausdorff_distance(sampledmesh=1, targetmesh=0, samplenum=samples)
-    return float(result["max"]), float(result["mean"])
+    ms.add_mesh(pymeshlab.Mesh(np.asarray(source.vertices), np.asarray(source.faces)))
+    ms.add_mesh(pymeshlab.Mesh(np.asarray(output.vertices), np.asarray(output.faces)))
+    out_in = ms.get_hausdorff_distance(sampledmesh=1, targetmesh=0, samplenum=samples)
+    in_out = ms.get_hausdorff_distance(sampledmesh=0, targetmesh=1, samplenum=samples)
+    return (
+        (float(out_in["max"]), float(out_in["mean"])),
+        (float(in_out["max"]), float(in_out["mean"])),
+    )
 
 
 def self_intersections(mesh: trimesh.Trimesh) -> int:
@@ -89,15 +94,20 @@ def measure(
     face_budget: str,
     color_source: str,
     hausdorff_samples: int,
+    self_intersecting_faces: int,
 ) -> MeshReport:
+    """The report of ``mesh`` against its ``source``.
+
+    ``self_intersecting_faces`` comes from the pipeline, which already ran pymeshlab's
+    exact test on this very mesh: counting again would double the stage's costliest check.
+    """
     faces = np.asarray(mesh.faces)
     boundary, nonmanifold, repeated = edge_counts(faces)
     shells = len(split_shells(mesh))
     euler = int(mesh.euler_number)
     diag = diagonal(np.asarray(source.vertices))
-    out_in, mean = _hausdorff(mesh, source, hausdorff_samples)
-    in_out, _ = _hausdorff(source, mesh, hausdorff_samples)
-    volume = float(mesh.volume)
+    (out_in, mean), (in_out, _) = _hausdorff(mesh, source, hausdorff_samples)
+    volume = signed_volume(mesh.vertices, faces)
     lo, hi = mesh.bounds
     return MeshReport(
         triangles=len(faces),
@@ -109,7 +119,7 @@ def measure(
         genus=(2 * shells - euler) // 2,
         euler_number=euler,
         volume=volume,
-        self_intersecting_faces=self_intersections(mesh),
+        self_intersecting_faces=self_intersecting_faces,
         area=float(mesh.area),
         bbox_min=(float(lo[0]), float(lo[1]), float(lo[2])),
         bbox_max=(float(hi[0]), float(hi[1]), float(hi[2])),
