@@ -70,14 +70,20 @@ class PointCloudColorSource:
         return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def constant_color_source(color_hex: str) -> ColorSource:
+@dataclass(frozen=True)
+class ConstantColorSource:
+    """Every point has the same sRGB colour; a class (not a closure) so the bake can see
+    that no texel needs a query and fill the texture in one step."""
+
+    rgba: tuple[int, int, int, int]
+
+    def __call__(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.array(self.rgba, dtype=np.uint8), (len(points), 4)).copy()
+
+
+def constant_color_source(color_hex: str) -> ConstantColorSource:
     """Every point has the same sRGB colour (for meshes that carry none)."""
-    rgba = np.array([*parse_hex(color_hex), 255], dtype=np.uint8)
-
-    def source(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(rgba, (len(points), 4)).copy()
-
-    return source
+    return ConstantColorSource((*parse_hex(color_hex), 255))
 
 
 def _rgba(colors: np.ndarray) -> np.ndarray:

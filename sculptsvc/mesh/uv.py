@@ -27,6 +27,7 @@ from scipy.sparse.csgraph import connected_components
 
 from sculptsvc.errors import MeshProcessingFailed
 from sculptsvc.logging import get_logger
+from sculptsvc.mesh.colors import ConstantColorSource
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.reconstruct.base import ColorSource
 
@@ -157,21 +158,25 @@ def _project(mesh: trimesh.Trimesh, labels: np.ndarray) -> np.ndarray:
 
 
 def _corner_vertices(faces: np.ndarray, chart: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One UV vertex per (mesh vertex, chart): (source vertex (n,), faces (m, 3))."""
-    key = np.stack([faces.ravel(), np.repeat(chart, 3)], axis=1)
-    uniq, inverse = np.unique(key, axis=0, return_inverse=True)
-    return uniq[:, 0], inverse.reshape(-1, 3)
+    """One UV vertex per (mesh vertex, chart): (source vertex (n,), faces (m, 3)).
+
+    The pair is one int64 key (vertex * charts + chart): a 1-D unique, same order as rows.
+    """
+    charts = int(chart.max()) + 1
+    key = np.asarray(faces, dtype=np.int64).ravel() * charts + np.repeat(chart, 3)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    return uniq // charts, inverse.reshape(-1, 3)
 
 
 def _pack(
-    corner_uv: np.ndarray, faces: np.ndarray, chart: np.ndarray, area: float, params: MeshParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pack the charts with xatlas into one square atlas; returns (source idx, uv, faces)."""
+    corner_uv: np.ndarray, faces: np.ndarray, chart: np.ndarray, density: float, params: MeshParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Pack the charts with xatlas into one square atlas, starting at ``density`` texels per
+    unit; returns (source idx, uv, faces, the density that fitted)."""
     source, uv_faces = _corner_vertices(faces, chart)
     uv = np.zeros((len(source), 2), dtype=np.float64)
     uv[uv_faces.ravel()] = corner_uv.reshape(-1, 2)
     size = params.texture_size
-    density = float(np.sqrt(params.atlas_fill * size * size / max(area, 1e-300)))
     for _ in range(_PACK_ATTEMPTS):
         atlas = xatlas.Atlas()
         atlas.add_uv_mesh(
@@ -194,6 +199,7 @@ def _pack(
                 source[vmap.astype(np.int64)],
                 packed_uv.astype(np.float64) * scale,
                 packed_faces.astype(np.int64),
+                density,
             )
         density *= _PACK_SHRINK
     raise MeshProcessingFailed(f"UV charts do not fit one {size}px atlas", charts=int(chart.max()))
@@ -203,17 +209,14 @@ def _overlapping_faces(raster: Raster, size: int) -> np.ndarray:
     """Faces that share a texel centre strictly inside both (a fold in a chart).
 
     Centres on a shared edge belong to both neighbours legitimately; only barycentrics
-    clear of every edge by ``_INSIDE_EPS`` count as a claim.
+    clear of every edge by ``_INSIDE_EPS`` count as a claim. Claims per texel are counted
+    with one bincount over the image (no sort).
     """
     strict = (raster.bary > _INSIDE_EPS).all(axis=1)
     flat = raster.row[strict] * size + raster.col[strict]
-    faces = raster.face[strict]
-    order = np.argsort(flat, kind="stable")
-    flat_sorted = flat[order]
-    dup = np.flatnonzero(flat_sorted[1:] == flat_sorted[:-1])
-    if len(dup) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(faces[order[np.concatenate([dup, dup + 1])]])
+    claims = np.bincount(flat, minlength=size * size)
+    contested = claims[flat] > 1
+    return np.unique(raster.face[strict][contested])
 
 
 def _projection_unwrap(
@@ -224,9 +227,12 @@ def _projection_unwrap(
     corner_uv = _project(mesh, labels)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     area = float(mesh.area_faces.sum())
+    size = params.texture_size
+    density = float(np.sqrt(params.atlas_fill * size * size / max(area, 1e-300)))
     passes = 0
     while True:
-        source_uv, uv, packed_faces = _pack(corner_uv, faces, chart, area, params)
+        # Split charts pack at most as densely as before: start where the last pass fitted.
+        source_uv, uv, packed_faces, density = _pack(corner_uv, faces, chart, density, params)
         raster = rasterize(uv, packed_faces, params.texture_size)
         bad = _overlapping_faces(raster, params.texture_size)
         if len(bad) == 0:
@@ -306,6 +312,11 @@ def bake_texture(atlas: UVAtlas, color_source: ColorSource, size: int) -> np.nda
     raster = atlas.raster
     if raster is None or atlas.raster_size != size:
         raster = rasterize(atlas.uv, atlas.faces, size)
+    if len(raster.face) == 0:
+        raise MeshProcessingFailed("UV atlas covers no texel")
+    if isinstance(color_source, ConstantColorSource):
+        # Charts and gutters alike take the one colour: the same image, without sampling.
+        return np.full((size, size, 3), color_source.rgba[:3], dtype=np.uint8)
     corners = atlas.faces[raster.face]
     points = np.einsum("kc,kcd->kd", raster.bary, atlas.vertices[corners])
     normals = np.einsum("kc,kcd->kd", raster.bary, atlas.normals[corners])
