@@ -13,7 +13,17 @@ import time
 from bench.common import corpus_dir, print_table
 
 TARGET_TOTAL_S = {"stanford-bunny": 1.5}
-STEPS = ("repair", "smooth", "budget", "report", "uv", "bake", "glb")
+STEPS = (
+    "repair",
+    "smooth",
+    "budget",
+    "self_intersections",
+    "check",
+    "report",
+    "uv",
+    "bake",
+    "glb",
+)
 
 
 def bench_one(name: str) -> dict[str, object]:
