@@ -63,14 +63,26 @@ def _hausdorff(
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """(max, mean) distance output -> source surface, and (max, mean) source -> output.
 
-    Both meshes go into one MeshSet (converting the large input once, not twice); pymeshlab
-    samples vertices, edges and faces with its own fixed seed: deterministic.
+    Both meshes go into one MeshSet (converting the large input once, not twice). Only
+    vertices are sampled: pymeshlab's edge/face sampling draws from a process-wide random
+    generator, so the report would differ between a CLI run and a long-lived worker. The
+    ``samples`` cap keeps a large input's vertex sampling bounded (every k-th vertex).
     """
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(np.asarray(source.vertices), np.asarray(source.faces)))
     ms.add_mesh(pymeshlab.Mesh(np.asarray(output.vertices), np.asarray(output.faces)))
-    out_in = ms.get_hausdorff_distance(sampledmesh=1, targetmesh=0, samplenum=samples)
-    in_out = ms.get_hausdorff_distance(sampledmesh=0, targetmesh=1, samplenum=samples)
+    vertex_only = {
+        "samplevert": True,
+        "sampleedge": False,
+        "samplefauxedge": False,
+        "sampleface": False,
+    }
+    out_in = ms.get_hausdorff_distance(
+        sampledmesh=1, targetmesh=0, samplenum=max(samples, len(output.vertices)), **vertex_only
+    )
+    in_out = ms.get_hausdorff_distance(
+        sampledmesh=0, targetmesh=1, samplenum=max(samples, len(source.vertices)), **vertex_only
+    )
     return (
         (float(out_in["max"]), float(out_in["mean"])),
         (float(in_out["max"]), float(in_out["mean"])),
