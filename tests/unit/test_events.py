@@ -131,3 +131,22 @@ def test_asyncapi_document_is_current_and_names_every_topic() -> None:
     }
     order_messages = [m for n, m in doc["components"]["messages"].items() if "orders.v1" in n]
     assert order_messages[0]["payload"] == {"$ref": "#/components/schemas/OrderPlaced"}
+
+
+def test_every_error_code_an_order_can_end_with_is_documented() -> None:
+    from pathlib import Path
+
+    from sculptsvc import errors
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/contracts/status.md").read_text()
+    never_on_orders = (errors.ConfigurationError, errors.PoolClosed)  # start-up / shutdown
+    codes = {
+        cls.code
+        for cls in vars(errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, errors.SculptError)
+        and not issubclass(cls, never_on_orders)
+        and cls not in (errors.SculptError, errors.RejectedInput, errors.TransientError)
+    }
+    missing = sorted(code for code in codes if f"`{code}`" not in doc)
+    assert missing == []
