@@ -227,7 +227,9 @@ def _grabcut_subject(rgb: np.ndarray, *, seed: int, params: SubjectParams) -> np
     gc[border] = cv2.GC_BGD
     bgd_model = np.zeros((1, 65), np.float64)
     fgd_model = np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(seed)  # GrabCut's GMM initialisation draws from OpenCV's RNG
+    # GrabCut's GMM initialisation draws from OpenCV's RNG, whose seed is a C int: order
+    # seeds go up to 2**32 - 1.
+    cv2.setRNGSeed(seed % 2**31)
     cv2.grabCut(
         np.ascontiguousarray(rgb[..., ::-1]),
         gc,
