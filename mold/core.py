@@ -155,12 +155,13 @@ def build_halves(
 
 
 def _without_slivers(half: m3.Manifold, params: MoldParams) -> m3.Manifold:
-    """Drop zero-volume shells that booleans leave where a channel grazes the cavity at a
-    point; they are numerical debris, not loose mold pieces (those keep failing the gate)."""
+    """Drop the specks booleans leave where a channel grazes the cavity (zero-volume shells,
+    sub-0.1 mm^3 wedges): debris no printer resolves, not loose mold pieces, which still
+    fail the single-shell gate."""
     pieces = half.decompose()
     if len(pieces) < 2:
         return half
-    kept = [p for p in pieces if p.volume() > params.sliver_volume_mm3]
+    kept = [p for p in pieces if p.volume() > params.fleck_volume_mm3]
     if len(kept) == len(pieces) or not kept:
         return half
     return kept[0] if len(kept) == 1 else m3.Manifold.batch_boolean(kept, m3.OpType.Add)

@@ -138,6 +138,12 @@ class MoldParams(BaseModel):
     sliver_volume_mm3: float = Field(
         1e-6, ge=0, description="Void pieces below this are boolean slivers, not gaps, mm^3."
     )
+    fleck_volume_mm3: float = Field(
+        0.1,
+        ge=0,
+        description="Loose mold pieces below this (flecks left where a channel grazes the "
+        "cavity; no printer resolves them) are dropped before the single-shell gate, mm^3.",
+    )
     # output
     layout_gap_mm: float = Field(10.0, ge=0, description="Gap between the halves in the 3MF.")
     report_decimals: int = Field(4, ge=1, le=9, description="Decimals of floats in the report.")
