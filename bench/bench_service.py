@@ -86,7 +86,10 @@ async def terminal_statuses(
                 for r in records:
                     event = json.loads(r.value)
                     if event["state"] in ("completed", "failed", "rejected"):
-                        out.append((event["order_id"], event["state"], r.timestamp))
+                        state = event["state"]
+                        if event.get("error"):
+                            state = f"{state}:{event['error']['code']}"
+                        out.append((event["order_id"], state, r.timestamp))
     finally:
         await consumer.stop()
     return out
@@ -152,7 +155,8 @@ def main() -> None:
             kafka.stop()
     per_order = Counter(o for o, _, _ in done)
     latencies = sorted((ts - sent[o]) / 1000 for o, _, ts in done if o in sent)
-    states = Counter(s for _, s, _ in done)
+    states = Counter(s.split(":")[0] for _, s, _ in done)
+    failures = Counter(s.split(":", 1)[1] for _, s, _ in done if ":" in s)
     q = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else [0.0] * 19
     print_table(
         f"service load run: {count} orders, 2 instances x 1 worker, {PARTITIONS} partitions, "
@@ -168,6 +172,7 @@ def main() -> None:
                 "orders_per_min": round(count / wall * 60, 1),
                 "p50_latency_s": round(statistics.median(latencies), 2) if latencies else 0.0,
                 "p95_latency_s": round(q[18], 2),
+                "failure_codes": dict(failures) or "-",
             }
         ],
     )
