@@ -10,6 +10,7 @@ key, a fill and a rim light; the background is transparent.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 from typing import Any
@@ -34,6 +35,8 @@ _LOCK = threading.Lock()  # OSMesa contexts are not thread-safe
 
 def _pyrender() -> Any:
     os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    # PyOpenGL announces its missing optional C accelerator on every start; it is optional.
+    logging.getLogger("OpenGL.acceleratesupport").setLevel(logging.ERROR)
     import pyrender
 
     return pyrender
