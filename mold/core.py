@@ -342,31 +342,42 @@ def build_report(
     channels_outside = gated.channels_outside_mm3  # what the pour adds to the cavity
     input_to_mold = to_mold @ part.input_to_part
     part_volume = solid.volume()
+
+    def half_info(
+        name: str,
+        role: str,
+        solid_half: m3.Manifold,
+        v: np.ndarray,
+        f: np.ndarray,
+        orientation: str,
+        to_print: Affine,
+        stl: bytes,
+    ) -> HalfInfo:
+        return HalfInfo(
+            name=name,
+            file=f"mold_{name}.stl",
+            role=role,
+            triangles=len(f),
+            volume_ml=_round(solid_half.volume() / MM3_PER_ML, d),
+            bbox_min=_vec(v.min(axis=0), d),
+            bbox_max=_vec(v.max(axis=0), d),
+            print_orientation=orientation,
+            print_to_mold=_matrix(np.linalg.inv(to_print), d),
+            sha256=hashlib.sha256(stl).hexdigest(),
+        )
+
     halves = (
-        HalfInfo(
-            name="a",
-            file="mold_a.stl",
-            role="female sockets, sprue and vents; pour side",
-            triangles=len(fa),
-            volume_ml=_round(half_a.volume() / MM3_PER_ML, d),
-            bbox_min=_vec(va.min(axis=0), d),
-            bbox_max=_vec(va.max(axis=0), d),
-            print_orientation=spec.print_orientation,
-            print_to_mold=_matrix(np.linalg.inv(to_a), d),
-            sha256=hashlib.sha256(stl_a).hexdigest(),
+        half_info(
+            "a",
+            "female sockets, sprue and vents; pour side",
+            half_a,
+            va,
+            fa,
+            spec.print_orientation,
+            to_a,
+            stl_a,
         ),
-        HalfInfo(
-            name="b",
-            file="mold_b.stl",
-            role="male keys",
-            triangles=len(fb),
-            volume_ml=_round(half_b.volume() / MM3_PER_ML, d),
-            bbox_min=_vec(vb.min(axis=0), d),
-            bbox_max=_vec(vb.max(axis=0), d),
-            print_orientation="parting_up",
-            print_to_mold=_matrix(np.linalg.inv(to_b), d),
-            sha256=hashlib.sha256(stl_b).hexdigest(),
-        ),
+        half_info("b", "male keys", half_b, vb, fb, "parting_up", to_b, stl_b),
     )
     report = MoldReport(
         software=_software(),
