@@ -15,7 +15,6 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 
-import structlog
 import typer
 
 from sculptsvc.commands._errors import EXIT_FAILED, exit_with
@@ -67,6 +66,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Repair, smooth and resample a mesh; write a silicone GLB that validates."""
+        import structlog  # here, not at the top: `sculpt --help` need not load it
+
         from sculptsvc.logging import configure_logging
         from sculptsvc.mesh import MeshParams, export_glb, load_mesh, process_mesh, render_preview
         from sculptsvc.mesh.colors import parse_hex
