@@ -300,8 +300,11 @@ def _mesh_stage(
     options: PipelineOptions,
     timings: dict[str, float],
 ) -> tuple[Any, bytes, bytes, GlbValidation]:
+    from sculptsvc.gltf_validator import prestart
     from sculptsvc.mesh import export_glb, process_mesh, render_preview
 
+    if options.validate_glb is not False:
+        prestart()  # Node boots on the other core while the mesh stage computes
     with _timed(timings, "mesh"):
         processed = process_mesh(placed, params)
     if not processed.report.watertight or processed.report.shells != 1:

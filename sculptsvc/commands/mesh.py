@@ -81,6 +81,10 @@ def register(app: typer.Typer) -> None:
         try:
             if color is not None:
                 parse_hex(color)
+            if validate:
+                from sculptsvc.gltf_validator import prestart
+
+                prestart()  # Node boots while the mesh stage computes
             params = MeshParams(target_faces=faces)  # other knobs: MeshParams defaults
             result = process_mesh(load_mesh(input_path), params)
             glb = export_glb(result, mode=mode.value, color_hex=color)
