@@ -67,13 +67,18 @@ def decimate(mesh: trimesh.Trimesh, target: int, params: MeshParams) -> trimesh.
 
     ``params.decimator == "fqmr"``: fast-simplification (Fast-Quadric-Mesh-Simplification,
     which also refuses collapses that flip a face), about 10x faster than MeshLab's; its
-    result must pass the same gate as MeshLab's (budget met, closed, oriented) or MeshLab
-    decimates instead. MeshLab: topology preservation first (no new holes or handles); if
-    that stops early, a second pass without it. Every result is checked the same way.
+    result must pass the same gate as MeshLab's (budget met, closed, oriented) and hold no
+    sliver below ``decimation_min_quality`` (fqmr has no quality threshold; MeshLab has
+    ``qualitythr``), or MeshLab decimates instead. MeshLab: topology preservation first (no
+    new holes or handles); if that stops early, a second pass without it. Every result is
+    checked the same way.
     """
     if params.decimator == "fqmr":
         result = _decimate_fqmr(mesh, target)
-        if _fits(result, target, params):
+        if (
+            _fits(result, target, params)
+            and triangle_quality(result.triangles).min(initial=1.0) >= params.decimation_min_quality
+        ):
             return result
     for preserve_topology in (True, False):
         ms = _meshset(mesh)
@@ -105,6 +110,15 @@ def _decimate_fqmr(mesh: trimesh.Trimesh, target: int) -> trimesh.Trimesh:
     result = trimesh.Trimesh(vertices, np.asarray(faces, dtype=np.int64), process=False)
     result.remove_unreferenced_vertices()
     return result
+
+
+def triangle_quality(triangles: np.ndarray) -> np.ndarray:
+    """(m, 3, 3) float corners -> (m,) 4*sqrt(3)*area / sum of squared edge lengths:
+    1 for an equilateral triangle, 0 for a degenerate one (no defined normal)."""
+    edges = np.roll(triangles, -1, axis=1) - triangles
+    squared = np.einsum("mij,mij->m", edges, edges)
+    doubled_area = np.linalg.norm(np.cross(edges[:, 0], edges[:, 1]), axis=1)
+    return 2.0 * np.sqrt(3.0) * doubled_area / np.maximum(squared, 1e-300)
 
 
 def _fits(result: trimesh.Trimesh, target: int, params: MeshParams) -> bool:
