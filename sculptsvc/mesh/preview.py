@@ -13,6 +13,7 @@ key, a fill and a rim light; the background is transparent.
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import os
@@ -59,9 +60,20 @@ def _renderer(pyrender: Any, width: int, height: int) -> Any:
     """The process's offscreen renderer of this size (call with ``_LOCK`` held)."""
     renderer = _RENDERERS.get((width, height))
     if renderer is None:
+        if not _RENDERERS:
+            atexit.register(_release_renderers)
         renderer = pyrender.OffscreenRenderer(width, height)
         _RENDERERS[(width, height)] = renderer
     return renderer
+
+
+def _release_renderers() -> None:
+    """Free the GL contexts while PyOpenGL is still importable (not in interpreter
+    teardown, where pyrender's ``__del__`` would fail and log)."""
+    with _LOCK:
+        for renderer in _RENDERERS.values():
+            renderer.delete()
+        _RENDERERS.clear()
 
 
 def _look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
