@@ -163,3 +163,14 @@ def _wide_grey_to_uint8(values: np.ndarray) -> np.ndarray:
     else:
         scaled = values.astype(np.float64) / 257.0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+PNG_COMPRESS_LEVEL = 6
+"""Fixed: zlib output is a pure function of input and level, so PNGs are reproducible."""
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Deterministic PNG of an (h, w, 3|4) uint8 array: no metadata chunks, fixed level."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()

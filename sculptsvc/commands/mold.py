@@ -4,7 +4,7 @@ The adapter around the pure ``mold`` package: it reads the input (trimesh); if i
 passes through itself it tries the mesh stage, the mesh stage's voxel remesh, then pymeshlab
 hole filling, and rejects what stays unusable; then it calls ``mold.make_mold`` and writes
 ``mold_a.stl``, ``mold_b.stl``, ``mold.3mf`` and ``mold.json``. Errors of the mold package
-are mapped once, here, onto the service's error tree (:func:`to_service_error`).
+enter the service's error tree through its one mapping, ``sculptsvc.errors.from_mold_error``.
 """
 
 from __future__ import annotations
@@ -13,23 +13,22 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
+from mold.spec import SIZE_MM_DEFAULT, WALL_MM_DEFAULT
 from sculptsvc.commands._errors import exit_with
-from sculptsvc.errors import (
-    InvalidEvent,
-    MoldFailed,
-    SculptError,
-    UnrepairableMesh,
-)
+from sculptsvc.commands._files import write_atomic
+from sculptsvc.errors import SculptError, UnrepairableMesh, from_mold_error
+
+to_service_error = from_mold_error  # the one mapping lives in sculptsvc.errors
 
 if TYPE_CHECKING:
     import numpy as np
     import trimesh
 
-    from mold import MoldError, MoldResult, MoldSpec
+    from mold import MoldResult, MoldSpec
 
 
 _MAX_HOLE_EDGES = 100_000  # pymeshlab close-holes limit: any hole a scan can have
@@ -43,18 +42,6 @@ class LoadedPart:
     faces: np.ndarray
     repair: str  # none | mesh_stage | voxel_remesh | fill_holes
     notes: list[str] = field(default_factory=list)
-
-
-def to_service_error(err: MoldError) -> SculptError:
-    """The one mapping from ``mold`` errors to the service's (reject vs failed)."""
-    from mold import InvalidSpec
-
-    detail: dict[str, Any] = {"mold_code": err.code, **err.detail}
-    if isinstance(err, InvalidSpec):
-        return InvalidEvent(err.message, **detail)
-    if err.rejects_input:
-        return UnrepairableMesh(err.message, **detail)
-    return MoldFailed(err.message, **detail)
 
 
 def _is_closed(vertices: np.ndarray, faces: np.ndarray) -> bool:
@@ -177,12 +164,9 @@ def run_mold(part: LoadedPart, spec: MoldSpec, out: Path) -> MoldResult:
     try:
         result = make_mold(part.vertices, part.faces, spec)
     except MoldError as err:
-        raise to_service_error(err) from err
-    out.mkdir(parents=True, exist_ok=True)
+        raise from_mold_error(err) from err
     for name, data in result.files().items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(out / name)  # no half-written file is ever seen under its real name
+        write_atomic(out / name, data)
     return result
 
 
@@ -190,7 +174,7 @@ def _summary(result: MoldResult, part: LoadedPart, out: Path) -> str:
     r = result.report
     p = r.parting
     lines = [
-        f"mold written to {out}/ (mold_a.stl, mold_b.stl, mold.3mf, mold.json)",
+        f"mold written to {out}/ ({', '.join(result.files())})",
         f"  part: {r.part.triangles} triangles, {r.part.volume_ml:.1f} ml, repair={part.repair}",
         f"  parting: {p.chosen} pull {p.pull_direction}, offset {p.plane_offset_mm:.2f} mm, "
         f"undercut A {p.undercut_fraction_a:.1%} B {p.undercut_fraction_b:.1%}",
@@ -207,8 +191,8 @@ def register(app: typer.Typer) -> None:
     def mold(
         input_path: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="INPUT"),
         out: Path = typer.Option(..., "--out", help="Directory for the four output files."),
-        size_mm: float = typer.Option(80.0, help="Longest side of the part, mm."),
-        wall_mm: float = typer.Option(4.0, help="Least mold wall around the cavity, mm."),
+        size_mm: float = typer.Option(SIZE_MM_DEFAULT, help="Longest side of the part, mm."),
+        wall_mm: float = typer.Option(WALL_MM_DEFAULT, help="Least mold wall, mm."),
         clearance_mm: float = typer.Option(0.2, help="Key clearance per side, mm."),
         keys: int = typer.Option(4, help="Registration keys."),
         key_diameter_mm: float = typer.Option(6.0, help="Key base diameter, mm."),

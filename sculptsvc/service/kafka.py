@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.helpers import create_ssl_context
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from sculptsvc.errors import PublishFailed
 from sculptsvc.logging import get_logger
 from sculptsvc.service.processor import InboundRecord, Outgoing
 from sculptsvc.settings import Settings
@@ -67,10 +68,6 @@ def faststream_security(settings: Settings) -> BaseSecurity | None:
         ssl_context=context,
         use_ssl=context is not None,
     )
-
-
-class PublishFailed(Exception):
-    """The outcome could not be committed; the input message must be consumed again."""
 
 
 class TransactionalPublisher:
