@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     target_faces: int = Field(20_000, ge=500, description="Triangles of the exported model.")
 
     # --- Input limits ------------------------------------------------------------------
+    image_fetch_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for an image fetched by URI."
+    )
     max_image_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted image file.")
     max_image_pixels: int = Field(
         40_000_000, description="Largest accepted width x height, checked before decoding."

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from faststream import AckPolicy
@@ -33,6 +34,7 @@ POLL_INTERVAL_MARGIN_S = 120.0
 """Slack on top of the worst-case order time before Kafka considers the consumer dead."""
 READY_PING_TIMEOUT_S = 2.0
 """How long /ready waits for the broker to answer."""
+MS_PER_S = 1000
 
 
 def effective_max_poll_interval_ms(settings: Settings) -> int:
@@ -40,7 +42,7 @@ def effective_max_poll_interval_ms(settings: Settings) -> int:
     outlast the worst case: every attempt timing out plus every backoff, plus a margin."""
     backoff = sum(settings.retry_backoff_s * 2**i for i in range(settings.max_attempts - 1))
     worst_s = settings.job_timeout_s * settings.max_attempts + backoff + POLL_INTERVAL_MARGIN_S
-    return max(settings.max_poll_interval_ms, int(worst_s * 1000))
+    return max(settings.max_poll_interval_ms, int(worst_s * MS_PER_S))
 
 
 async def _raw_body(message: StreamMessage[Any]) -> bytes:
@@ -151,7 +153,9 @@ def create_app(
 
     @get(include_in_schema=False)
     async def health(scope: Any) -> AsgiResponse:
-        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
+        return AsgiResponse(
+            b'{"status":"ok"}', HTTPStatus.OK, headers={"content-type": "application/json"}
+        )
 
     @get(include_in_schema=False)
     async def ready(scope: Any) -> AsgiResponse:
@@ -159,14 +163,20 @@ def create_app(
         pool_ok = pool is None or pool.healthy
         ok = state["ready"] and pool_ok and await broker.ping(timeout=READY_PING_TIMEOUT_S)
         body = b'{"ready":true}' if ok else b'{"ready":false}'
-        return AsgiResponse(body, 200 if ok else 503, headers={"content-type": "application/json"})
+        return AsgiResponse(
+            body,
+            HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
+            headers={"content-type": "application/json"},
+        )
 
     @get(include_in_schema=False)
     async def prometheus(scope: Any) -> AsgiResponse:
         if state.get("pool") is not None:
             metrics.observe_pool(state["pool"].stats())
         return AsgiResponse(
-            generate_latest(metrics.registry), 200, headers={"content-type": CONTENT_TYPE_LATEST}
+            generate_latest(metrics.registry),
+            HTTPStatus.OK,
+            headers={"content-type": CONTENT_TYPE_LATEST},
         )
 
     app = AsgiFastStream(

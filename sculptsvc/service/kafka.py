@@ -19,6 +19,9 @@ from sculptsvc.logging import get_logger
 from sculptsvc.service.processor import InboundRecord, Outgoing
 from sculptsvc.settings import Settings
 
+MAX_REQUEST_BYTES = 1_048_576
+"""Kafka's default ``message.max.bytes``: larger inputs go by claim check (dead letters)."""
+
 log = get_logger(__name__)
 
 
@@ -91,7 +94,7 @@ class TransactionalPublisher:
                 transactional_id=self.transactional_id(topic, partition),
                 enable_idempotence=True,
                 acks="all",
-                max_request_size=1_048_576,
+                max_request_size=MAX_REQUEST_BYTES,
             )
             await producer.start()  # init_transactions: aborts what a dead predecessor left open
             self._producers[key] = producer
