@@ -68,12 +68,13 @@ def init_worker(settings_json: str) -> WorkerState:
     return WorkerState(settings, load_stylizer(settings), load_reconstructor(settings))
 
 
-def run_order_job(state: WorkerState, job: OrderJob) -> JobOutput:
-    """One order on this worker; each stage end is reported to the service as it happens."""
+def run_pipeline_job(state: WorkerState, job: OrderJob) -> PipelineResult:
+    """The pipeline on ``job``; each stage end is reported to the submitter as it happens
+    (``sculpt make`` runs this in-process and keeps the whole result)."""
     from sculptsvc.pipeline import run_pipeline
     from sculptsvc.workers import progress
 
-    result = run_pipeline(
+    return run_pipeline(
         job.image,
         job.options,
         state.stylizer,
@@ -81,4 +82,8 @@ def run_order_job(state: WorkerState, job: OrderJob) -> JobOutput:
         state.settings,
         on_stage=progress.report,
     )
-    return JobOutput.of(result)
+
+
+def run_order_job(state: WorkerState, job: OrderJob) -> JobOutput:
+    """One order on this worker: what the service needs back across the process boundary."""
+    return JobOutput.of(run_pipeline_job(state, job))

@@ -12,8 +12,10 @@ its code as JSON on stderr and exits 2 (bad input) or 3 (processing failed).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,10 +51,12 @@ def make_files(
     wall_mm: float = WALL_MM_DEFAULT,
     seed: int = 0,
 ) -> PipelineResult:
-    """Run the pipeline on ``image`` with the configured backends; write every artifact."""
-    from sculptsvc.ai.backends import load_reconstructor, load_stylizer
-    from sculptsvc.pipeline import PipelineOptions, run_pipeline
+    """Run the order job on ``image`` with the configured backends, in this process through
+    the worker pool's in-process mode (the service's job path); write every artifact."""
+    from sculptsvc.jobs import OrderJob, init_worker, run_pipeline_job
+    from sculptsvc.pipeline import PipelineOptions
     from sculptsvc.settings import Settings
+    from sculptsvc.workers import WorkerPool
 
     settings = Settings()
     options = PipelineOptions(
@@ -63,13 +67,14 @@ def make_files(
         seed=seed,
         target_faces=settings.target_faces,
     )
-    result = run_pipeline(
-        image.read_bytes(),
-        options,
-        load_stylizer(settings),
-        load_reconstructor(settings),
-        settings,
-    )
+    job = OrderJob(image.stem, 1, options, image.read_bytes())
+
+    async def run() -> PipelineResult:
+        init = partial(init_worker, settings.model_dump_json())
+        async with WorkerPool.from_settings(run_pipeline_job, init, settings, inline=True) as pool:
+            return await pool.submit(job)
+
+    result = asyncio.run(run())
     for name, data in {**result.artifacts, **result.extras()}.items():
         write_atomic(out / name, data)
     return result
