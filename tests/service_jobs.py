@@ -54,4 +54,32 @@ def run_order_job(state: dict, job: OrderJob) -> JobOutput:
         raise NoSubject("the picture has no subject")
     for state_ended in STAGE_ENDS:
         progress.report(state_ended)
+        _record_status_visible(job, state_ended)
     return fake_output(job)
+
+
+def _record_status_visible(job: OrderJob, state: OrderState) -> None:
+    """With ``SCULPT_TEST_STATUS_CHECK=bootstrap,topic,logfile``: right after ``report``
+    returned (before the next stage starts), read the status topic as a read_committed
+    consumer up to its end *now* (kcat ``-e``: the last stable offset, no waiting for later
+    records) and log "seen STATE" or "missing STATE" for this order."""
+    check = os.environ.get("SCULPT_TEST_STATUS_CHECK")
+    if not check:
+        return
+    import json
+    import shutil
+    import subprocess
+
+    bootstrap, topic, logfile = check.split(",")
+    kcat = shutil.which("kcat") or "kcat"
+    args = ["-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q"]
+    out = subprocess.run(
+        [kcat, *args, "-X", "isolation.level=read_committed"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    seen = any(e["order_id"] == job.order_id and e["state"] == state.value for e in events)
+    with open(logfile, "a") as fh:
+        fh.write(f"{'seen' if seen else 'missing'} {state.value}\n")

@@ -64,7 +64,7 @@ class InstantRunner:
 
 
 @asynccontextmanager
-async def running_service(settings: Settings, runner: JobRunner) -> AsyncIterator[object]:
+async def running_service(settings: Settings, runner: JobRunner | None) -> AsyncIterator[object]:
     app = create_app(settings, runner=runner)
     async with app.start_lifespan_context():
         yield app
