@@ -21,14 +21,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mold.spec import (
-    SIZE_MM_DEFAULT,
-    SIZE_MM_MAX,
-    SIZE_MM_MIN,
-    WALL_MM_DEFAULT,
-    WALL_MM_MAX,
-    WALL_MM_MIN,
-)
+from mold import spec as bounds
 from sculptsvc import artifacts
 from sculptsvc.commands._errors import EXIT_REJECTED, exit_with
 from sculptsvc.commands._files import write_atomic
@@ -47,8 +40,8 @@ def make_files(
     *,
     mode: str = Mode.multicolor,
     color: str | None = None,
-    size_mm: float = SIZE_MM_DEFAULT,
-    wall_mm: float = WALL_MM_DEFAULT,
+    size_mm: float = bounds.SIZE_MM_DEFAULT,
+    wall_mm: float = bounds.WALL_MM_DEFAULT,
     seed: int = 0,
 ) -> PipelineResult:
     """Run the order job on ``image`` with the configured backends, in this process through
@@ -166,12 +159,14 @@ def register(app: typer.Typer) -> None:
             None, "--color", help="'#RRGGBB': the colour of a solid sculpture."
         ),
         size_mm: float = typer.Option(
-            SIZE_MM_DEFAULT,
+            bounds.SIZE_MM_DEFAULT,
             "--size-mm",
-            help=f"Longest side in mm ({SIZE_MM_MIN:g}-{SIZE_MM_MAX:g}).",
+            help=f"Longest side in mm ({bounds.SIZE_MM_MIN:g}-{bounds.SIZE_MM_MAX:g}).",
         ),
         wall_mm: float = typer.Option(
-            WALL_MM_DEFAULT, "--wall-mm", help=f"Mold wall in mm ({WALL_MM_MIN:g}-{WALL_MM_MAX:g})."
+            bounds.WALL_MM_DEFAULT,
+            "--wall-mm",
+            help=f"Mold wall in mm ({bounds.WALL_MM_MIN:g}-{bounds.WALL_MM_MAX:g}).",
         ),
         seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -202,8 +197,8 @@ def register(app: typer.Typer) -> None:
             out,
             mode=Mode.multicolor,
             color=None,
-            size_mm=SIZE_MM_DEFAULT,
-            wall_mm=WALL_MM_DEFAULT,
+            size_mm=bounds.SIZE_MM_DEFAULT,
+            wall_mm=bounds.WALL_MM_DEFAULT,
             seed=0,
             as_json=as_json,
         )
