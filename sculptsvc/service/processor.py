@@ -201,10 +201,12 @@ class OrderProcessor:
         while True:
 
             async def stage_ended(state: OrderState, attempt: int = attempt) -> None:
-                await self.publisher.publish(
-                    [self._status(order, state, attempt)], source=record, commit=False
-                )
-                log.info("order.stage_ended", state=state.value, attempt=attempt)
+                # Called from the pool's task: bind the order again for this log line.
+                with bound_order(order.order_id, revision=order.revision):
+                    await self.publisher.publish(
+                        [self._status(order, state, attempt)], source=record, commit=False
+                    )
+                    log.info("order.stage_ended", state=state.value, attempt=attempt)
 
             try:
                 image = await asyncio.to_thread(resolve_image, order.image, self.settings)
