@@ -47,6 +47,9 @@ BY_NAME = {a.name: a for a in ARTIFACTS}
 DETERMINISTIC: tuple[Artifact, ...] = tuple(a for a in ARTIFACTS if a.deterministic)
 NAMES: tuple[str, ...] = tuple(a.name for a in ARTIFACTS)
 
+UNKNOWN_MEDIA_TYPE = "application/octet-stream"
+"""Bytes that are none of the above (e.g. a dead letter's oversized input)."""
+
 STYLIZED_NAME = "stylized.png"
 """Not published: the stylized picture, written by ``sculpt make`` for debugging."""
 
@@ -54,3 +57,9 @@ STYLIZED_NAME = "stylized.png"
 def refs_for(event: str, refs: dict[str, object]) -> dict[str, object]:
     """``{field: ref}`` for ``event`` from ``{artifact name: ref}``."""
     return {a.field: refs[a.name] for a in ARTIFACTS if a.event == event}
+
+
+def media_type(name: str) -> str:
+    """The media type of artifact ``name`` (``UNKNOWN_MEDIA_TYPE`` for other files)."""
+    artifact = BY_NAME.get(name)
+    return UNKNOWN_MEDIA_TYPE if artifact is None else artifact.media_type

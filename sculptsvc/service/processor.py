@@ -54,7 +54,6 @@ from sculptsvc.store import ArtifactStore
 log = get_logger(__name__)
 
 REPLAY_HEADER = "sculpt-replay"
-UNKNOWN_MEDIA_TYPE = "application/octet-stream"
 StageEnded = Callable[[OrderState], Awaitable[None]]
 """Called (and awaited) with the state each pipeline stage ends in, when it ends."""
 
@@ -314,16 +313,14 @@ class OrderProcessor:
         would push the letter past Kafka's message limit and stall the partition."""
         if len(value) <= self.settings.dead_letter_inline_bytes:
             return {"original_value_base64": b64(value)}
-        ref = self.store.put(value, "application/octet-stream")
+        ref = self.store.put(value, artifacts.UNKNOWN_MEDIA_TYPE)
         return {"original_value_base64": None, "original_value_ref": ref}
 
     def _success_messages(
         self, order: OrderPlaced, output: JobOutput, attempt: int
     ) -> list[Outgoing]:
         refs = {
-            name: self.store.put(data, artifacts.BY_NAME[name].media_type)
-            if name in artifacts.BY_NAME
-            else self.store.put(data, UNKNOWN_MEDIA_TYPE)
+            name: self.store.put(data, artifacts.media_type(name))
             for name, data in sorted(output.artifacts.items())
         }
         common = {
