@@ -55,6 +55,9 @@ WallMm = Annotated[
     Field(ge=WALL_MM_MIN, le=WALL_MM_MAX, description="Mold wall thickness in mm."),
 ]
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+TARGET_FACES_DEFAULT = 20_000
+TargetFaces = Annotated[int, Field(ge=500, description="Triangles of the sculpture.")]
+"""The service's triangle budget (``Settings.target_faces`` sets it for every order)."""
 
 SOLID_NEEDS_COLOR = "mode 'solid' needs a color (#RRGGBB)"
 
@@ -77,7 +80,7 @@ class PipelineOptions(BaseModel):
     wall_mm: WallMm = Field(WALL_MM_DEFAULT, description="Mold wall thickness, mm.")
     mold_material: str = Field("pla", description="What the mold is printed from (recorded).")
     seed: Seed = Field(0, description="Seeds every random choice.")
-    target_faces: int = Field(20_000, ge=500, description="Triangles of the sculpture.")
+    target_faces: TargetFaces = TARGET_FACES_DEFAULT
     preview_size: int = Field(512, ge=64, le=4096, description="Preview PNG side, pixels.")
     validate_glb: bool | None = Field(
         None,

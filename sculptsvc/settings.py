@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sculptsvc.options import TARGET_FACES_DEFAULT, TargetFaces
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCULPT_", extra="ignore")
@@ -118,7 +120,7 @@ class Settings(BaseSettings):
     )
 
     # --- Sculpture ---------------------------------------------------------------------
-    target_faces: int = Field(20_000, ge=500, description="Triangles of the exported model.")
+    target_faces: TargetFaces = TARGET_FACES_DEFAULT
 
     # --- Input limits ------------------------------------------------------------------
     image_fetch_timeout_s: float = Field(
