@@ -3,8 +3,8 @@
 pyrender renders through OSMesa (Mesa's software rasteriser), so it runs on any worker;
 ``PYOPENGL_PLATFORM`` must be set before PyOpenGL is first imported, hence the lazy import.
 Hosts with EGL may set ``PYOPENGL_PLATFORM=egl`` themselves; we only set a default.
-One offscreen renderer (GL context, compiled shaders) per frame size lives as long as the
-process: a worker pays the context and shader set-up once, not per order, and nobody pays
+One offscreen renderer (GL context, compiled shaders) per frame size and thread lives as
+long as its thread: a worker pays the context and shader set-up once, not per order, and nobody pays
 pyrender's ``gc.collect()`` on delete. pyrender's interactive viewer (pyglet, a window
 system) is never imported.
 The view is a 3/4 front view (glTF convention: +Y up, the subject looks along +Z) with a
@@ -37,8 +37,11 @@ _FILL_INTENSITY = 1.2
 _RIM_INTENSITY = 1.5
 _AMBIENT = 0.25
 _SUPERSAMPLE = 2  # render at 2x and box-filter: smooth silhouettes without MSAA
-_LOCK = threading.Lock()  # OSMesa contexts are not thread-safe; guards _RENDERERS too
-_RENDERERS: dict[tuple[int, int], Any] = {}  # (width, height) -> pyrender.OffscreenRenderer
+_LOCK = threading.Lock()  # OSMesa contexts are not thread-safe
+# Per thread (an OSMesa context is current in one thread only): (width, height) -> renderer.
+# A thread's renderers are freed when the thread ends, in that thread; the main thread's at
+# exit, before interpreter teardown (pyrender's __del__ would then fail and log).
+_LOCAL = threading.local()
 
 
 def _pyrender() -> Any:
@@ -57,23 +60,25 @@ def _pyrender() -> Any:
 
 
 def _renderer(pyrender: Any, width: int, height: int) -> Any:
-    """The process's offscreen renderer of this size (call with ``_LOCK`` held)."""
-    renderer = _RENDERERS.get((width, height))
-    if renderer is None:
-        if not _RENDERERS:
+    """This thread's offscreen renderer of this size (call with ``_LOCK`` held)."""
+    renderers: dict[tuple[int, int], Any] | None = getattr(_LOCAL, "renderers", None)
+    if renderers is None:
+        renderers = _LOCAL.renderers = {}
+        if threading.current_thread() is threading.main_thread():
             atexit.register(_release_renderers)
-        renderer = pyrender.OffscreenRenderer(width, height)
-        _RENDERERS[(width, height)] = renderer
+    renderer = renderers.get((width, height))
+    if renderer is None:
+        renderer = renderers[(width, height)] = pyrender.OffscreenRenderer(width, height)
     return renderer
 
 
 def _release_renderers() -> None:
-    """Free the GL contexts while PyOpenGL is still importable (not in interpreter
-    teardown, where pyrender's ``__del__`` would fail and log)."""
+    """Free the calling thread's GL contexts."""
     with _LOCK:
-        for renderer in _RENDERERS.values():
+        renderers = getattr(_LOCAL, "renderers", {})
+        for renderer in renderers.values():
             renderer.delete()
-        _RENDERERS.clear()
+        renderers.clear()
 
 
 def _look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
