@@ -4,9 +4,9 @@ pyrender renders through OSMesa (Mesa's software rasteriser), so it runs on any 
 ``PYOPENGL_PLATFORM`` must be set before PyOpenGL is first imported, hence the lazy import.
 Hosts with EGL may set ``PYOPENGL_PLATFORM=egl`` themselves; we only set a default.
 One offscreen renderer (GL context, compiled shaders) per frame size and thread lives as
-long as its thread: a worker pays the context and shader set-up once, not per order, and nobody pays
-pyrender's ``gc.collect()`` on delete. pyrender's interactive viewer (pyglet, a window
-system) is never imported.
+long as its thread: a worker pays the context and shader set-up once, not per order, and
+no frame pays pyrender's ``gc.collect()`` on delete. pyrender's interactive viewer (pyglet,
+a window system) is never imported.
 The view is a 3/4 front view (glTF convention: +Y up, the subject looks along +Z) with a
 key, a fill and a rim light; the background is transparent.
 """
