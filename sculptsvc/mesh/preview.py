@@ -77,7 +77,7 @@ def _pyrender() -> Any:
 def _scene_type(pyrender: Any) -> Any:
     """A pyrender ``Scene`` whose lights come out in ``_LIGHTS`` order, not set order."""
 
-    class _Scene(pyrender.Scene):  # type: ignore[misc, name-defined]
+    class _Scene(pyrender.Scene):
         @property
         def light_nodes(self) -> list[Any]:
             return sorted(super().light_nodes, key=lambda node: _LIGHT_NAMES.index(node.name))
