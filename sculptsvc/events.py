@@ -124,11 +124,50 @@ class MoldMaterial(StrEnum):
     resin = "resin"
 
 
+class PartingDirection(StrEnum):
+    """Which way half A is pulled off the sculpture: ``auto`` picks the direction with the
+    least undercut; ``x``/``y``/``z`` fix it to a sculpture axis (y up, z toward the front)."""
+
+    auto = "auto"
+    x = "x"
+    y = "y"
+    z = "z"
+
+
 class MoldOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     wall_mm: float = Field(4.0, ge=1.5, le=30.0, description="Mold wall thickness in mm.")
     material: MoldMaterial = MoldMaterial.pla
+    parting: PartingDirection = Field(
+        PartingDirection.auto, description="Pull direction of the mold halves (optional)."
+    )
+
+
+class ShapeOptions(BaseModel):
+    """How the picture becomes a shape: what a person set in the Studio's editor. Every field
+    is optional; omitted means the service's default, so older orders are unchanged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    relief_depth: float | None = Field(
+        None,
+        ge=0.0,
+        le=4.0,
+        description="Multiplier of the picture's relief on the front (0: none, 1: default). "
+        "Needs a reconstructor that builds relief (classic); others reject values but 1.",
+    )
+    thickness: float | None = Field(
+        None,
+        ge=0.25,
+        le=3.0,
+        description="Multiplier of the sculpture's depth, front to back (1: default). "
+        "Needs a reconstructor that inflates the outline (classic); others reject values "
+        "but 1.",
+    )
+    smoothing: int | None = Field(
+        None, ge=0, le=50, description="Smoothing passes of the mesh stage (0: off)."
+    )
 
 
 class OrderPlaced(Event):
@@ -147,6 +186,7 @@ class OrderPlaced(Event):
     color: HexColor | None = Field(None, description="Required for mode 'solid'.")
     size_mm: float = Field(80.0, ge=20.0, le=400.0, description="Longest side of the sculpture.")
     mold: MoldOptions = Field(default_factory=MoldOptions)
+    shape: ShapeOptions = Field(default_factory=ShapeOptions)
     seed: int | None = Field(
         None,
         ge=0,

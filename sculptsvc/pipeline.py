@@ -46,7 +46,12 @@ from sculptsvc.errors import (
 from sculptsvc.events import OrderPlaced
 from sculptsvc.imaging import decode_image_with_settings
 from sculptsvc.logging import get_logger
-from sculptsvc.reconstruct.base import ColoredMesh, ColorSource, Reconstructor
+from sculptsvc.reconstruct.base import (
+    ColoredMesh,
+    ColorSource,
+    Reconstructor,
+    ShapeAdjustable,
+)
 from sculptsvc.settings import Settings
 from sculptsvc.stylize.base import StylizedImage, Stylizer
 
@@ -74,6 +79,14 @@ class PipelineOptions(BaseModel):
     size_mm: float = Field(80.0, gt=0, description="Longest side of the sculpture, mm.")
     wall_mm: float = Field(4.0, gt=0, description="Mold wall thickness, mm.")
     mold_material: str = Field("pla", description="What the mold is printed from (recorded).")
+    parting: Literal["auto", "x", "y", "z"] = Field(
+        "auto", description="Mold pull direction: least undercut, or a sculpture axis."
+    )
+    relief_depth: float = Field(1.0, ge=0, description="Relief multiplier (1: default).")
+    thickness: float = Field(1.0, gt=0, description="Depth multiplier (1: default).")
+    smoothing: int | None = Field(
+        None, ge=0, description="Mesh smoothing passes; None: the mesh stage's default."
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds every random choice.")
     target_faces: int = Field(20_000, ge=500, description="Triangles of the sculpture.")
     preview_size: int = Field(512, ge=64, le=4096, description="Preview PNG side, pixels.")
@@ -96,9 +109,30 @@ def options_from_order(order: OrderPlaced, settings: Settings) -> PipelineOption
         size_mm=order.size_mm,
         wall_mm=order.mold.wall_mm,
         mold_material=order.mold.material.value,
+        parting=order.mold.parting.value,
+        **order.shape.model_dump(exclude_none=True),  # omitted: the defaults above
         seed=order.effective_seed(),
         target_faces=settings.target_faces,
     )
+
+
+def shaped_reconstructor(reconstructor: Reconstructor, options: PipelineOptions) -> Reconstructor:
+    """The reconstructor with the order's relief depth and thickness applied; an order that
+    asks for them from a backend that cannot build them is rejected, never silently changed."""
+    defaults = PipelineOptions.model_fields
+    if (options.relief_depth, options.thickness) == (
+        defaults["relief_depth"].default,
+        defaults["thickness"].default,
+    ):
+        return reconstructor
+    if not isinstance(reconstructor, ShapeAdjustable):
+        raise InvalidEvent(
+            f"reconstructor {reconstructor.name!r} cannot apply shape.relief_depth or "
+            "shape.thickness; leave them out (or 1) for this backend",
+            relief_depth=options.relief_depth,
+            thickness=options.thickness,
+        )
+    return reconstructor.reshaped(relief_depth=options.relief_depth, thickness=options.thickness)
 
 
 # --- report ------------------------------------------------------------------------------
@@ -216,7 +250,8 @@ def run_pipeline(
         styled = stylizer.stylize(image, seed=options.seed)
     _check_stylized(styled, stylizer)
 
-    # 3. reconstruct
+    # 3. reconstruct (with the order's relief depth and thickness)
+    reconstructor = shaped_reconstructor(reconstructor, options)
     with _timed(timings, "reconstruct"):
         raw = reconstructor.reconstruct(styled, seed=options.seed)
     _check_mesh(raw, reconstructor)
@@ -227,11 +262,12 @@ def run_pipeline(
         placed = place_in_mm(raw, options.size_mm)
 
     # 5-7. mesh stage, GLB (validated), preview
-    mesh_params = MeshParams(target_faces=options.target_faces)
+    smoothing = {} if options.smoothing is None else {"smooth_steps": options.smoothing}
+    mesh_params = MeshParams(target_faces=options.target_faces, **smoothing)
     processed, glb, preview, validation = _mesh_stage(placed, mesh_params, options, timings)
 
     # 8. mold
-    spec = MoldSpec(size_mm=options.size_mm, wall_mm=options.wall_mm)
+    spec = MoldSpec(size_mm=options.size_mm, wall_mm=options.wall_mm, parting=options.parting)
     with _timed(timings, "mold"):
         mold_result = _make_mold(processed.mesh.vertices, processed.mesh.faces, spec)
     timings["total"] = round(time.perf_counter() - started, 4)
