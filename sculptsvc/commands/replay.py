@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from datetime import datetime
 from enum import StrEnum
 
 import typer
-
-# Artifacts that must come out byte-identical on a re-run; report.json also carries the
-# stage timings of the run, so it is compared without them.
-DETERMINISTIC_ARTIFACTS = {
-    ("model", "glb"): "model.glb",
-    ("model", "preview"): "preview.png",
-    ("mold", "half_a"): "mold_a.stl",
-    ("mold", "half_b"): "mold_b.stl",
-    ("mold", "three_mf"): "mold.3mf",
-}
 
 
 class Source(StrEnum):
@@ -89,7 +78,7 @@ def register(app: typer.Typer) -> None:
         from sculptsvc.events import OrderPlaced
         from sculptsvc.pipeline import options_from_order, run_pipeline
         from sculptsvc.service.intake import resolve_image
-        from sculptsvc.service.replay import Selection, published_outcome, scan
+        from sculptsvc.service.replay import Selection, compare_hashes, published_outcome, scan
         from sculptsvc.settings import Settings
 
         settings = Settings()
@@ -118,18 +107,7 @@ def register(app: typer.Typer) -> None:
             load_reconstructor(settings),
             settings,
         )
-        rows = []
-        for (kind, field), name in DETERMINISTIC_ARTIFACTS.items():
-            expected = published.get(kind, {}).get(field, {}).get("sha256")
-            actual = hashlib.sha256(result.artifacts[name]).hexdigest()
-            rows.append(
-                {
-                    "artifact": name,
-                    "published": expected,
-                    "local": actual,
-                    "equal": expected == actual,
-                }
-            )
+        rows = compare_hashes(published, result.artifacts)
         same = all(r["equal"] for r in rows)
         if as_json:
             typer.echo(

@@ -8,6 +8,7 @@ so a replay is a deliberate second run, never silently de-duplicated.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,3 +171,27 @@ async def published_outcome(
         if events:
             outcome[kind] = max(events, key=lambda e: e.get("revision", 0))
     return outcome
+
+
+# Artifacts that must come out byte-identical on a re-run; report.json also carries the
+# stage timings of the run, so it is compared without them.
+DETERMINISTIC_ARTIFACTS = {
+    ("model", "glb"): "model.glb",
+    ("model", "preview"): "preview.png",
+    ("mold", "half_a"): "mold_a.stl",
+    ("mold", "half_b"): "mold_b.stl",
+    ("mold", "three_mf"): "mold.3mf",
+}
+
+
+def compare_hashes(published: dict[str, dict], artifacts: dict[str, bytes]) -> list[dict]:
+    """One row per deterministic artifact: the published sha256 (from ModelReady/MoldReady
+    as JSON, see ``published_outcome``), the re-run's, and whether they are equal."""
+    rows = []
+    for (kind, ref_field), name in DETERMINISTIC_ARTIFACTS.items():
+        expected = published.get(kind, {}).get(ref_field, {}).get("sha256")
+        local = hashlib.sha256(artifacts[name]).hexdigest()
+        rows.append(
+            {"artifact": name, "published": expected, "local": local, "equal": expected == local}
+        )
+    return rows
