@@ -109,8 +109,9 @@ class ClassicReconstructor:
 
     def reshaped(self, *, relief_depth: float, thickness: float) -> ClassicReconstructor:
         """This reconstructor with the relief and the depth multiplied (an order's shape
-        options). Depth, its soft floor and its soft cap scale together, so every height
-        of the solid is exactly ``thickness`` times the default one (before the relief)."""
+        options). Depth, its soft floor and its soft cap scale together, so the solid's
+        heights are ``thickness`` times the default ones (before the relief), except in the
+        thin band by the outline where the floor blends in (within a few per cent there)."""
         p = self.params
         return ClassicReconstructor(
             replace(

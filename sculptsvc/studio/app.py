@@ -372,6 +372,9 @@ def create_app(
             }
         )
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
     async def root(request: Request) -> Response:
         return RedirectResponse("/orders", status_code=302)
 
@@ -416,6 +419,7 @@ def create_app(
     routes = [
         Route("/", root),
         Route("/health", health),
+        Route("/favicon.ico", favicon),
         Route("/orders", orders_page),
         Route("/orders/{order_id}", order_page),
         Route("/orders/{order_id}/dead-letters/{number:int}", dead_letter_original),
@@ -492,7 +496,10 @@ async def _run_design(studio: Studio, design: Design, run: DesignRun) -> None:
 
 async def _read_json(store: ArtifactStore, ref: Any) -> dict[str, Any] | None:
     try:
-        return json.loads(await asyncio.to_thread(store.get, ref))
+        report = json.loads(await asyncio.to_thread(store.get, ref))
+        if not isinstance(report, dict) or not {"mesh", "mold_report"} <= report.keys():
+            raise ValueError("not a pipeline report.json")
+        return report
     except (SculptError, OSError, ValueError) as exc:
         log.warning("studio.report_unreadable", uri=ref.uri, reason=str(exc))
         return None

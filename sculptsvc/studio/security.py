@@ -2,8 +2,10 @@
 
 - Every response carries a Content-Security-Policy (scripts only from the Studio itself,
   plus the page's one inline import map by nonce; no CDN could load even if a page named
-  one), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` and
-  ``X-Frame-Options: DENY``.
+  one; WebAssembly compilation and inline styles are allowed for model-viewer),
+  ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` and
+  ``Referrer-Policy: same-origin`` (with ``no-referrer`` a browser sends ``Origin: null``
+  on a form POST, which the CSRF check would refuse).
 - CSRF: the double-submit cookie pattern (OWASP). A random token goes into an HttpOnly,
   SameSite=Strict cookie and into every form; a POST must bring both, equal, and a
   cross-site ``Origin`` is refused outright.
@@ -34,8 +36,11 @@ def content_security_policy(nonce: str) -> str:
     return "; ".join(
         (
             "default-src 'none'",
-            f"script-src 'self' 'nonce-{nonce}'",
-            "style-src 'self'",
+            # model-viewer compiles its bundled meshopt decoder (WebAssembly) at load
+            f"script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'",
+            # model-viewer's shadow DOM template holds a <style>; CSS runs no script, and
+            # img-src/connect-src below keep a url() in it from reaching another host
+            "style-src 'self' 'unsafe-inline'",
             "img-src 'self' blob: data:",
             "connect-src 'self' blob: data:",
             "worker-src 'self' blob:",
@@ -70,7 +75,7 @@ class SecurityHeaders:
                 extra = {
                     b"content-security-policy": content_security_policy(nonce).encode(),
                     b"x-content-type-options": b"nosniff",
-                    b"referrer-policy": b"no-referrer",
+                    b"referrer-policy": b"same-origin",
                     b"x-frame-options": b"DENY",
                 }
                 headers += [(k, v) for k, v in extra.items() if k not in names]
