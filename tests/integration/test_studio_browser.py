@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sculptsvc.settings import Settings
-from tests.integration.conftest import Topics
+from tests.integration.conftest import Topics, create_service_topics
 from tests.kafka_harness import KafkaHarness
 from tests.service_support import ServiceProcess
 from tests.studio_support import (
@@ -45,17 +45,7 @@ MIN_FOREGROUND = 0.05
 
 @pytest.fixture(scope="module")
 def studio_topics(kafka: KafkaHarness) -> Topics:
-    suffix = uuid.uuid4().hex[:12]
-    topics = Topics(
-        orders=f"sculpt.orders.{suffix}",
-        status=f"sculpt.order-status.{suffix}",
-        models=f"sculpt.models.{suffix}",
-        molds=f"sculpt.molds.{suffix}",
-        dlq=f"sculpt.orders.dlq.{suffix}",
-        qa=f"sculpt.orders.qa.{suffix}",
-    )
-    kafka.create_topics(topics.names())
-    return topics
+    return create_service_topics(kafka)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +82,9 @@ def studio(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield proc.url
     finally:
         proc.stop()
-        assert TOKEN not in log.read_text(errors="replace"), "the token reached the log"
+        text = log.read_text(errors="replace")
+        assert TOKEN not in text, "the token reached the log"
+        assert f"actor={TOKEN_NAME}" in text, "actions are logged with who did them"
 
 
 @pytest.fixture(scope="module")

@@ -379,3 +379,29 @@ def test_design_form_errors_name_the_field() -> None:
     image = InlineImage(media_type="image/png", data_base64=base64.b64encode(png()).decode())
     with pytest.raises(InvalidDesign, match="relief_depth"):
         DesignParams(relief_depth=9).to_order("o", image)
+
+
+def test_every_action_form_carries_the_csrf_token(client: TestClient) -> None:
+    publish_order(client)
+    page = client.get("/orders/ord-1").text
+    cookie = client.cookies.get("sculpt_csrf")
+    forms = re.findall(r'<form method="post".*?</form>', page, re.S)
+    assert len(forms) == 2  # replay, reproduce
+    for form in forms:
+        assert f'name="csrf" value="{cookie}"' in form
+        assert 'name="token"' in form and TOKEN not in form
+
+
+def test_a_token_holder_gets_past_the_checks(client: TestClient, settings: Settings) -> None:
+    design = client.studio.designs.add(
+        png(),
+        "image/png",
+        "p.png",
+        LocalArtifactStore(settings.artifact_root).put(png(), "image/png"),
+    )
+    response = client.post(
+        f"/design/{design.id}/order",
+        data={"csrf": csrf(client), "token": TOKEN, "order_id": "o-1"},
+    )
+    assert response.status_code == 422  # authorised, but nothing finished to send yet
+    assert "Nothing to send yet" in response.text and TOKEN not in response.text
