@@ -31,7 +31,7 @@ from sculptsvc.events import (
 )
 from sculptsvc.logging import get_logger
 from sculptsvc.service.kafka import client_kwargs
-from sculptsvc.service.replay import REPLAYED_FROM_HEADER
+from sculptsvc.service.replay import REPLAYED_FROM_HEADER, partitions_of
 from sculptsvc.settings import Settings
 
 log = get_logger(__name__)
@@ -255,7 +255,7 @@ async def follow(settings: Settings, index: OrderIndex) -> None:
         )
         try:
             await consumer.start()
-            partitions = await _wait_for_topics(consumer, roles, index)
+            partitions = await _wait_for_topics(settings, roles, index)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             index.connected, index.problem = True, None
@@ -275,22 +275,22 @@ async def follow(settings: Settings, index: OrderIndex) -> None:
         except (KafkaError, OSError) as exc:
             index.connected, index.problem = False, f"Kafka: {type(exc).__name__}: {exc}"
             log.warning("studio.kafka_unavailable", reason=str(exc))
+        except Exception as exc:  # a bug must not stop the feed silently: say so, retry
+            index.connected, index.problem = False, f"order feed error: {type(exc).__name__}"
+            log.exception("studio.feed_crashed")
         finally:
             await consumer.stop()
         await asyncio.sleep(RETRY_S)
 
 
 async def _wait_for_topics(
-    consumer: AIOKafkaConsumer, roles: dict[str, Role], index: OrderIndex
+    settings: Settings, roles: dict[str, Role], index: OrderIndex
 ) -> list[TopicPartition]:
+    """Every partition of the followed topics, once each topic exists."""
     while True:
-        topics = await consumer.topics()
-        missing = sorted(set(roles) - topics)
+        found = {topic: await partitions_of(settings, topic) for topic in roles}
+        missing = sorted(topic for topic, partitions in found.items() if not partitions)
         if not missing:
-            return sorted(
-                TopicPartition(topic, p)
-                for topic in roles
-                for p in consumer.partitions_for_topic(topic) or ()
-            )
+            return [TopicPartition(t, p) for t, partitions in found.items() for p in partitions]
         index.connected, index.problem = True, f"topics not found yet: {', '.join(missing)}"
         await asyncio.sleep(RETRY_S)
