@@ -125,12 +125,13 @@ def page_weight(browser, url: str) -> dict[str, int]:  # type: ignore[no-untyped
     page = context.new_page()
     sizes: dict[str, int] = defaultdict(int)
 
-    def count(response) -> None:  # type: ignore[no-untyped-def]
-        if response.status == 200:
-            kind = kind_of(response.headers.get("content-type", ""), response.url)
-            sizes[kind] += len(response.body())
+    def count(request) -> None:  # type: ignore[no-untyped-def]
+        response = request.response()
+        if response is not None and response.status == 200:
+            kind = kind_of(response.headers.get("content-type", ""), request.url)
+            sizes[kind] += request.sizes()["responseBodySize"]
 
-    page.on("response", count)
+    page.on("requestfinished", count)
     page.goto(url)
     page.wait_for_selector("body[data-viewer-loaded]", state="attached", timeout=WAIT_MS)
     page.wait_for_selector("#mold[data-loaded]", state="attached", timeout=WAIT_MS)

@@ -79,6 +79,7 @@ VENDOR_FILES = {
 }
 """The only files served from ``SCULPT_STUDIO_ASSETS_DIR`` (fixed names: no traversal)."""
 MAX_FORM_FIELDS = 32
+VENDOR_CACHE = "public, max-age=3600"
 ARTIFACT_NAMES_SHOWN = ("model.glb", "preview.png", "mold_a.stl", "mold_b.stl", "mold.3mf")
 
 
@@ -361,7 +362,11 @@ def create_app(
             raise HTTPException(
                 503, f"{relative} is not installed: run scripts/bootstrap (npm, tools/)"
             )
-        return FileResponse(path, media_type="text/javascript; charset=utf-8")
+        return FileResponse(
+            path,
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": VENDOR_CACHE},  # fixed npm versions; bootstrap updates
+        )
 
     async def health(request: Request) -> Response:
         return JSONResponse(

@@ -65,16 +65,18 @@ export async function showMold(container) {
     controls.target.copy(centre);
     controls.update();
     container.dataset.layout = mode;
+    renderer.render(scene, camera);
   };
   document.querySelectorAll("button.mold-layout").forEach((button) => {
     button.addEventListener("click", () => layout(button.dataset.layout));
   });
   layout(container.dataset.layout || "apart");
 
-  renderer.setAnimationLoop(() => {
-    controls.update();
-    renderer.render(scene, camera);
-  });
+  // Draw on demand (a static scene): a continuous loop would keep a software-GL browser busy.
+  const draw = () => renderer.render(scene, camera);
+  controls.addEventListener("change", draw);
+  document.querySelectorAll("button.mold-layout").forEach((b) => b.addEventListener("click", draw));
+  draw();
   container.dataset.loaded = "1";
   container.dispatchEvent(new Event("load"));
 }

@@ -19,6 +19,7 @@ if (mold) {
 }
 
 // A design run or a reproduction in progress: ask the server, reload when it is done.
+const POLL_MS = 250;
 const runState = document.getElementById("run-state");
 if (runState && runState.dataset.state === "running") {
   const url = `/design/${runState.dataset.design}/status.json`;
@@ -30,9 +31,9 @@ if (runState && runState.dataset.state === "running") {
         return;
       }
     } catch (err) { /* server busy: try again */ }
-    setTimeout(poll, 500);
+    setTimeout(poll, POLL_MS);
   };
-  setTimeout(poll, 500);
+  setTimeout(poll, POLL_MS);
 }
 const reload = document.querySelector("[data-poll-reload]");
 if (reload) setTimeout(() => location.reload(), Number(reload.dataset.pollReload));
