@@ -94,7 +94,8 @@ class StudioProcess:
 
 @dataclass(frozen=True)
 class PixelStats:
-    """What a screenshot of a 3D view shows, against its background (the corner pixel)."""
+    """What a screenshot of a 3D view shows, against its background (the commonest border
+    colour)."""
 
     foreground_fraction: float
     hue_deg: float | None  # mean hue of the saturated foreground pixels
@@ -103,7 +104,9 @@ class PixelStats:
 
 def pixel_stats(png: bytes, *, tolerance: int = 24) -> PixelStats:
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
-    background = rgb[2, 2]
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    values, counts = np.unique(border, axis=0, return_counts=True)
+    background = values[counts.argmax()]  # the most common border colour
     foreground = np.abs(rgb - background).max(axis=2) > tolerance
     pixels = rgb[foreground] / 255.0
     if len(pixels) == 0:

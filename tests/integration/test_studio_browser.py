@@ -75,16 +75,21 @@ def service(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture(scope="module")
-def studio(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def studio_process(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StudioProcess]:
     log = tmp_path_factory.mktemp("studio") / "studio.log"
     proc = StudioProcess(settings, log, {TOKEN_NAME: TOKEN}).start()
     try:
-        yield proc.url
+        yield proc
     finally:
         proc.stop()
-        text = log.read_text(errors="replace")
-        assert TOKEN not in text, "the token reached the log"
-        assert f"actor={TOKEN_NAME}" in text, "actions are logged with who did them"
+        assert TOKEN not in log.read_text(errors="replace"), "the token reached the log"
+
+
+@pytest.fixture(scope="module")
+def studio(studio_process: StudioProcess) -> str:
+    return studio_process.url
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +152,7 @@ def numbers(page) -> dict[str, str]:  # type: ignore[no-untyped-def]
 # --- the design session, in order ---------------------------------------------------------
 
 
-def test_upload_shows_the_sculpture_in_its_colour(page, studio: str) -> None:  # type: ignore[no-untyped-def]
+def test_upload_shows_the_sculpture_in_its_colour(page, studio: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{studio}/design")
     page.set_input_files("input[name=picture]", str(SAMPLE))
     page.select_option("select[name=mode]", "solid")
@@ -155,8 +160,9 @@ def test_upload_shows_the_sculpture_in_its_colour(page, studio: str) -> None:  #
     page.fill("input[name=size_mm]", "60")
     page.click("#design-form button[type=submit]")
     wait_for_viewers(page)
-    page.wait_for_timeout(500)  # let the first frames settle
-    sculpture = pixel_stats(page.locator("model-viewer").screenshot())
+    page.wait_for_timeout(1500)  # model-viewer fades the model in after its load event
+    shot = page.locator("model-viewer").screenshot(path=str(tmp_path / "sculpture.png"))
+    sculpture = pixel_stats(shot)
     assert sculpture.foreground_fraction > MIN_FOREGROUND, sculpture
     assert sculpture.hue_deg is not None and sculpture.saturated_fraction > 0.5, sculpture
     assert hue_distance(sculpture.hue_deg, hue_of(SOLID)) < HUE_TOLERANCE_DEG, sculpture
@@ -203,7 +209,9 @@ def test_send_as_order_completes_in_the_order_list(page, studio: str) -> None:  
     page.watch.check()
 
 
-def test_replay_to_qa_shows_the_qa_copy_and_reproduce_matches(page, studio: str) -> None:  # type: ignore[no-untyped-def]
+def test_replay_to_qa_shows_the_qa_copy_and_reproduce_matches(
+    page, studio: str, studio_process: StudioProcess
+) -> None:  # type: ignore[no-untyped-def]
     page.fill("#replay-form input[name=token]", TOKEN)
     page.select_option("#replay-form select[name=target]", "qa")
     page.click("#replay-form button[type=submit]")
@@ -215,6 +223,7 @@ def test_replay_to_qa_shows_the_qa_copy_and_reproduce_matches(page, studio: str)
     copies = page.locator("#qa-copies").inner_text()
     assert "/0/0" in copies  # replayed from the order's offset on the input topic
     assert TOKEN_NAME in page.locator("#action-log").inner_text()
+    assert f"actor={TOKEN_NAME}" in studio_process.log_path.read_text(errors="replace")
 
     page.fill("#reproduce-form input[name=token]", TOKEN)
     page.click("#reproduce-form button[type=submit]")
