@@ -28,6 +28,22 @@ from pydantic import (
     model_validator,
 )
 
+from mold.spec import SIZE_MM_DEFAULT, WALL_MM_DEFAULT
+from sculptsvc.options import (
+    PARTING_DEFAULT,
+    SEED_MAX,
+    HexColor,
+    Mode,
+    Parting,
+    ReliefDepth,
+    Seed,
+    SizeMm,
+    Smoothing,
+    Thickness,
+    WallMm,
+    color_problem,
+)
+
 SCHEMA_VERSION = 1
 EVENT_NAMESPACE = uuid.UUID("7d0c7c55-2f1e-4d0e-9a51-5c0f8f5b9e21")
 
@@ -39,11 +55,6 @@ OrderId = Annotated[
         "it names files and Kafka keys, so nothing else is allowed.",
         examples=["ord-2026-000123"],
     ),
-]
-HexColor = Annotated[
-    str,
-    StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$"),
-    Field(description="sRGB colour as #RRGGBB.", examples=["#E4572E"]),
 ]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -110,11 +121,6 @@ class UriImage(BaseModel):
     media_type: Literal["image/png", "image/jpeg", "image/webp"] | None = None
 
 
-class Mode(StrEnum):
-    multicolor = "multicolor"
-    solid = "solid"
-
-
 class MoldMaterial(StrEnum):
     """What the factory prints or machines the mold from."""
 
@@ -124,24 +130,12 @@ class MoldMaterial(StrEnum):
     resin = "resin"
 
 
-class PartingDirection(StrEnum):
-    """Which way half A is pulled off the sculpture: ``auto`` picks the direction with the
-    least undercut; ``x``/``y``/``z`` fix it to a sculpture axis (y up, z toward the front)."""
-
-    auto = "auto"
-    x = "x"
-    y = "y"
-    z = "z"
-
-
 class MoldOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    wall_mm: float = Field(4.0, ge=1.5, le=30.0, description="Mold wall thickness in mm.")
+    wall_mm: WallMm = WALL_MM_DEFAULT
     material: MoldMaterial = MoldMaterial.pla
-    parting: PartingDirection = Field(
-        PartingDirection.auto, description="Pull direction of the mold halves (optional)."
-    )
+    parting: Parting = PARTING_DEFAULT
 
 
 class ShapeOptions(BaseModel):
@@ -150,24 +144,9 @@ class ShapeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    relief_depth: float | None = Field(
-        None,
-        ge=0.0,
-        le=4.0,
-        description="Multiplier of the picture's relief on the front (0: none, 1: default). "
-        "Needs a reconstructor that builds relief (classic); others reject values but 1.",
-    )
-    thickness: float | None = Field(
-        None,
-        ge=0.25,
-        le=3.0,
-        description="Multiplier of the sculpture's depth, front to back (1: default). "
-        "Needs a reconstructor that inflates the outline (classic); others reject values "
-        "but 1.",
-    )
-    smoothing: int | None = Field(
-        None, ge=0, le=50, description="Smoothing passes of the mesh stage (0: off)."
-    )
+    relief_depth: ReliefDepth | None = None
+    thickness: Thickness | None = None
+    smoothing: Smoothing | None = None
 
 
 class OrderPlaced(Event):
@@ -184,27 +163,26 @@ class OrderPlaced(Event):
     image: InlineImage | UriImage = Field(discriminator="kind")
     mode: Mode = Mode.multicolor
     color: HexColor | None = Field(None, description="Required for mode 'solid'.")
-    size_mm: float = Field(80.0, ge=20.0, le=400.0, description="Longest side of the sculpture.")
+    size_mm: SizeMm = SIZE_MM_DEFAULT
     mold: MoldOptions = Field(default_factory=MoldOptions)
     shape: ShapeOptions = Field(default_factory=ShapeOptions)
-    seed: int | None = Field(
+    seed: Seed | None = Field(
         None,
-        ge=0,
-        le=2**32 - 1,
         description="Fixes every random choice; default derives "
         "from order id and revision so replays repeat.",
     )
 
     @model_validator(mode="after")
     def _color_matches_mode(self) -> OrderPlaced:
-        if self.mode is Mode.solid and self.color is None:
-            raise ValueError("mode 'solid' needs a color (#RRGGBB)")
+        problem = color_problem(self.mode, self.color)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     def effective_seed(self) -> int:
         if self.seed is not None:
             return self.seed
-        return deterministic_event_id(self.order_id, self.revision).int % 2**32
+        return deterministic_event_id(self.order_id, self.revision).int % (SEED_MAX + 1)
 
 
 # --- OrderStatus ------------------------------------------------------------------------
@@ -219,17 +197,6 @@ class OrderState(StrEnum):
     completed = "completed"
     rejected = "rejected"
     failed = "failed"
-
-
-PROGRESS_STATES: tuple[OrderState, ...] = (
-    OrderState.accepted,
-    OrderState.stylized,
-    OrderState.reconstructed,
-    OrderState.validated,
-    OrderState.mold_ready,
-    OrderState.completed,
-)
-TERMINAL_STATES = frozenset({OrderState.completed, OrderState.rejected, OrderState.failed})
 
 
 class ErrorInfo(BaseModel):
@@ -341,10 +308,6 @@ class DeadLetter(Event):
 
 
 ALL_EVENTS: tuple[type[Event], ...] = (OrderPlaced, OrderStatus, ModelReady, MoldReady, DeadLetter)
-
-
-def to_kafka_value(event: Event) -> bytes:
-    return event.model_dump_json().encode()
 
 
 def b64(data: bytes | None) -> str | None:

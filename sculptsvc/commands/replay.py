@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Re-run a published order locally and compare artifact hashes with the published ones."""
-        from sculptsvc.events import OrderPlaced
+        from sculptsvc.events import ModelReady, OrderPlaced
         from sculptsvc.pipeline import options_from_order, run_pipeline
         from sculptsvc.service.intake import resolve_image
         from sculptsvc.service.replay import Selection, compare_hashes, published_outcome, scan
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
                 for r in await scan(settings, settings.topic_orders, Selection(order_id=order_id))
             ]
             published = await published_outcome(settings, order_id, revision)
-            wanted = revision or published.get("model", {}).get("revision")
+            wanted = revision or published.get(ModelReady.event_type, {}).get("revision")
             matching = [o for o in orders if wanted is None or o.revision == wanted]
             return (matching[-1] if matching else None), published
 

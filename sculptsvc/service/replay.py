@@ -16,7 +16,8 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from sculptsvc.events import DeadLetter
+from sculptsvc.artifacts import DETERMINISTIC
+from sculptsvc.events import DeadLetter, ModelReady, MoldReady
 from sculptsvc.service.kafka import client_kwargs
 from sculptsvc.service.processor import REPLAY_HEADER
 from sculptsvc.settings import Settings
@@ -159,9 +160,13 @@ async def republish(settings: Settings, records: list[FoundRecord], target: str)
 async def published_outcome(
     settings: Settings, order_id: str, revision: int | None
 ) -> dict[str, dict]:
-    """The latest ModelReady and MoldReady of an order (revision: the given or the latest)."""
+    """The latest ModelReady and MoldReady of an order (revision: the given or the latest),
+    by event type (the ``event`` column of ``sculptsvc.artifacts``)."""
     outcome: dict[str, dict] = {}
-    for kind, topic in (("model", settings.topic_models), ("mold", settings.topic_molds)):
+    for kind, topic in (
+        (ModelReady.event_type, settings.topic_models),
+        (MoldReady.event_type, settings.topic_molds),
+    ):
         events = [
             json.loads(r.value or b"{}")
             for r in await scan(settings, topic, Selection(order_id=order_id))
@@ -173,25 +178,20 @@ async def published_outcome(
     return outcome
 
 
-# Artifacts that must come out byte-identical on a re-run; report.json also carries the
-# stage timings of the run, so it is compared without them.
-DETERMINISTIC_ARTIFACTS = {
-    ("model", "glb"): "model.glb",
-    ("model", "preview"): "preview.png",
-    ("mold", "half_a"): "mold_a.stl",
-    ("mold", "half_b"): "mold_b.stl",
-    ("mold", "three_mf"): "mold.3mf",
-}
-
-
 def compare_hashes(published: dict[str, dict], artifacts: dict[str, bytes]) -> list[dict]:
-    """One row per deterministic artifact: the published sha256 (from ModelReady/MoldReady
-    as JSON, see ``published_outcome``), the re-run's, and whether they are equal."""
+    """One row per deterministic artifact (``report.json`` carries timings: not compared):
+    the published sha256 (``published_outcome``'s events as JSON, by event type), the
+    re-run's, and whether they are equal."""
     rows = []
-    for (kind, ref_field), name in DETERMINISTIC_ARTIFACTS.items():
-        expected = published.get(kind, {}).get(ref_field, {}).get("sha256")
-        local = hashlib.sha256(artifacts[name]).hexdigest()
+    for artifact in DETERMINISTIC:
+        expected = published.get(artifact.event, {}).get(artifact.field, {}).get("sha256")
+        local = hashlib.sha256(artifacts[artifact.name]).hexdigest()
         rows.append(
-            {"artifact": name, "published": expected, "local": local, "equal": expected == local}
+            {
+                "artifact": artifact.name,
+                "published": expected,
+                "local": local,
+                "equal": expected == local,
+            }
         )
     return rows

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from sculptsvc.errors import SculptError
-from sculptsvc.events import OrderPlaced, to_kafka_value
+from sculptsvc.events import ModelReady, MoldReady, OrderPlaced
 from sculptsvc.logging import get_logger
 from sculptsvc.service.intake import resolve_image
 from sculptsvc.service.kafka import client_kwargs
@@ -114,11 +114,10 @@ async def reproduce(studio: Studio, order: OrderRecord, job: Reproduction) -> No
         artifacts = await studio.run_pipeline(
             PipelineJob(image, options_from_order(event, settings))
         )
+        mold = order.molds.get(revision)
         published = {
-            "model": order.models[revision].model_dump(mode="json"),
-            "mold": order.molds[revision].model_dump(mode="json")
-            if revision in order.molds
-            else {},
+            ModelReady.event_type: order.models[revision].model_dump(mode="json"),
+            MoldReady.event_type: mold.model_dump(mode="json") if mold else {},
         }
         job.rows = compare_hashes(published, artifacts)
         job.revision, job.state = revision, "done"
@@ -149,7 +148,7 @@ async def send_order(settings: Settings, order: OrderPlaced, actor: str) -> None
         await producer.start()
         await producer.send_and_wait(
             settings.topic_orders,
-            to_kafka_value(order),
+            order.model_dump_json().encode(),
             key=order.order_id.encode(),
             headers=[ORDER_SOURCE_HEADER, ("event-type", b"OrderPlaced")],
         )

@@ -39,6 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from sculptsvc.artifacts import media_type
 from sculptsvc.errors import SculptError
 from sculptsvc.events import OrderState
 from sculptsvc.imaging import decode_image_with_settings
@@ -107,11 +108,9 @@ class Studio:
         return await self.pool.submit(job)
 
     def store_artifacts(self, artifacts: dict[str, bytes]) -> dict[str, Any]:
-        from sculptsvc.service.processor import MEDIA_TYPES
-
         refs = {}
         for name, data in artifacts.items():
-            ref = self.store.put(data, MEDIA_TYPES.get(name, "application/octet-stream"))
+            ref = self.store.put(data, media_type(name))
             self.index.remember(ref)
             refs[name] = ref
         return refs
@@ -134,6 +133,7 @@ def create_app(
     )
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals["states"] = [s.value for s in OrderState]
+    templates.env.globals["bounds"] = form_bounds()
     templates.env.filters["when"] = _when
     templates.env.filters["ml"] = lambda v: f"{v:,.2f}"
 
@@ -397,6 +397,7 @@ def create_app(
         follower = asyncio.create_task(follow(settings, studio.index)) if follow_kafka else None
         if start_pool:
             from sculptsvc.workers import WorkerPool
+            from sculptsvc.workers.pool import PoolTuning
 
             studio.pool = WorkerPool(
                 run_job,
@@ -406,6 +407,7 @@ def create_app(
                 max_attempts=1,
                 log_level=settings.log_level,
                 log_format=settings.log_format,
+                tuning=PoolTuning(start_timeout_s=settings.worker_start_timeout_s),
                 name="sculpt-studio-worker",
             )
             await studio.pool.start()
@@ -451,6 +453,28 @@ def create_app(
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def form_bounds() -> dict[str, tuple[float, float, float]]:
+    """(min, max, default) of each number in the design form, from the order contract."""
+    from typing import get_args
+
+    from sculptsvc.mesh import MeshParams
+    from sculptsvc.options import PipelineOptions, Smoothing
+
+    def limits(metadata: list[Any]) -> tuple[float, float]:
+        lo = next(m.ge for m in metadata if hasattr(m, "ge"))
+        hi = next(m.le for m in metadata if hasattr(m, "le"))
+        return lo, hi
+
+    fields = PipelineOptions.model_fields
+    out = {
+        name: (*limits(fields[name].metadata), fields[name].default)
+        for name in ("size_mm", "wall_mm", "relief_depth", "thickness")
+    }
+    smooth_steps = MeshParams.model_fields["smooth_steps"].default
+    out["smoothing"] = (*limits(get_args(Smoothing)[1].metadata), smooth_steps)
+    return out
 
 
 def _csrf(request: Request, form: FormData) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sculptsvc.pipeline import PipelineOptions
-from sculptsvc.service.jobs import WorkerState, init_worker
+from sculptsvc.jobs import WorkerState, init_worker
+from sculptsvc.options import PipelineOptions
 
 
 @dataclass(frozen=True)

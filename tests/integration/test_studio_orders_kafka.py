@@ -8,7 +8,7 @@ import json
 
 from aiokafka import AIOKafkaProducer
 
-from sculptsvc.events import ErrorInfo, OrderState, OrderStatus, to_kafka_value
+from sculptsvc.events import ErrorInfo, OrderState, OrderStatus
 from sculptsvc.service.replay import REPLAYED_FROM_HEADER
 from sculptsvc.settings import Settings
 from sculptsvc.studio.orders import OrderIndex, follow
@@ -52,11 +52,13 @@ async def test_feed_files_committed_statuses_and_qa_copies(kafka: KafkaHarness) 
                 error=ErrorInfo(code="invalid_image", message="corrupt"),
             )
             async with producer.transaction():
-                await producer.send(topics.status, to_kafka_value(rejected), key=b"o-bad")
+                await producer.send(
+                    topics.status, rejected.model_dump_json().encode(), key=b"o-bad"
+                )
             # an aborted transaction never shows
             await producer.begin_transaction()
             ghost = OrderStatus(order_id="o-ghost", state=OrderState.accepted)
-            await producer.send(topics.status, to_kafka_value(ghost), key=b"o-ghost")
+            await producer.send(topics.status, ghost.model_dump_json().encode(), key=b"o-ghost")
             await producer.abort_transaction()
             async with producer.transaction():
                 await producer.send(

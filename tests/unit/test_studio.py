@@ -365,7 +365,7 @@ def test_design_becomes_the_order_the_factory_runs(settings: Settings) -> None:
     draft = params.to_order("design-x", image)
     order = params.to_order("shop-order-77", image)
     assert order.shape.relief_depth == 2 and order.shape.thickness == 0.5
-    assert order.shape.smoothing == 3 and order.mold.parting.value == "y"
+    assert order.shape.smoothing == 3 and order.mold.parting == "y"
     # the design's run and the sent order's run get the same pipeline options
     assert options_from_order(draft, settings) == options_from_order(order, settings)
     options = options_from_order(order, settings)
