@@ -6,6 +6,8 @@ page weight of a design page (what the browser downloads to show sculpture and m
 
 "first 3D view" = click on "Make the sculpture" until model-viewer's ``load`` event (the
 picture uploaded, the real CPU pipeline run on the Studio's pool, the GLB fetched and drawn).
+"design run (server)" is the pipeline part alone (upload to artifacts stored); the rest is
+the browser, which here draws with SwiftShader (software WebGL) on the same cores.
 Target (issue 15): p50 under 5 s on 2 cores with the CPU default. No broker is needed.
 """
 
@@ -87,7 +89,7 @@ def main() -> None:
                             "picture": picture.name,
                             "first 3D view s": round(first_view, 2),
                             "mold view s": round(mold_view, 2),
-                            "pipeline (server)": pipeline.split("(")[-1].rstrip(")"),
+                            "design run s (server)": float(pipeline.split("(")[-1].rstrip(" s)")),
                         }
                     )
                     design_url = page.url
@@ -107,6 +109,9 @@ def main() -> None:
                 "cores": os.cpu_count(),
                 "p50 first 3D view s": round(statistics.median(firsts), 2),
                 "p50 mold view s": round(statistics.median(molds), 2),
+                "p50 design run s (server)": round(
+                    statistics.median(float(r["design run s (server)"]) for r in rows), 2
+                ),
                 "target s": TARGET_S,
                 "met": statistics.median(firsts) < TARGET_S,
             }
