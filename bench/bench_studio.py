@@ -125,22 +125,22 @@ def main() -> None:
 
 
 def page_weight(browser, url: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """Bytes of every response a finished design page needs, by kind, with a cold cache."""
+    """Bytes over the wire (encoded bodies) of every response a finished design page
+    needs, by kind, with a cold cache."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
-    sizes: dict[str, int] = defaultdict(int)
-
-    def count(request) -> None:  # type: ignore[no-untyped-def]
-        response = request.response()
-        if response is not None and response.status == 200:
-            kind = kind_of(response.headers.get("content-type", ""), request.url)
-            sizes[kind] += request.sizes()["responseBodySize"]
-
-    page.on("requestfinished", count)
+    requests: list = []
+    page.on("request", lambda request: requests.append(request))
     page.goto(url)
     page.wait_for_selector("body[data-viewer-loaded]", state="attached", timeout=WAIT_MS)
     page.wait_for_selector("#mold[data-loaded]", state="attached", timeout=WAIT_MS)
     page.wait_for_load_state("networkidle")
+    sizes: dict[str, int] = defaultdict(int)
+    for request in requests:
+        response = request.response()  # waits for the response of each request
+        if response is not None and response.status == 200:
+            kind = kind_of(response.headers.get("content-type", ""), request.url)
+            sizes[kind] += request.sizes()["responseBodySize"]
     context.close()
     return dict(sizes)
 
