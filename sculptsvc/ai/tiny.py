@@ -57,7 +57,7 @@ class TinyTripoSRSpec:
     """Raw density change per unit of squared normalised distance: how crisp the surface is."""
     linear_bias: float = 10.0
     """Offset that keeps SiLU in its linear range (SiLU(z) ~ z for z >> 1)."""
-    image_influence: float = 0.05
+    image_influence: float = 0.02
     """Scale of the backbone's output projection: the picture nudges the blob, never breaks it."""
     seed: int = 0
 
