@@ -4,14 +4,18 @@
 
 writes ``OUT_DIR/diffusion`` (a diffusers Stable Diffusion folder: tiny UNet2DConditionModel,
 AutoencoderKL, CLIPTextModel, a CLIPTokenizer on a locally written byte-level vocabulary, a
-DDIM scheduler, ``model_index.json``) and ``OUT_DIR/triposr`` (``config.yaml`` +
-``model.ckpt`` + ``model.safetensors``). Tests use them, and operators can try the AI path
-end to end without real weights (the outputs are meaningless, the plumbing is real).
+DDIM scheduler, ``model_index.json``), ``OUT_DIR/triposr`` (``config.yaml`` +
+``model.ckpt`` + ``model.safetensors``) and ``OUT_DIR/triposg`` (the TripoSG release layout:
+``model_index.json``, ``transformer/``, ``vae/``, ``image_encoder_dinov2/``,
+``feature_extractor_dinov2/``, ``scheduler/``). Tests use them, and operators can try the AI
+path end to end without real weights (the outputs are meaningless, the plumbing is real).
 
-A random TripoSR decoder gives random density, so isosurfaces would be noise or empty. The
-tiny TripoSR is therefore briefly fitted (a few hundred Adam steps, seeded) so that, for any
-picture, its density is a smooth blob of radius ``blob_radius`` crossing the default
-threshold: a deterministic, closed, single-piece surface through the real code path.
+A random decoder gives random density (TripoSR) or SDF (TripoSG), so isosurfaces would be
+noise or empty. The tiny models therefore have hand-set decoders whose surface, for any
+picture, is a smooth blob (TripoSR: radius ``blob_radius``; TripoSG: the level set
+``cos x + cos y + cos z = 2 + cos r``, nearly a sphere of radius r), nudged a little by the
+random rest of the network: a deterministic, closed, single-piece surface through the real
+code path.
 """
 
 from __future__ import annotations
@@ -24,6 +28,17 @@ from pathlib import Path
 
 import torch
 
+from sculptsvc.ai.triposg.config import (
+    Dinov2Config,
+    ImageProcessorConfig,
+    SchedulerConfig,
+    Size,
+    TransformerConfig,
+    TripoSGConfig,
+    VAEConfig,
+)
+from sculptsvc.ai.triposg.model import TripoSGModel
+from sculptsvc.ai.triposg.weights import save_folder as save_triposg_folder
 from sculptsvc.ai.triposr.config import EXPECTED_CLASSES, TripoSRConfig, parse_config
 from sculptsvc.ai.triposr.model import TripoSRModel
 from sculptsvc.ai.triposr.weights import save_folder
@@ -186,6 +201,101 @@ def make_tiny_triposr(spec: TinyTripoSRSpec | None = None) -> TripoSRModel:
     return model.eval()
 
 
+# --- TripoSG -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TinyTripoSGSpec:
+    """Sizes of the tiny TripoSG and the blob its decoder is set to produce."""
+
+    image_size: int = 70
+    """DINOv2 position grid 5 x 5 (patch 14) against a 56 px input (4 x 4): the resize runs."""
+    input_size: int = 56
+    dino_hidden: int = 32
+    dino_layers: int = 2
+    heads: int = 2
+    width: int = 32
+    layers: int = 3
+    latent_channels: int = 8
+    vae_width: int = 32
+    embed_frequency: int = 2
+    blob_radius: float = 0.6
+    """Radius (in the [-1, 1] box) of the nearly spherical surface."""
+    anchor: float = 50.0
+    """Constant channels that pin the decoder's output LayerNorm to a linear regime."""
+    image_influence: float = 0.02
+    """Scale of the query block's attention/MLP outputs: the latents nudge the blob."""
+    seed: int = 0
+
+
+def tiny_triposg_config(spec: TinyTripoSGSpec) -> TripoSGConfig:
+    size = spec.input_size
+    return TripoSGConfig(
+        transformer=TransformerConfig(
+            num_attention_heads=spec.heads,
+            width=spec.width,
+            in_channels=spec.latent_channels,
+            num_layers=spec.layers,
+            cross_attention_dim=spec.dino_hidden,
+        ),
+        vae=VAEConfig(
+            latent_channels=spec.latent_channels,
+            num_attention_heads=spec.heads,
+            width_encoder=spec.vae_width // 2,
+            width_decoder=spec.vae_width,
+            num_layers_encoder=1,
+            num_layers_decoder=1,
+            embed_frequency=spec.embed_frequency,
+        ),
+        image_encoder=Dinov2Config(
+            hidden_size=spec.dino_hidden,
+            num_hidden_layers=spec.dino_layers,
+            num_attention_heads=spec.heads,
+            image_size=spec.image_size,
+        ),
+        image_processor=ImageProcessorConfig(
+            size=Size(shortest_edge=size), crop_size=Size(height=size, width=size)
+        ),
+        scheduler=SchedulerConfig(),
+    )
+
+
+@torch.no_grad()
+def make_tiny_triposg(spec: TinyTripoSGSpec | None = None) -> TripoSGModel:
+    """A tiny random TripoSG whose SDF, for any picture and seed, is a near-sphere.
+
+    Random: DINOv2, the flow transformer, the decoder's self-attention. Set by hand: the
+    query projection computes ``s = cos x + cos y + cos z`` (from the Fourier features' first
+    frequency) next to two large constant channels, so the output LayerNorm is linear in
+    ``s``; the output projection turns that into ``(s - s0) / sin r`` (about r - |p| near the
+    surface, > 0 inside).
+    """
+    spec = spec or TinyTripoSGSpec()
+    torch.manual_seed(spec.seed)
+    model = TripoSGModel(tiny_triposg_config(spec))
+    dec = model.vae.decoder
+    query_block = dec.blocks[-1]
+    for layer in (query_block.attn2.to_out[0], query_block.ff.net[2]):
+        layer.weight.mul_(spec.image_influence)
+        layer.bias.mul_(spec.image_influence)
+    freqs = spec.embed_frequency
+    cos_first = [3 + 3 * freqs + axis * freqs for axis in range(3)]
+    dec.proj_query.weight.zero_()
+    dec.proj_query.bias.zero_()
+    dec.proj_query.weight[0, cos_first] = 1.0
+    dec.proj_query.weight[1, cos_first] = -1.0
+    dec.proj_query.bias[2] = spec.anchor
+    dec.proj_query.bias[3] = -spec.anchor
+    # LayerNorm of [s, -s, A, -A, 0 ...]: channel 0 becomes ~ s / (A sqrt(2 / width)).
+    gain = 1.0 / (spec.anchor * math.sqrt(2.0 / spec.vae_width))
+    s0 = 2.0 + math.cos(spec.blob_radius)
+    slope = 1.0 / math.sin(spec.blob_radius)
+    dec.proj_out.weight.zero_()
+    dec.proj_out.weight[0, 0] = -slope / gain  # the decoder negates: sdf = slope (s - s0)
+    dec.proj_out.bias.fill_(slope * s0)
+    return model.eval()
+
+
 # --- diffusers ------------------------------------------------------------------------------
 
 
@@ -288,13 +398,15 @@ def make_tiny_diffusion(folder: Path, seed: int = 0) -> None:
 
 
 def make_tiny_models(out_dir: Path, *, seed: int = 0) -> dict[str, Path]:
-    """Write both tiny model folders under ``out_dir``; returns their paths."""
+    """Write the tiny model folders under ``out_dir``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     diffusion = out_dir / "diffusion"
     triposr = out_dir / "triposr"
+    triposg = out_dir / "triposg"
     make_tiny_diffusion(diffusion, seed=seed)
     save_folder(make_tiny_triposr(TinyTripoSRSpec(seed=seed)), triposr)
-    return {"diffusion": diffusion, "triposr": triposr}
+    save_triposg_folder(make_tiny_triposg(TinyTripoSGSpec(seed=seed)), triposg)
+    return {"diffusion": diffusion, "triposr": triposr, "triposg": triposg}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"try: SCULPT_STYLIZER=diffusion SCULPT_DIFFUSION_MODEL_DIR={paths['diffusion']} "
         f"SCULPT_RECONSTRUCTOR=triposr SCULPT_TRIPOSR_MODEL_DIR={paths['triposr']}"
+        f"  (or SCULPT_RECONSTRUCTOR=triposg SCULPT_TRIPOSG_MODEL_DIR={paths['triposg']})"
     )
     return 0
 

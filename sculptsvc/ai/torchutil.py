@@ -48,3 +48,13 @@ def make_deterministic(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+def limit_gpu_memory(device: torch.device, limit_gb: float) -> None:
+    """Cap this process's CUDA caching allocator at ``limit_gb`` (no-op off CUDA): a stage
+    that needs more raises torch's out-of-memory error instead of starving other workers."""
+    if device.type != "cuda":
+        return
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = min(1.0, limit_gb * 2**30 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
