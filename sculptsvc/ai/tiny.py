@@ -151,17 +151,24 @@ def make_tiny_triposr(spec: TinyTripoSRSpec | None = None) -> TripoSRModel:
     the picture only nudges the result. Instant and deterministic, unlike fitting.
     """
     spec = spec or TinyTripoSRSpec()
-    used = 4  # channels per plane used by _plane_fields
-    if spec.width < 4 * spec.plane_channels or spec.plane_channels < used:
-        raise ValueError("tiny spec needs width >= 4 x plane_channels and plane_channels >= 4")
     torch.manual_seed(spec.seed)
-    model = TripoSRModel(tiny_triposr_config(spec))
+    return blob_triposr(TripoSRModel(tiny_triposr_config(spec)), spec)
+
+
+@torch.no_grad()
+def blob_triposr(model: TripoSRModel, spec: TinyTripoSRSpec) -> TripoSRModel:
+    """Set ``model``'s triplane tokens, up-sampler and decoder (any size) so its density is
+    the blob of ``spec`` (see ``make_tiny_triposr``); the benchmark uses it at full size."""
+    used = 4  # channels per plane used by _plane_fields
+    width, plane_size = model.cfg.tokenizer.num_channels, model.cfg.tokenizer.plane_size
+    c_out = model.cfg.post_processor.out_channels
+    if width < 4 * c_out or c_out < used:
+        raise ValueError("the blob needs width >= 4 x plane channels and plane channels >= 4")
     model.backbone.proj_out.weight.mul_(spec.image_influence)
     model.backbone.proj_out.bias.mul_(spec.image_influence)
 
     # Up-sampler: output channel o at sub-pixel (a, b) = token channel 4 o + 2 a + b.
-    c_out = spec.plane_channels
-    weight = torch.zeros(spec.width, c_out, 2, 2)
+    weight = torch.zeros(width, c_out, 2, 2)
     for o in range(c_out):
         for a in range(2):
             for b in range(2):
@@ -169,8 +176,8 @@ def make_tiny_triposr(spec: TinyTripoSRSpec | None = None) -> TripoSRModel:
     model.post_processor.upsample.weight.copy_(weight)
     model.post_processor.upsample.bias.zero_()
 
-    fields = _plane_fields(2 * spec.plane_size)  # (3, 4, 2P, 2P)
-    tokens = torch.zeros(3, spec.width, spec.plane_size, spec.plane_size)
+    fields = _plane_fields(2 * plane_size)  # (3, 4, 2P, 2P)
+    tokens = torch.zeros(3, width, plane_size, plane_size)
     for o in range(used):
         for a in range(2):
             for b in range(2):
@@ -191,7 +198,7 @@ def make_tiny_triposr(spec: TinyTripoSRSpec | None = None) -> TripoSRModel:
         for layer in hidden:
             layer.weight[n, n] = 1.0
     renderer = model.cfg.renderer
-    norm_radius_sq = (spec.blob_radius / spec.radius) ** 2
+    norm_radius_sq = (spec.blob_radius / renderer.radius) ** 2
     surface_raw = math.log(DEFAULT_THRESHOLD) - renderer.density_bias
     last.weight[0, 0] = spec.blob_slope
     last.bias[0] = surface_raw + spec.blob_slope * (norm_radius_sq - spec.linear_bias)
@@ -272,13 +279,22 @@ def make_tiny_triposg(spec: TinyTripoSGSpec | None = None) -> TripoSGModel:
     """
     spec = spec or TinyTripoSGSpec()
     torch.manual_seed(spec.seed)
-    model = TripoSGModel(tiny_triposg_config(spec))
+    return blob_triposg(TripoSGModel(tiny_triposg_config(spec)), spec)
+
+
+@torch.no_grad()
+def blob_triposg(model: TripoSGModel, spec: TinyTripoSGSpec) -> TripoSGModel:
+    """Set ``model``'s query projection and SDF head (any size) so its surface is the
+    near-sphere of ``spec`` (see ``make_tiny_triposg``); the benchmark uses it at full size."""
     dec = model.vae.decoder
     query_block = dec.blocks[-1]
     for layer in (query_block.attn2.to_out[0], query_block.ff.net[2]):
         layer.weight.mul_(spec.image_influence)
         layer.bias.mul_(spec.image_influence)
-    freqs = spec.embed_frequency
+    freqs = model.cfg.vae.embed_frequency
+    width = model.cfg.vae.width_decoder
+    if freqs < 1:
+        raise ValueError("the blob needs at least one Fourier frequency")
     cos_first = [3 + 3 * freqs + axis * freqs for axis in range(3)]
     dec.proj_query.weight.zero_()
     dec.proj_query.bias.zero_()
@@ -287,7 +303,7 @@ def make_tiny_triposg(spec: TinyTripoSGSpec | None = None) -> TripoSGModel:
     dec.proj_query.bias[2] = spec.anchor
     dec.proj_query.bias[3] = -spec.anchor
     # LayerNorm of [s, -s, A, -A, 0 ...]: channel 0 becomes ~ s / (A sqrt(2 / width)).
-    gain = 1.0 / (spec.anchor * math.sqrt(2.0 / spec.vae_width))
+    gain = 1.0 / (spec.anchor * math.sqrt(2.0 / width))
     s0 = 2.0 + math.cos(spec.blob_radius)
     slope = 1.0 / math.sin(spec.blob_radius)
     dec.proj_out.weight.zero_()
