@@ -628,6 +628,32 @@ def order_rows(plan: Plan, rows: list[dict[str, object]]) -> None:
         print(json.dumps(row), flush=True)
 
 
+def compile_rows(plan: Plan, rows: list[dict[str, object]]) -> None:
+    """Does ``torch.compile`` pay for TripoSG's flow step (100 calls per order)? Last, so its
+    compile time (in the warm-up, not the median) cannot crowd out the other rows."""
+    import torch
+
+    from sculptsvc.ai.triposg.config import OFFICIAL_CONFIG
+    from sculptsvc.ai.triposg.model import TripoSGTransformer
+
+    if not plan.full:
+        return
+    dtype = _dtype(plan.dtypes[0])
+    with torch.device(plan.device):
+        tf = TripoSGTransformer(OFFICIAL_CONFIG.transformer).to(dtype).eval()
+    x = torch.randn(2, plan.triposg_tokens, tf.cfg.in_channels, device=plan.device, dtype=dtype)
+    t = torch.full((2,), 500.0, device=plan.device)
+    ctx = torch.randn(2, 257, tf.cfg.cross_attention_dim, device=plan.device, dtype=dtype)
+    for label, fn in (("eager", tf), ("torch.compile", torch.compile(tf, dynamic=False))):
+        setting = f"1 flow step, CFG, {plan.triposg_tokens} tokens, {label}"
+        run_row(
+            rows,
+            _row("reconstruct", "TripoSG transformer", plan.dtypes[0], 1, setting),
+            _infer(fn, x, t, ctx),
+            plan,
+        )
+
+
 def main() -> None:
     import torch
 
@@ -637,7 +663,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     plan = make_plan()
     rows: list[dict[str, object]] = []
-    for section in (triposr_rows, triposg_rows, diffusion_rows, order_rows):
+    for section in (triposr_rows, triposg_rows, diffusion_rows, order_rows, compile_rows):
         section(plan, rows)
         _free()
     if plan.full:

@@ -228,3 +228,38 @@ def test_tiny_model_gives_a_closed_blob_coloured_from_the_picture(
     right = front & (out.vertices[:, 0] > 0.2)
     assert colors[left, 0].mean() > 180 and colors[left, 2].mean() < 60  # image-left is -x
     assert colors[right, 2].mean() > 180 and colors[right, 0].mean() < 60
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_attention_splits_fused_projections_per_head_first() -> None:
+    """The release views [q | k | v] as (heads, 3 x head_dim) and splits each head's slice;
+    re-stated in NumPy: head h's query is columns h 3d .. h 3d + d of the concatenation."""
+    from sculptsvc.ai.triposg.model import Attention
+
+    torch.manual_seed(0)
+    heads, dim, n = 2, 8, 5
+    attn = Attention(dim, heads, cross_dim=None, qk_norm=False, norm_cross=False).eval()
+    x = torch.randn(1, n, dim)
+    with torch.no_grad():
+        got = attn(x)[0].numpy()
+    xn = x[0].numpy().astype(np.float64)
+    fused = np.concatenate(
+        [xn @ attn.to_q.weight.detach().numpy().T.astype(np.float64),
+         xn @ attn.to_k.weight.detach().numpy().T.astype(np.float64),
+         xn @ attn.to_v.weight.detach().numpy().T.astype(np.float64)],
+        axis=1,
+    )  # fmt: skip
+    d = dim // heads
+    outs = []
+    for h in range(heads):
+        part = fused[:, h * 3 * d : (h + 1) * 3 * d]
+        q, k, v = part[:, :d], part[:, d : 2 * d], part[:, 2 * d :]
+        outs.append(_softmax(q @ k.T / np.sqrt(d)) @ v)
+    mixed = np.concatenate(outs, axis=1)
+    w_out = attn.to_out[0].weight.detach().numpy().astype(np.float64)
+    expected = mixed @ w_out.T + attn.to_out[0].bias.detach().numpy()
+    assert np.abs(got - expected).max() < 1e-5
