@@ -481,10 +481,11 @@ def pool_init(plan_json: str, reconstructor_name: str) -> Any:
     import tempfile
 
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+    from diffusers import StableDiffusionImg2ImgPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from sculptsvc.ai.diffusion import DiffusionParams, DiffusionStylizer
+    from sculptsvc.ai.tiny import sd_pipeline
     from sculptsvc.ai.triposg.reconstructor import TripoSGParams, TripoSGReconstructor
     from sculptsvc.ai.triposr.reconstructor import TripoSRParams, TripoSRReconstructor
     from sculptsvc.service.jobs import WorkerState
@@ -509,23 +510,8 @@ def pool_init(plan_json: str, reconstructor_name: str) -> Any:
                 pad_token_id=vocab_size - 1,
             )
         )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+    pipe = sd_pipeline(
+        StableDiffusionImg2ImgPipeline, unet=unet, vae=vae, text_encoder=text, tokenizer=tokenizer
     ).to(plan.device, dtype)
     pipe.set_progress_bar_config(disable=True)
     params = DiffusionParams(

@@ -25,6 +25,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -332,14 +333,36 @@ def _byte_level_vocab() -> tuple[dict[str, int], list[str]]:
     return {t: i for i, t in enumerate(tokens)}, ["#version: 0.2"]
 
 
+def sd_pipeline(
+    pipeline_cls: type[Any], *, unet: Any, vae: Any, text_encoder: Any, tokenizer: Any
+) -> Any:
+    """A Stable Diffusion pipeline of given parts: SD's DDIM noise schedule, no safety
+    checker (moderation belongs at order intake; see docs/models.md)."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return pipeline_cls(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 def make_tiny_diffusion(folder: Path, seed: int = 0) -> None:
     """Write a tiny Stable-Diffusion-layout pipeline folder with ``save_pretrained``."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
@@ -389,23 +412,8 @@ def make_tiny_diffusion(folder: Path, seed: int = 0) -> None:
         norm_num_groups=32,
         sample_size=32,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+    pipe = sd_pipeline(
+        StableDiffusionPipeline, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     for path in vocab_dir.iterdir():

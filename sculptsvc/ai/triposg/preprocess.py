@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sculptsvc.ai.framing import subject_on_background
 from sculptsvc.ai.triposg.config import ImageProcessorConfig
-from sculptsvc.errors import NoSubject
 from sculptsvc.stylize.base import StylizedImage
 
 BACKGROUND = 1.0
@@ -26,14 +26,7 @@ PADDING_RATIO = 0.1
 
 def framed_subject(image: StylizedImage) -> np.ndarray:
     """(S, S, 3) uint8: the subject on white, cropped and padded square."""
-    mask = np.asarray(image.mask, dtype=bool)
-    if not mask.any():
-        raise NoSubject("the stylized image has an empty subject mask")
-    rows, cols = np.nonzero(mask)
-    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    rgba = image.rgba[top:bottom, left:right].astype(np.float32) / 255.0
-    alpha = rgba[..., 3:4] * mask[top:bottom, left:right, None]
-    rgb = rgba[..., :3] * alpha + BACKGROUND * (1.0 - alpha)
+    rgb = subject_on_background(image, BACKGROUND)
     h, w = rgb.shape[:2]
     pad = int(max(h, w) * PADDING_RATIO)
     side = max(h, w) + 2 * pad

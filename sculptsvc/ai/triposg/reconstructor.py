@@ -23,15 +23,7 @@ import torch
 import trimesh
 from pydantic import BaseModel, ConfigDict, Field
 
-from sculptsvc.ai.identity import folder_fingerprint
-from sculptsvc.ai.torchutil import (
-    DeviceName,
-    DtypeName,
-    make_deterministic,
-    make_generator,
-    resolve_device,
-    resolve_dtype,
-)
+from sculptsvc.ai.torchutil import DeviceName, DtypeName, load_from_folder, make_generator
 from sculptsvc.ai.triposg.extract import extract_surface, sdf_grid
 from sculptsvc.ai.triposg.flow import sample_latents
 from sculptsvc.ai.triposg.model import TripoSGModel
@@ -130,18 +122,8 @@ class TripoSGReconstructor:
         cls, folder: Path, device: DeviceName = "auto", params: TripoSGParams | None = None
     ) -> TripoSGReconstructor:
         params = params or TripoSGParams()
-        dev = resolve_device(device)
-        make_deterministic(dev)
-        started = time.perf_counter()
-        model = load_model(folder, dev, resolve_dtype(params.dtype, dev))
-        fingerprint = folder_fingerprint(folder, params.model_dump())
-        log.info(
-            "triposg_loaded",
-            folder=str(folder),
-            device=str(dev),
-            parameters=sum(p.numel() for p in model.parameters()),
-            seconds=round(time.perf_counter() - started, 3),
-            fingerprint=fingerprint[:16],
+        model, fingerprint = load_from_folder(
+            folder, device, params.dtype, params.model_dump(), load_model, "triposg_loaded"
         )
         return cls(model, params, fingerprint=fingerprint)
 

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from sculptsvc.ai.identity import folder_fingerprint
-from sculptsvc.ai.torchutil import DeviceName, DtypeName, resolve_device, resolve_dtype
+from sculptsvc.ai.torchutil import DeviceName, DtypeName, load_from_folder
 from sculptsvc.ai.triposr.isosurface import extract_mesh
 from sculptsvc.ai.triposr.model import TripoSRModel
 from sculptsvc.ai.triposr.preprocess import conditioning_image
@@ -78,17 +77,8 @@ class TripoSRReconstructor:
     ) -> TripoSRReconstructor:
         """Load (and check) a TripoSR folder: config.yaml + model.ckpt or model.safetensors."""
         params = params or TripoSRParams()
-        dev = resolve_device(device)
-        started = time.perf_counter()
-        model = load_model(folder, dev, resolve_dtype(params.dtype, dev))
-        fingerprint = folder_fingerprint(folder, params.model_dump())
-        log.info(
-            "triposr_loaded",
-            folder=str(folder),
-            device=str(dev),
-            parameters=sum(p.numel() for p in model.parameters()),
-            seconds=round(time.perf_counter() - started, 3),
-            fingerprint=fingerprint[:16],
+        model, fingerprint = load_from_folder(
+            folder, device, params.dtype, params.model_dump(), load_model, "triposr_loaded"
         )
         return cls(model, params, fingerprint=fingerprint)
 
