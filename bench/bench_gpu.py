@@ -657,7 +657,8 @@ def main() -> None:
     else:
         where = f"CPU ({os.cpu_count()} cores), REDUCED sizes: shows it works, not GPU speed"
     title = (
-        f"AI on {where}: warm median of {REPEATS} after 1 warm-up; torch {torch.__version__}; "
+        f"AI on {where}: warm median of {plan.repeats} after 1 warm-up; "
+        f"torch {torch.__version__}; "
         f"{time.perf_counter() - _STARTED:.0f} s total"
     )
     print_table(title, rows)
