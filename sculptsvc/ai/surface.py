@@ -29,10 +29,19 @@ def marching_cubes(
     inside = density > threshold
     if not inside.any():
         raise ModelOutputInvalid(f"no density above the threshold {threshold}: empty object")
+    # Only cubes with an inside corner can hold surface: march the inside's bounding box
+    # plus one voxel (objects rarely fill the box; at 256^3 this is most of the cost).
+    lo, hi = [], []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(inside.any(axis=others))
+        lo.append(max(int(hit[0]) - 1, 0))
+        hi.append(min(int(hit[-1]) + 2, density.shape[axis]))
+    block = density[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     # Far below the threshold, so where the object meets the box the closing cap sits on
     # the box face (within ~1e-6 voxel) instead of bulging a voxel beyond it.
-    outside_value = min(float(density.min()), threshold) - PAD_DEPTH
-    padded = np.pad(density.astype(np.float64), 1, constant_values=outside_value)
+    outside_value = min(float(block.min()), threshold) - PAD_DEPTH
+    padded = np.pad(block.astype(np.float64), 1, constant_values=outside_value)
     step = 2.0 * radius / (density.shape[0] - 1)
     verts, faces, _, _ = measure.marching_cubes(
         padded,
@@ -41,7 +50,7 @@ def marching_cubes(
         gradient_direction="descent",
         allow_degenerate=False,
     )
-    verts = verts.astype(np.float64) - step - radius
+    verts = verts.astype(np.float64) + (np.asarray(lo, dtype=np.float64) - 1.0) * step - radius
     faces = faces.astype(np.int64)
     if _signed_volume(verts, faces) < 0:
         faces = faces[:, ::-1].copy()
