@@ -536,6 +536,20 @@ def pool_init(plan_json: str, reconstructor_name: str) -> Any:
     return WorkerState(settings, stylizer, reconstructor)
 
 
+def pool_job(state: Any, job: Any) -> Any:
+    """The service's real order job, plus the worker's peak GPU memory for the table."""
+    import torch
+
+    from sculptsvc.service.jobs import run_order_job
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    out = run_order_job(state, job)
+    if torch.cuda.is_available():
+        out.stage_seconds["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
 def _order_job() -> Any:
     from PIL import Image
 
@@ -563,12 +577,11 @@ def _order_job() -> Any:
 
 
 async def _pool_orders(plan: Plan, reconstructor: str) -> tuple[float, dict[str, float]]:
-    from sculptsvc.service.jobs import run_order_job
     from sculptsvc.workers import WorkerPool
 
     init = partial(pool_init, json.dumps(asdict(plan)), reconstructor)
     pool: WorkerPool[Any, Any, Any] = WorkerPool(
-        run_order_job, init, workers=1, job_timeout_s=600, max_attempts=1
+        pool_job, init, workers=1, job_timeout_s=600, max_attempts=1
     )
     job = _order_job()
     async with pool:
@@ -603,6 +616,8 @@ def order_rows(plan: Plan, rows: list[dict[str, object]]) -> None:
             try:
                 total, stages = asyncio.run(_pool_orders(plan, reconstructor))
                 row["warm_median_s"] = round(total, 3)
+                peak = stages.pop("peak_gib", None)
+                row["peak_gib"] = f"{peak:.2f}" if peak is not None else "-"
                 row["setting"] = (
                     str(row["setting"])
                     + "; "
