@@ -39,6 +39,8 @@ import numpy as np
 
 from bench.common import print_table
 
+ONLY_WHEN_NAMED = True
+"""``python -m bench`` skips this one (minutes, meant for a GPU lease): ``python -m bench gpu``."""
 REPEATS = 5
 BUDGET_S = float(os.environ.get("SCULPT_BENCH_GPU_BUDGET_S", "420"))
 COMPILE_RESERVE_S = 120.0
