@@ -24,7 +24,6 @@ short GPU lease; skipped rows say so. A row that fails prints its error instead 
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import os
@@ -492,7 +491,7 @@ def pool_init(plan_json: str, reconstructor_name: str) -> Any:
     from sculptsvc.ai.tiny import sd_pipeline
     from sculptsvc.ai.triposg.reconstructor import TripoSGParams, TripoSGReconstructor
     from sculptsvc.ai.triposr.reconstructor import TripoSRParams, TripoSRReconstructor
-    from sculptsvc.service.jobs import WorkerState
+    from sculptsvc.jobs import WorkerState
     from sculptsvc.settings import Settings
 
     plan = Plan(**json.loads(plan_json))
@@ -544,7 +543,7 @@ def pool_job(state: Any, job: Any) -> Any:
     """The service's real order job, plus the worker's peak GPU memory for the table."""
     import torch
 
-    from sculptsvc.service.jobs import run_order_job
+    from sculptsvc.jobs import run_order_job
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -554,11 +553,12 @@ def pool_job(state: Any, job: Any) -> Any:
     return out
 
 
-def _order_job() -> Any:
+def _order_job(plan: Plan) -> Any:
+    """One order as the service hands it to a worker: validated options + image bytes."""
     from PIL import Image
 
-    from sculptsvc.events import OrderPlaced
-    from sculptsvc.service.jobs import OrderJob
+    from sculptsvc.jobs import OrderJob
+    from sculptsvc.options import PipelineOptions
 
     yy, xx = np.mgrid[:384, :320]
     picture = np.zeros((384, 320, 4), dtype=np.uint8)
@@ -566,18 +566,8 @@ def _order_job() -> Any:
     picture[..., 3] = np.where(((yy - 192) / 160) ** 2 + ((xx - 160) / 120) ** 2 < 1, 255, 0)
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    order = OrderPlaced.model_validate(
-        {
-            "order_id": "bench-gpu-1",
-            "image": {
-                "kind": "inline",
-                "media_type": "image/png",
-                "data_base64": base64.b64encode(data).decode(),
-            },
-        }
-    )
-    return OrderJob(order.model_dump_json(), data)
+    options = PipelineOptions(seed=1, target_faces=plan.target_faces)
+    return OrderJob("bench-gpu-1", 1, options, buffer.getvalue())
 
 
 async def _pool_orders(plan: Plan, reconstructor: str) -> tuple[float, dict[str, float]]:
@@ -587,7 +577,7 @@ async def _pool_orders(plan: Plan, reconstructor: str) -> tuple[float, dict[str,
     pool: WorkerPool[Any, Any, Any] = WorkerPool(
         pool_job, init, workers=1, job_timeout_s=600, max_attempts=1
     )
-    job = _order_job()
+    job = _order_job(plan)
     async with pool:
         await pool.submit(job)  # warm-up
         times, stages = [], []

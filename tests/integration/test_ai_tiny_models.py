@@ -67,7 +67,8 @@ def test_tiny_triposg_drives_the_pipeline_into_the_mesh_stage_and_the_mold(
     from sculptsvc.ai.backends import check_backends, load_reconstructor
     from sculptsvc.ai.tiny import TinyTripoSGSpec, make_tiny_triposg
     from sculptsvc.ai.triposg.weights import save_folder
-    from sculptsvc.pipeline import PipelineOptions, run_pipeline
+    from sculptsvc.options import PipelineOptions
+    from sculptsvc.pipeline import run_pipeline
     from sculptsvc.settings import Settings
     from sculptsvc.stylize.classic import ClassicStylizer
 
