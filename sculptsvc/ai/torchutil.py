@@ -91,3 +91,17 @@ def load_from_folder(
         fingerprint=fingerprint[:16],
     )
     return model, fingerprint
+
+
+class OnDevice:
+    """Mixin for backends holding a ``model``: where and in what precision it runs."""
+
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype

@@ -23,7 +23,7 @@ import torch
 import trimesh
 from pydantic import BaseModel, ConfigDict, Field
 
-from sculptsvc.ai.torchutil import DeviceName, DtypeName, load_from_folder, make_generator
+from sculptsvc.ai.torchutil import DeviceName, DtypeName, OnDevice, load_from_folder, make_generator
 from sculptsvc.ai.triposg.extract import extract_surface, sdf_grid
 from sculptsvc.ai.triposg.flow import sample_latents
 from sculptsvc.ai.triposg.model import TripoSGModel
@@ -105,7 +105,7 @@ class FramedProjection:
         return self.texture(pixels, normals)
 
 
-class TripoSGReconstructor:
+class TripoSGReconstructor(OnDevice):
     """Implements ``sculptsvc.reconstruct.base.Reconstructor`` with a TripoSG release."""
 
     name = "triposg"
@@ -126,14 +126,6 @@ class TripoSGReconstructor:
             folder, device, params.dtype, params.model_dump(), load_model, "triposg_loaded"
         )
         return cls(model, params, fingerprint=fingerprint)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def image_tokens(self, images: list[StylizedImage]) -> torch.Tensor:
         """DINOv2 tokens (B, 1 + patches, D) of framed subjects."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from sculptsvc.ai.torchutil import DeviceName, DtypeName, load_from_folder
+from sculptsvc.ai.torchutil import DeviceName, DtypeName, OnDevice, load_from_folder
 from sculptsvc.ai.triposr.isosurface import extract_mesh
 from sculptsvc.ai.triposr.model import TripoSRModel
 from sculptsvc.ai.triposr.preprocess import conditioning_image
@@ -51,7 +51,7 @@ class TripoSRParams(BaseModel):
     )
 
 
-class TripoSRReconstructor:
+class TripoSRReconstructor(OnDevice):
     """Implements ``sculptsvc.reconstruct.base.Reconstructor`` with a TripoSR network.
 
     The forward pass has no randomness (no dropout, no sampling), so ``seed`` is unused and
@@ -81,14 +81,6 @@ class TripoSRReconstructor:
             folder, device, params.dtype, params.model_dump(), load_model, "triposr_loaded"
         )
         return cls(model, params, fingerprint=fingerprint)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def scene_code(self, image: StylizedImage) -> torch.Tensor:
         """The triplane (3, C, H, W) the network predicts for ``image``."""
