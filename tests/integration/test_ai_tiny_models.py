@@ -54,6 +54,19 @@ def test_script_writes_folders_the_service_accepts_and_runs(tmp_path: Path) -> N
     assert processed.mesh.is_watertight
     assert abs(len(processed.mesh.faces) - 3_000) <= 300
 
+    # The script's TripoSG folder passes the same start-up gate and reconstructs.
+    sg_settings = Settings(
+        reconstructor="triposg",
+        triposg_model_dir=out / "triposg",
+        triposg_steps=2,
+        triposg_latent_tokens=64,
+        triposg_grid_resolution=64,
+        device="cpu",
+    )
+    assert check_backends(sg_settings)[1].backend == "triposg"
+    sg_mesh = load_reconstructor(sg_settings).reconstruct(stylized, seed=1)
+    assert len(sg_mesh.faces) > 1_000 and sg_mesh.color_source is not None
+
 
 def test_tiny_triposg_drives_the_pipeline_into_the_mesh_stage_and_the_mold(
     tmp_path: Path,
