@@ -22,6 +22,7 @@ from mold.spec import (
     WALL_MM_DEFAULT,
     WALL_MM_MAX,
     WALL_MM_MIN,
+    PartingMode,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +60,40 @@ TARGET_FACES_DEFAULT = 20_000
 TargetFaces = Annotated[int, Field(ge=500, description="Triangles of the sculpture.")]
 """The service's triangle budget (``Settings.target_faces`` sets it for every order)."""
 
+Parting = Annotated[
+    PartingMode,
+    Field(
+        description="Pull direction of mold half A: `auto` (least undercut) or a sculpture "
+        "axis (y up, z toward the front)."
+    ),
+]
+PARTING_DEFAULT: PartingMode = "auto"
+
+# The shape an order asks for (the Studio's editor sets these; see docs/contracts/orders.md).
+# Relief and thickness are multipliers of the reconstructor's defaults: 1 changes nothing.
+SHAPE_NEUTRAL = 1.0
+ReliefDepth = Annotated[
+    float,
+    Field(
+        ge=0.0,
+        le=4.0,
+        description="Multiplier of the picture's relief on the front (0: none, 1: default). "
+        "Needs a reconstructor that builds relief (classic); others reject values but 1.",
+    ),
+]
+Thickness = Annotated[
+    float,
+    Field(
+        ge=0.25,
+        le=3.0,
+        description="Multiplier of the sculpture's depth, front to back (1: default). Needs "
+        "a reconstructor that inflates the outline (classic); others reject values but 1.",
+    ),
+]
+Smoothing = Annotated[
+    int, Field(ge=0, le=50, description="Smoothing passes of the mesh stage (0: off).")
+]
+
 SOLID_NEEDS_COLOR = "mode 'solid' needs a color (#RRGGBB)"
 
 
@@ -79,6 +114,12 @@ class PipelineOptions(BaseModel):
     size_mm: SizeMm = Field(SIZE_MM_DEFAULT, description="Longest side of the sculpture, mm.")
     wall_mm: WallMm = Field(WALL_MM_DEFAULT, description="Mold wall thickness, mm.")
     mold_material: str = Field("pla", description="What the mold is printed from (recorded).")
+    parting: Parting = PARTING_DEFAULT
+    relief_depth: ReliefDepth = SHAPE_NEUTRAL
+    thickness: Thickness = SHAPE_NEUTRAL
+    smoothing: Smoothing | None = Field(
+        None, description="Mesh smoothing passes; None: the mesh stage's default."
+    )
     seed: Seed = Field(0, description="Seeds every random choice.")
     target_faces: TargetFaces = TARGET_FACES_DEFAULT
     preview_size: int = Field(512, ge=64, le=4096, description="Preview PNG side, pixels.")
@@ -104,6 +145,8 @@ def options_from_order(order: OrderPlaced, settings: Settings) -> PipelineOption
         size_mm=order.size_mm,
         wall_mm=order.mold.wall_mm,
         mold_material=order.mold.material.value,
+        parting=order.mold.parting,
+        **order.shape.model_dump(exclude_none=True),  # omitted: the defaults above
         seed=order.effective_seed(),
         target_faces=settings.target_faces,
     )
