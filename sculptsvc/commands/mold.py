@@ -144,15 +144,9 @@ def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
 
     Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
     """
-    import trimesh
+    from sculptsvc.mesh.io import load_mesh
 
-    try:
-        loaded = trimesh.load(str(path), force="mesh", process=False)
-    except Exception as exc:  # trimesh raises many types for unreadable files
-        raise UnrepairableMesh(f"cannot read {path.name}: {exc}") from exc
-    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
-        raise UnrepairableMesh(f"{path.name} holds no triangles")
-    vertices, faces = _welded(loaded)
+    vertices, faces = _welded(load_mesh(path))  # UnreadableMesh names the format problem
     if _usable(vertices, faces):
         return LoadedPart(vertices, faces, "none")
     if not repair:
