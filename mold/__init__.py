@@ -8,7 +8,7 @@ mold.py`` for the file-writing adapter)::
     result.stl_a, result.stl_b, result.three_mf, result.report.model_dump_json()
 """
 
-from mold.core import MoldResult, make_mold
+from mold.core import MoldResult, make_mold, part_self_intersections
 from mold.errors import (
     InvalidPart,
     InvalidSpec,
@@ -40,4 +40,5 @@ __all__ = [
     "PartNotManifold",
     "PartSelfIntersecting",
     "make_mold",
+    "part_self_intersections",
 ]

@@ -32,6 +32,7 @@ from mold.geometry import (
     canonical_float32,
     check_not_self_intersecting,
     from_manifold,
+    self_intersecting_faces,
     to_manifold,
     transform_manifold,
     validate_arrays,
@@ -98,10 +99,13 @@ def _matrix(m: Affine, decimals: int) -> tuple[tuple[float, float, float, float]
     return tuple(tuple(_round(x, decimals + 4) for x in row) for row in m)  # type: ignore[misc]
 
 
-def prepare_part(
+def scaled_part(
     vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
 ) -> _Part:
-    """Validate, merge overlapping shells, scale the longest side to ``size_mm``, centre."""
+    """Validate, merge overlapping shells, scale the longest side to ``size_mm``, centre.
+
+    No self-intersection check yet: see :func:`part_self_intersections`.
+    """
     mesh = validate_arrays(vertices, faces)
     solid = to_manifold(mesh)
     bodies = solid.decompose()
@@ -121,9 +125,6 @@ def prepare_part(
         )
     if dropped:
         solid = bodies[int(np.argmax(volumes))]
-    if params.check_self_intersections:
-        # after the union: overlapping shells are fine, a shell through itself is not
-        check_not_self_intersecting(from_manifold(solid))
     lo = np.array(solid.bounding_box()[:3])
     hi = np.array(solid.bounding_box()[3:])
     longest = float((hi - lo).max())
@@ -133,6 +134,33 @@ def prepare_part(
     to_part = affine(np.eye(3) * scale, -scale * 0.5 * (lo + hi))
     solid = transform_manifold(solid, to_part)
     return _Part(from_manifold(solid), solid, to_part, merged, dropped)
+
+
+def part_self_intersections(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    spec: MoldSpec | None = None,
+    params: MoldParams | None = None,
+) -> int:
+    """Faces of the part that pass through another face, counted as :func:`make_mold`
+    counts them before it refuses a part: after the shells are united (overlapping shells
+    are fine, a shell through itself is not), at the mold's scale (longest side
+    ``spec.size_mm``), on exactly the coordinates given. The mesh stage calls this on the
+    float32 positions its GLB stores, so what it hands on is what the mold accepts.
+    """
+    spec = spec or MoldSpec()
+    params = params or MoldParams()
+    return self_intersecting_faces(scaled_part(vertices, faces, spec, params).mesh)
+
+
+def prepare_part(
+    vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
+) -> _Part:
+    """:func:`scaled_part`, then refuse a surface through itself (in the part frame, mm)."""
+    part = scaled_part(vertices, faces, spec, params)
+    if params.check_self_intersections:
+        check_not_self_intersecting(part.mesh)
+    return part
 
 
 def build_halves(

@@ -227,7 +227,7 @@ def run_pipeline(
         placed = place_in_mm(raw, options.size_mm)
 
     # 5-7. mesh stage, GLB (validated), preview
-    mesh_params = MeshParams(target_faces=options.target_faces)
+    mesh_params = MeshParams(target_faces=options.target_faces, mold_size_mm=options.size_mm)
     processed, glb, preview, validation = _mesh_stage(placed, mesh_params, options, timings)
 
     # 8. mold

@@ -105,9 +105,14 @@ def _fill_holes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np
 
 def _usable(vertices: np.ndarray, faces: np.ndarray) -> bool:
     """Closed, and no face passing through another: what ``make_mold`` accepts."""
-    from mold.geometry import TriMesh, self_intersecting_faces
+    from mold import MoldError, part_self_intersections
 
-    return _is_closed(vertices, faces) and self_intersecting_faces(TriMesh(vertices, faces)) == 0
+    if not _is_closed(vertices, faces):
+        return False
+    try:
+        return part_self_intersections(vertices, faces) == 0  # the mold's own check
+    except MoldError:
+        return True  # closed but refused for another reason: make_mold names it
 
 
 def _repairs() -> list[tuple[str, Callable[[np.ndarray, np.ndarray], tuple]]]:

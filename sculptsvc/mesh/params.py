@@ -54,6 +54,28 @@ class MeshParams(BaseModel):
     remesh_closing_voxels: int = Field(
         2, ge=0, le=8, description="Cracks up to about twice this many voxels are sealed."
     )
+    mold_size_mm: float | None = Field(
+        None,
+        gt=0,
+        description="Longest side the mold scales the part to; the hand-off check counts "
+        "self-intersections there (None: the mold's default size).",
+    )
+    crossing_repair_rounds: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Rounds of local re-triangulation around faces the mold's check refuses, "
+        "before the voxel rebuild.",
+    )
+    crossing_repair_rings: int = Field(
+        1, ge=0, le=8, description="Rings of neighbours removed with each refused face."
+    )
+    crossing_repair_max_deviation_rel: float = Field(
+        0.005,
+        ge=0,
+        description="A local re-triangulation that moves the surface further than this "
+        "(x diagonal) is discarded for the voxel rebuild.",
+    )
     min_volume_ratio: float = Field(
         1e-4,
         gt=0,

@@ -34,7 +34,8 @@ class MeshReport(BaseModel):
     bbox_max: Vec3
     extents: Vec3
     self_intersecting_faces: int = Field(
-        description="Triangles crossing another triangle (0 wanted: booleans need it)."
+        description="Triangles crossing another triangle, counted by the mold's own check on the "
+        "float32 positions the GLB stores, at the mold's scale (always 0: the stage repairs)."
     )
     hausdorff_rel: float = Field(
         description="Symmetric Hausdorff distance to the input / input bounding-box diagonal."
@@ -87,14 +88,6 @@ def _hausdorff(
         (float(out_in["max"]), float(out_in["mean"])),
         (float(in_out["max"]), float(in_out["mean"])),
     )
-
-
-def self_intersections(mesh: trimesh.Trimesh) -> int:
-    """Triangles that intersect another triangle of the mesh (pymeshlab's exact test)."""
-    ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)))
-    ms.compute_selection_by_self_intersections_per_face()
-    return int(ms.current_mesh().selected_face_number())
 
 
 def measure(
