@@ -131,6 +131,41 @@ class MoldOptions(BaseModel):
     material: MoldMaterial = MoldMaterial.pla
 
 
+class SubjectBox(BaseModel):
+    """A box around the subject, as fractions of the picture's width and height."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    left: float = Field(ge=0.0, le=1.0)
+    top: float = Field(ge=0.0, le=1.0)
+    right: float = Field(ge=0.0, le=1.0)
+    bottom: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SubjectBox:
+        if not (self.left < self.right and self.top < self.bottom):
+            raise ValueError("subject box needs left < right and top < bottom")
+        return self
+
+
+class SubjectHint(BaseModel):
+    """Where the subject is, when the shop knows (its own cut-out tool, a crop the customer
+    drew). Exactly one of ``box`` (outside it is background) or ``mask`` (a PNG the size of
+    the picture or stretched to it: alpha >= 128, or without alpha grey >= 128, is the
+    subject)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    box: SubjectBox | None = None
+    mask: InlineImage | None = Field(None, description="PNG mask, inline (masks are small).")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SubjectHint:
+        if (self.box is None) == (self.mask is None):
+            raise ValueError("subject_hint needs exactly one of box or mask")
+        return self
+
+
 class OrderPlaced(Event):
     """Published by the e-commerce system when a customer orders a sculpture."""
 
@@ -153,6 +188,9 @@ class OrderPlaced(Event):
         le=2**32 - 1,
         description="Fixes every random choice; default derives "
         "from order id and revision so replays repeat.",
+    )
+    subject_hint: SubjectHint | None = Field(
+        None, description="Optional: where the subject is; both stylizers honour it."
     )
 
     @model_validator(mode="after")

@@ -43,7 +43,7 @@ from sculptsvc.errors import (
     NoSubject,
     UnrepairableMesh,
 )
-from sculptsvc.events import OrderPlaced
+from sculptsvc.events import OrderPlaced, SubjectHint
 from sculptsvc.imaging import decode_image_with_settings
 from sculptsvc.logging import get_logger
 from sculptsvc.reconstruct.base import ColoredMesh, ColorSource, Reconstructor
@@ -77,6 +77,7 @@ class PipelineOptions(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds every random choice.")
     target_faces: int = Field(20_000, ge=500, description="Triangles of the sculpture.")
     preview_size: int = Field(512, ge=64, le=4096, description="Preview PNG side, pixels.")
+    subject_hint: SubjectHint | None = Field(None, description="The order's subject hint.")
     validate_glb: bool | None = Field(
         None,
         description="Run the Khronos glTF validator: True requires it, None uses it when "
@@ -98,6 +99,7 @@ def options_from_order(order: OrderPlaced, settings: Settings) -> PipelineOption
         mold_material=order.mold.material.value,
         seed=order.effective_seed(),
         target_faces=settings.target_faces,
+        subject_hint=order.subject_hint,
     )
 
 
@@ -203,6 +205,7 @@ def run_pipeline(
     """Run one order; raises the typed errors of ``sculptsvc.errors`` (reject vs fail)."""
     from mold import MoldSpec
     from sculptsvc.mesh import MeshParams
+    from sculptsvc.stylize.subject import hint_from_event
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -213,7 +216,9 @@ def run_pipeline(
 
     # 2. stylize
     with _timed(timings, "stylize"):
-        styled = stylizer.stylize(image, seed=options.seed)
+        styled = stylizer.stylize(
+            image, seed=options.seed, hint=hint_from_event(options.subject_hint)
+        )
     _check_stylized(styled, stylizer)
 
     # 3. reconstruct

@@ -25,6 +25,7 @@ background), or the background model and GrabCut disagree about most of the subj
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,8 +33,9 @@ from scipy import ndimage
 from scipy.cluster.vq import kmeans2
 from scipy.sparse.csgraph import minimum_spanning_tree
 
-from sculptsvc.errors import NoSubject
+from sculptsvc.errors import InvalidImage, NoSubject
 
+_MASK_LEVEL = 128  # a hint mask's alpha (or grey) at or above this is subject
 CUSTOMER_ADVICE = (
     "Please send a photo in which the subject stands out clearly from a plainer "
     "background, or mark the subject when you order."
@@ -49,6 +51,30 @@ class SubjectHint:
 
     box: tuple[float, float, float, float] | None = None
     mask: np.ndarray | None = None
+
+
+def hint_from_event(hint: Any) -> SubjectHint | None:
+    """The stylizers' hint from ``events.SubjectHint`` (box fractions, or an inline PNG
+    mask); ``InvalidImage`` when the mask PNG cannot be decoded."""
+    if hint is None:
+        return None
+    if hint.box is not None:
+        b = hint.box
+        return SubjectHint(box=(b.left, b.top, b.right, b.bottom))
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(hint.mask.decoded())) as img:
+            img.load()
+            if "A" in img.getbands():
+                values = np.asarray(img.getchannel("A"))
+            else:
+                values = np.asarray(img.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidImage(f"subject_hint.mask is not a readable image: {exc}") from exc
+    return SubjectHint(mask=values >= _MASK_LEVEL)
 
 
 @dataclass(frozen=True)
@@ -195,8 +221,9 @@ def _photo_subject(
     frame = np.zeros((h, w), dtype=bool)
     frame[:b] = frame[-b:] = True
     frame[:, :b] = frame[:, -b:] = True
-    if box is not None:  # everything outside the box is background: model it too
-        frame |= ~ndimage.binary_dilation(box, iterations=b)
+    if box is not None:  # the ring just outside the box is background: model it too
+        grown = ndimage.binary_dilation(box, iterations=b)
+        frame = (frame & grown) | (grown & ~box)
     distance = _background_distance(lab, frame, seed)
     spread = float(np.median(distance[frame]))  # the frame's own colour noise
     threshold = max(params.background_distance, params.noise_factor * spread)
