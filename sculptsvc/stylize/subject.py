@@ -81,7 +81,7 @@ def hint_from_event(hint: Any) -> SubjectHint | None:
 class SubjectParams:
     """Tunables of subject extraction (pixel sizes are at ``analysis_size``)."""
 
-    analysis_size: int = 320
+    analysis_size: int = 400
     """Longest side the photo path runs at (GrabCut's cost grows with the pixel count)."""
     alpha_size: int = 512
     """Longest side the alpha path runs at."""
@@ -109,8 +109,9 @@ class SubjectParams:
     """Least share of the final subject that the colour model also calls foreground."""
     min_part_fraction: float = 0.01
     """Parts smaller than this share of the largest part are specks, not parts."""
-    max_part_gap: float = 0.15
-    """A part joins the subject when its gap to it is at most this x the subject's size."""
+    max_part_gap: float = 0.35
+    """A part joins the subject when its gap to it is at most this x the subject's size
+    (a word space between letters is about a quarter of the word)."""
     bridge_width: float = 0.012
     """Width of the bridges that join separate parts, x the picture's longest side."""
     fill_hole_fraction: float = 0.02
