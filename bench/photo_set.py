@@ -20,7 +20,6 @@ names what makes it hard: ``thin`` (tall and thin), ``text`` (separate letters),
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,16 +211,36 @@ def photo_cases(corpus: Path) -> list[PhotoCase]:
         ("cow-blur-low", "cow", "blur", {"height": 0.55, "contrast": 0.45}, ("low",)),
         ("mug-gravel-low", "mug", "gravel", {"height": 0.5, "contrast": 0.45}, ("low", "handle")),
         ("spot-sky-low", "spot", "sky", {"height": 0.5, "contrast": 0.45}, ("low",)),
-        ("homer-launch-frame", "homer", "launch-sky", {"height": 0.9, "centre": (0.5, 0.62)},
-         ("frame", "limbs")),
-        ("chair-table-frame", "chair", "table", {"height": 0.8, "centre": (0.5, 0.68)},
-         ("frame", "legs")),
-        ("bunny-ihc-frame", "stanford-bunny", "ihc", {"height": 0.6, "centre": (0.2, 0.5)},
-         ("frame", "busy")),
+        (
+            "homer-launch-frame",
+            "homer",
+            "launch-sky",
+            {"height": 0.9, "centre": (0.5, 0.62)},
+            ("frame", "limbs"),
+        ),
+        (
+            "chair-table-frame",
+            "chair",
+            "table",
+            {"height": 0.8, "centre": (0.5, 0.68)},
+            ("frame", "legs"),
+        ),
+        (
+            "bunny-ihc-frame",
+            "stanford-bunny",
+            "ihc",
+            {"height": 0.6, "centre": (0.2, 0.5)},
+            ("frame", "busy"),
+        ),
         ("mug-blur", "mug", "blur", {"height": 0.5}, ("handle",)),
         ("suzanne-sky", "suzanne", "sky", {"height": 0.5}, ("product",)),
-        ("cow-grass-frame", "cow", "grass", {"height": 0.6, "centre": (0.75, 0.5)},
-         ("frame", "busy")),
+        (
+            "cow-grass-frame",
+            "cow",
+            "grass",
+            {"height": 0.6, "centre": (0.75, 0.5)},
+            ("frame", "busy"),
+        ),
         ("teapot-night", "teapot", "night-sky", {"height": 0.45}, ("product", "handle")),
         ("cow-coffee-clutter", "cow", "clutter-coffee", {"height": 0.55}, ("clutter",)),
         ("mug-astronaut-clutter", "mug", "clutter-astronaut", {"height": 0.45}, ("clutter",)),

@@ -35,6 +35,8 @@ from scipy.sparse.csgraph import minimum_spanning_tree
 
 from sculptsvc.errors import InvalidImage, NoSubject
 
+_MIN_MATTING_CONTRAST = 6.0  # Lab units: below, subject and background are too alike to
+# place the outline by colour, and GrabCut's cut stays
 _MASK_LEVEL = 128  # a hint mask's alpha (or grey) at or above this is subject
 CUSTOMER_ADVICE = (
     "Please send a photo in which the subject stands out clearly from a plainer "
@@ -109,9 +111,9 @@ class SubjectParams:
     """Least share of the final subject that the colour model also calls foreground."""
     min_part_fraction: float = 0.01
     """Parts smaller than this share of the largest part are specks, not parts."""
-    max_part_gap: float = 0.35
-    """A part joins the subject when its gap to it is at most this x the subject's size
-    (a word space between letters is about a quarter of the word)."""
+    max_part_gap: float = 1.0
+    """A part joins the subject when its gap to it is at most this x the smaller of the
+    two sizes (letters and words are spaced by less than a letter's size)."""
     bridge_width: float = 0.012
     """Width of the bridges that join separate parts, x the picture's longest side."""
     fill_hole_fraction: float = 0.02
@@ -119,6 +121,8 @@ class SubjectParams:
     handle, the gap under a chair's arm) stay as through-holes of the sculpture."""
     outline_sigma_px: float = 1.5
     """Gaussian smoothing of the outline, in pixels."""
+    outline_band_px: int = 2
+    """Photo path: the outline is re-placed at half coverage within this many pixels."""
 
 
 def has_informative_alpha(image: np.ndarray, params: SubjectParams | None = None) -> bool:
@@ -258,6 +262,7 @@ def _photo_subject(
         cv2.GC_INIT_WITH_MASK,
     )
     found = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    found = refine_outline(lab, found, params.outline_band_px)
     if found.any():
         agreement = float((found & probable_fg).sum() / found.sum())
         if agreement < params.min_agreement:
@@ -267,6 +272,36 @@ def _photo_subject(
                 agreement=round(agreement, 4),
             )
     return found
+
+
+def refine_outline(lab: np.ndarray, mask: np.ndarray, band_px: int) -> np.ndarray:
+    """Put the outline where a pixel is at least half subject: GrabCut's cut runs between
+    pixels and takes the blended ones (anti-aliasing, blur) to one side, which on a
+    subject a few pixels wide is a large error. Within ``band_px`` of the outline each
+    pixel's colour is compared with the local subject and background colours (box means
+    of the pixels well inside and well outside): the share of the way from background to
+    subject is its coverage, as in a two-colour matting model."""
+    if band_px <= 0 or not mask.any() or mask.all():
+        return mask
+    inner = ndimage.binary_erosion(mask, iterations=band_px)
+    outer = ~ndimage.binary_dilation(mask, iterations=band_px)
+    band = ~inner & ~outer
+    window = (4 * band_px + 1, 4 * band_px + 1)
+
+    def local_mean(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        weight = cv2.boxFilter(where.astype(np.float32), -1, window, normalize=False)
+        total = cv2.boxFilter(lab * where[..., None], -1, window, normalize=False)
+        return total / np.maximum(weight, 1e-6)[..., None], weight > 0
+
+    fg, has_fg = local_mean(inner)
+    bg, has_bg = local_mean(outer)
+    step = fg - bg
+    contrast = np.einsum("ijk,ijk->ij", step, step)
+    coverage = np.einsum("ijk,ijk->ij", lab - bg, step) / np.maximum(contrast, 1e-6)
+    decided = band & has_fg & has_bg & (contrast >= _MIN_MATTING_CONTRAST**2)
+    out = mask.copy()
+    out[decided] = coverage[decided] >= 0.5
+    return out
 
 
 def _background_distance(lab: np.ndarray, frame: np.ndarray, seed: int) -> np.ndarray:
@@ -324,22 +359,42 @@ def clean_mask(mask: np.ndarray, params: SubjectParams, *, reference_size: int) 
 
 
 def subject_parts(mask: np.ndarray, params: SubjectParams) -> np.ndarray:
-    """The largest part and every part near it that is not a speck (nearest first)."""
+    """The largest part and every part near it that is not a speck, nearest first.
+
+    Near: the gap is at most ``max_part_gap`` x the smaller of the two sizes (letters are
+    spaced by about their own width; a crumb far from the subject is not a part). A part
+    cut by the picture's frame joins only when the largest part is cut by the frame too:
+    otherwise it is the edge of something in the background (a plate, a shadow).
+    """
     labels, count = ndimage.label(mask)
     if count <= 1:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     largest = int(np.argmax(sizes))
+    frame_labels = set(
+        np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    )
     candidates = {int(i) for i in np.flatnonzero(sizes >= params.min_part_fraction * sizes.max())}
-    kept = labels == largest
     candidates.discard(largest)
+    if largest not in frame_labels:
+        candidates -= frame_labels
+    boxes = ndimage.find_objects(labels)
+    part_sizes = {
+        i: max(b[0].stop - b[0].start, b[1].stop - b[1].start)
+        for i, b in enumerate(boxes, start=1)
+        if b is not None
+    }
+    kept = labels == largest
     while candidates:
         gap = ndimage.distance_transform_edt(~kept)
         rows, cols = np.nonzero(kept)
-        size = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
-        nearest = min(candidates, key=lambda i: (float(gap[labels == i].min()), i))
-        if float(gap[labels == nearest].min()) > params.max_part_gap * size:
+        kept_size = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+        reach = {
+            i: float(gap[labels == i].min()) / min(kept_size, part_sizes[i]) for i in candidates
+        }
+        nearest = min(candidates, key=lambda i: (reach[i], i))
+        if reach[nearest] > params.max_part_gap:
             break
         kept |= labels == nearest
         candidates.discard(nearest)
