@@ -54,6 +54,15 @@ class MeshParams(BaseModel):
     remesh_closing_voxels: int = Field(
         2, ge=0, le=8, description="Cracks up to about twice this many voxels are sealed."
     )
+    coarsen_above_faces: int = Field(
+        400_000,
+        ge=1,
+        description="Inputs with more triangles are first coarsened by vertex clustering "
+        "(fast, O(n)) to about coarsen_to_faces, before repair and quadric decimation.",
+    )
+    coarsen_to_faces: int = Field(
+        80_000, ge=1000, description="Triangles the coarsening aims at (~4x the output)."
+    )
     mold_size_mm: float | None = Field(
         None,
         gt=0,
