@@ -3,13 +3,14 @@ counted on the float32 positions the GLB stores, at the mold's scale."""
 
 from __future__ import annotations
 
-import io
+from pathlib import Path
 
 import numpy as np
 import trimesh
 
-from mold import MoldSpec, make_mold, part_self_intersections
+from mold import MoldSpec, part_self_intersections
 from mold.geometry import TriMesh, self_intersecting_faces
+from sculptsvc.commands.mold import load_part, run_mold
 from sculptsvc.mesh import MeshParams, export_glb, process_mesh
 from sculptsvc.mesh.handoff import as_stored, check_handoff
 
@@ -64,7 +65,7 @@ def test_the_fixture_only_crosses_itself_after_float32_rounding() -> None:
     assert not check_handoff(stored, MeshParams(mold_size_mm=80)).passed
 
 
-def test_mesh_stage_repairs_what_the_mold_would_refuse_and_says_so() -> None:
+def test_mesh_stage_repairs_what_the_mold_would_refuse_and_says_so(tmp_path: Path) -> None:
     params = MeshParams(target_faces=400, smooth_steps=0, mold_size_mm=80)
     result = process_mesh(hook(2e-7), params)
     report = result.report
@@ -74,12 +75,13 @@ def test_mesh_stage_repairs_what_the_mold_would_refuse_and_says_so() -> None:
     # the positions handed on are exactly what the GLB stores
     v = np.asarray(result.mesh.vertices)
     assert np.array_equal(v, v.astype(np.float32).astype(np.float64))
-    # and the mold, reading that GLB back, accepts the part and gates a mold
-    glb = export_glb(result, mode="solid")
-    loaded = trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh", process=False)
-    loaded.merge_vertices()
-    assert part_self_intersections(loaded.vertices, loaded.faces, MoldSpec(size_mm=80)) == 0
-    mold = make_mold(loaded.vertices, loaded.faces, MoldSpec(size_mm=80))
+    # and `sculpt mold` on that GLB (its own loader, repair off) gates a mold
+    glb = tmp_path / "sculpture.glb"
+    glb.write_bytes(export_glb(result))
+    part = load_part(glb, repair=False)
+    assert part.repair == "none"
+    assert part_self_intersections(part.vertices, part.faces, MoldSpec(size_mm=80)) == 0
+    mold = run_mold(part, MoldSpec(size_mm=80), tmp_path / "mold")
     assert mold.report.gate.passed
 
 
