@@ -61,7 +61,7 @@ class MeshParams(BaseModel):
         "(fast, O(n)) to about coarsen_to_faces, before repair and quadric decimation.",
     )
     coarsen_to_faces: int = Field(
-        80_000, ge=1000, description="Triangles the coarsening aims at (~4x the output)."
+        60_000, ge=1000, description="Triangles the coarsening aims at (~3-4x the output)."
     )
     mold_size_mm: float | None = Field(
         None,

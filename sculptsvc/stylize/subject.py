@@ -111,7 +111,7 @@ class SubjectParams:
     """Least share of the final subject that the colour model also calls foreground."""
     min_part_fraction: float = 0.01
     """Parts smaller than this share of the largest part are specks, not parts."""
-    max_part_gap: float = 1.0
+    max_part_gap: float = 0.75
     """A part joins the subject when its gap to it is at most this x the smaller of the
     two sizes (letters and words are spaced by less than a letter's size)."""
     bridge_width: float = 0.012
@@ -363,8 +363,9 @@ def subject_parts(mask: np.ndarray, params: SubjectParams) -> np.ndarray:
 
     Near: the gap is at most ``max_part_gap`` x the smaller of the two sizes (letters are
     spaced by about their own width; a crumb far from the subject is not a part). A part
-    cut by the picture's frame joins only when the largest part is cut by the frame too:
-    otherwise it is the edge of something in the background (a plate, a shadow).
+    cut by the picture's frame, or nearer to it than to the subject, joins only when the
+    largest part is cut by the frame too: otherwise it is the edge of something in the
+    background (a plate, a shadow).
     """
     labels, count = ndimage.label(mask)
     if count <= 1:
@@ -379,6 +380,12 @@ def subject_parts(mask: np.ndarray, params: SubjectParams) -> np.ndarray:
     candidates.discard(largest)
     if largest not in frame_labels:
         candidates -= frame_labels
+        h, w = mask.shape
+        rows, cols = np.mgrid[0:h, 0:w]
+        to_frame = np.minimum(np.minimum(rows, h - 1 - rows), np.minimum(cols, w - 1 - cols))
+        near_frame = {i: int(to_frame[labels == i].min()) for i in candidates}
+    else:
+        near_frame = {}
     boxes = ndimage.find_objects(labels)
     part_sizes = {
         i: max(b[0].stop - b[0].start, b[1].stop - b[1].start)
@@ -396,8 +403,11 @@ def subject_parts(mask: np.ndarray, params: SubjectParams) -> np.ndarray:
         nearest = min(candidates, key=lambda i: (reach[i], i))
         if reach[nearest] > params.max_part_gap:
             break
-        kept |= labels == nearest
         candidates.discard(nearest)
+        gap_to_subject = float(gap[labels == nearest].min())
+        if nearest in near_frame and near_frame[nearest] < gap_to_subject:
+            continue  # nearer the frame than the subject: the edge of the background
+        kept |= labels == nearest
     return kept
 
 
