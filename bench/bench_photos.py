@@ -3,6 +3,8 @@ per case against the exact composited mask, rejected (``no_subject``) cases, med
 worst, and background sculptures (accepted masks of which less than ``BACKGROUND_PRECISION``
 lies on the subject: mostly background).
 
+``iou_box_hint`` is the same case with a shop's box hint (the subject's box, 5 % margin).
+
 Targets (issue #13): median IoU >= 0.95, worst >= 0.85 or a ``no_subject`` rejection, zero
 background sculptures. Writes ``bench/results/photos.png`` (image | truth | found per case).
 Run: ``.venv/bin/python -m bench photos``.
@@ -18,16 +20,32 @@ from PIL import Image
 from bench.common import REPO_ROOT, corpus_dir, print_table
 from bench.photo_set import photo_cases
 from sculptsvc.errors import NoSubject
-from sculptsvc.stylize.subject import subject_mask
+from sculptsvc.stylize.subject import SubjectHint, subject_mask
 
 TARGET_MEDIAN = 0.95
 TARGET_WORST = 0.85
 BACKGROUND_PRECISION = 0.5  # below this an accepted mask is mostly not the subject
+BOX_MARGIN = 0.05  # the hint column: a crop box 5 % larger than the subject
 RESULTS = REPO_ROOT / "bench" / "results"
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def box_hint(truth: np.ndarray, margin: float = BOX_MARGIN) -> SubjectHint:
+    """The subject's bounding box grown by ``margin`` of its size, as fractions."""
+    h, w = truth.shape
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    dy, dx = margin * (rows[-1] - rows[0]), margin * (cols[-1] - cols[0])
+    return SubjectHint(
+        box=(
+            max(0.0, (cols[0] - dx) / w),
+            max(0.0, (rows[0] - dy) / h),
+            min(1.0, (cols[-1] + 1 + dx) / w),
+            min(1.0, (rows[-1] + 1 + dy) / h),
+        )
+    )
 
 
 def main() -> list[dict[str, object]]:
@@ -46,6 +64,10 @@ def main() -> list[dict[str, object]]:
             precision = float("nan")
         if outcome == "ok" and precision < BACKGROUND_PRECISION:
             outcome = "BACKGROUND"
+        try:  # what a shop's crop box (the subject's box + a margin) gives
+            boxed = iou(subject_mask(case.image, seed=0, hint=box_hint(case.truth)), case.truth)
+        except NoSubject:
+            boxed = float("nan")
         rows.append(
             {
                 "case": case.name,
@@ -53,6 +75,7 @@ def main() -> list[dict[str, object]]:
                 "iou": score,
                 "precision": precision,
                 "result": outcome,
+                "iou_box_hint": boxed,
                 "seconds": time.perf_counter() - started,
             }
         )
@@ -75,6 +98,8 @@ def main() -> list[dict[str, object]]:
             "median_iou_accepted": float(np.median(accepted)) if accepted else float("nan"),
             "median_iou_all (rejected=0)": float(np.median(with_rejections_as_zero)),
             "worst_iou_accepted": min(accepted) if accepted else float("nan"),
+            "median_iou_box_hint": float(np.nanmedian([float(r["iou_box_hint"]) for r in rows])),
+            "worst_iou_box_hint": float(np.nanmin([float(r["iou_box_hint"]) for r in rows])),
             "targets": f"median>={TARGET_MEDIAN}, worst>={TARGET_WORST} or no_subject, 0 bg",
         }
     ]

@@ -166,7 +166,7 @@ def find_subject(
     if box is not None:
         raw = raw & _resize_mask(box, raw.shape)
     mask = clean_mask(raw, p, reference_size=reference)
-    _check_plausible(mask, p, photo=source == "photo")
+    _check_plausible(mask, p, photo=source == "photo" and box is None)
     return mask, scale
 
 
@@ -263,7 +263,7 @@ def _photo_subject(
     )
     found = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
     found = refine_outline(lab, found, params.outline_band_px)
-    if found.any():
+    if found.any() and box is None:  # with a shop's box, the box is the evidence
         agreement = float((found & probable_fg).sum() / found.sum())
         if agreement < params.min_agreement:
             raise NoSubject(
