@@ -22,6 +22,7 @@ import trimesh
 from mold import MoldError, MoldSpec, part_self_intersections
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.mesh.repair import diagonal, is_closed_manifold, signed_volume
+from sculptsvc.mesh.report import hausdorff
 
 _SEPARATION_ULPS = (4, 16, 64)  # float32 steps: far below any visible or printable detail
 
@@ -133,18 +134,9 @@ def retriangulate_crossings(mesh: trimesh.Trimesh, params: MeshParams) -> trimes
 
 
 def deviation(a: trimesh.Trimesh, b: trimesh.Trimesh) -> float:
-    """Symmetric Hausdorff distance between two surfaces, sampled at their vertices."""
-    ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(np.asarray(a.vertices), np.asarray(a.faces)))
-    ms.add_mesh(pymeshlab.Mesh(np.asarray(b.vertices), np.asarray(b.faces)))
-    vertex_only = {"samplevert": True, "sampleedge": False, "sampleface": False}
-    ab = ms.get_hausdorff_distance(
-        sampledmesh=0, targetmesh=1, samplenum=len(a.vertices), **vertex_only
-    )
-    ba = ms.get_hausdorff_distance(
-        sampledmesh=1, targetmesh=0, samplenum=len(b.vertices), **vertex_only
-    )
-    return max(float(ab["max"]), float(ba["max"]))
+    """Symmetric Hausdorff distance between two surfaces (the report's vertex sampling)."""
+    (ab, _), (ba, _) = hausdorff(a, b, samples=0)
+    return max(ab, ba)
 
 
 def repair_crossings(

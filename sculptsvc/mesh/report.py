@@ -59,7 +59,7 @@ class MeshReport(BaseModel):
     color_source: str = Field(description="callable | vertex | texture | none")
 
 
-def _hausdorff(
+def hausdorff(
     output: trimesh.Trimesh, source: trimesh.Trimesh, samples: int
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """(max, mean) distance output -> source surface, and (max, mean) source -> output.
@@ -111,7 +111,7 @@ def measure(
     shells = len(split_shells(mesh))
     euler = int(mesh.euler_number)
     diag = diagonal(np.asarray(source.vertices))
-    (out_in, mean), (in_out, _) = _hausdorff(mesh, source, hausdorff_samples)
+    (out_in, mean), (in_out, _) = hausdorff(mesh, source, hausdorff_samples)
     volume = signed_volume(mesh.vertices, faces)
     lo, hi = mesh.bounds
     return MeshReport(
