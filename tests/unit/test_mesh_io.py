@@ -142,3 +142,22 @@ def test_unreadable_files_get_a_typed_error_naming_the_format(
     with pytest.raises(UnreadableMesh, match=match) as info:
         load_mesh(path)
     assert info.value.code == "mesh_unreadable"
+
+
+def test_textures_come_along_from_glb_and_obj(tmp_path: Path) -> None:
+    from PIL import Image
+
+    box = trimesh.creation.box(extents=(10.0, 10.0, 10.0))
+    uv = np.random.default_rng(0).uniform(0, 1, (len(box.vertices), 2))
+    texture = Image.fromarray(np.full((8, 8, 3), (30, 60, 220), np.uint8))
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, image=texture)
+    for name, file_type in (("t.glb", "glb"), ("t.obj", "obj")):
+        path = tmp_path / name
+        if file_type == "obj":
+            box.export(path)  # writes the .mtl and the texture beside it
+        else:
+            path.write_bytes(box.export(file_type=file_type))
+        mesh = load_mesh(path)
+        assert mesh.visual.kind == "texture"
+        assert mesh.visual.uv is not None and len(mesh.visual.uv) == len(mesh.vertices)
+        assert np.asarray(mesh.visual.material.to_color(mesh.visual.uv[:1]))[0, 2] > 150
