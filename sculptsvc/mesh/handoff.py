@@ -19,7 +19,8 @@ import numpy as np
 import pymeshlab
 import trimesh
 
-from mold import MoldError, MoldSpec, part_self_intersections
+from mold import MoldError, MoldSpec, PartDisconnected, part_self_intersections
+from mold.geometry import TriMesh, self_intersecting_faces
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.mesh.repair import diagonal, is_closed_manifold, signed_volume
 from sculptsvc.mesh.report import hausdorff
@@ -55,6 +56,10 @@ def check_handoff(mesh: trimesh.Trimesh, params: MeshParams) -> HandoffCheck:
     spec = MoldSpec(size_mm=mold_size(params))
     try:
         return HandoffCheck(part_self_intersections(mesh.vertices, mesh.faces, spec))
+    except PartDisconnected:  # allowed by max_parts > 1; the mold says so itself
+        vertices = np.asarray(mesh.vertices, dtype=np.float64)
+        scale = spec.size_mm / float(np.ptp(vertices, axis=0).max())
+        return HandoffCheck(self_intersecting_faces(TriMesh(vertices * scale, mesh.faces)))
     except MoldError as err:  # e.g. float32 rounding pinched the surface
         return HandoffCheck(0, f"{err.code}: {err.message}")
 

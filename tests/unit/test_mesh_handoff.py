@@ -88,3 +88,11 @@ def test_mesh_stage_repairs_what_the_mold_would_refuse_and_says_so(tmp_path: Pat
 def test_a_hook_with_a_real_gap_passes_the_check() -> None:
     mesh = as_stored(hook(1e-3))
     assert check_handoff(mesh, MeshParams(mold_size_mm=80)).passed
+
+
+def test_two_allowed_parts_are_checked_for_crossings_not_refused() -> None:
+    a = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    b = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    b.apply_translation((30.0, 0.0, 0.0))
+    two = as_stored(trimesh.util.concatenate([a, b]))
+    assert check_handoff(two, MeshParams(max_parts=2)).passed
