@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import manifold3d as m3
@@ -373,7 +374,7 @@ def _gated_mold(
 
 
 def _no_parting_passes(
-    tried: list[tuple[Parting, MoldGenerationFailed | None]], params: MoldParams
+    tried: Sequence[tuple[Parting, MoldGenerationFailed | None]], params: MoldParams
 ) -> MoldGenerationFailed:
     """The error naming the best-ranked failing parting, with every attempt in detail."""
     best, first = tried[0]
@@ -407,7 +408,7 @@ def build_report(
     input_size: tuple[int, int],
     spec: MoldSpec,
     params: MoldParams,
-    tried: list[tuple[Parting, MoldGenerationFailed | None]] = (),  # type: ignore[assignment]
+    tried: Sequence[tuple[Parting, MoldGenerationFailed | None]] = (),
 ) -> MoldReport:
     """Everything the factory and QA read, floats rounded to ``report_decimals``."""
     d = params.report_decimals
