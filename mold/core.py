@@ -2,7 +2,7 @@
 
 Steps (each a plain function in its own module):
  1. validate the arrays, build the solid, merge overlapping shells  (geometry)
- 2. scale the longest side to ``size_mm`` and centre the part
+ 2. scale the longest side to ``size_mm`` (unless the part is in mm already), centre it
  3. rank pull directions and parting planes                          (parting)
  4. move the part into the mold frame, lay out block/keys/channels    (features)
  5. booleans: block - part - channels, split, + keys on B, - sockets on A
@@ -15,13 +15,13 @@ Steps (each a plain function in its own module):
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import manifold3d as m3
 import numpy as np
 
+from mold import files
 from mold.errors import MoldGateFailed, MoldGenerationFailed, PartDegenerate, PartDisconnected
 from mold.export import MeshObject, stl_bytes, three_mf_bytes
 from mold.features import Channel, Layout, plan_layout
@@ -50,6 +50,7 @@ from mold.report import (
     PartInfo,
     PartingAttempt,
     PartingInfo,
+    software_versions,
 )
 from mold.spec import MoldParams, MoldSpec
 
@@ -74,10 +75,10 @@ class MoldResult:
     def files(self) -> dict[str, bytes]:
         """File name -> bytes, in the order the CLI writes them."""
         return {
-            "mold_a.stl": self.stl_a,
-            "mold_b.stl": self.stl_b,
-            "mold.3mf": self.three_mf,
-            "mold.json": self.report_json,
+            files.HALF_A: self.stl_a,
+            files.HALF_B: self.stl_b,
+            files.THREE_MF: self.three_mf,
+            files.REPORT: self.report_json,
         }
 
 
@@ -105,7 +106,8 @@ def _matrix(m: Affine, decimals: int) -> tuple[tuple[float, float, float, float]
 def scaled_part(
     vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
 ) -> _Part:
-    """Validate, merge overlapping shells, scale the longest side to ``size_mm``, centre.
+    """Validate, merge overlapping shells, scale the longest side to ``size_mm`` (kept
+    as given when ``size_mm`` is None), centre.
 
     No self-intersection check yet: see :func:`part_self_intersections`.
     """
@@ -133,7 +135,7 @@ def scaled_part(
     longest = float((hi - lo).max())
     if not longest > 0:
         raise PartDegenerate("the part has no extent")
-    scale = spec.size_mm / longest
+    scale = 1.0 if spec.size_mm is None else spec.size_mm / longest
     to_part = affine(np.eye(3) * scale, -scale * 0.5 * (lo + hi))
     solid = transform_manifold(solid, to_part)
     return _Part(from_manifold(solid), solid, to_part, merged, dropped)
@@ -148,8 +150,9 @@ def part_self_intersections(
     """Faces of the part that pass through another face, counted as :func:`make_mold`
     counts them before it refuses a part: after the shells are united (overlapping shells
     are fine, a shell through itself is not), at the mold's scale (longest side
-    ``spec.size_mm``), on exactly the coordinates given. The mesh stage calls this on the
-    float32 positions its GLB stores, so what it hands on is what the mold accepts.
+    ``spec.size_mm``, or as given when it is None), on exactly the coordinates given. The
+    mesh stage calls this on the float32 positions its GLB stores, so what it hands on is
+    what the mold accepts.
     """
     spec = spec or MoldSpec()
     params = params or MoldParams()
@@ -223,9 +226,7 @@ def _channel_info(c: Channel, d: int) -> ChannelInfo:
     )
 
 
-def _software() -> dict[str, str]:
-    names = ("manifold3d", "lib3mf", "numpy", "scipy")
-    return {n: importlib.metadata.version(n) for n in names}
+MOLD_SOFTWARE = ("manifold3d", "lib3mf", "numpy", "scipy")
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,8 @@ def make_mold(
 ) -> MoldResult:
     """Two-part mold for a closed part ``vertices (n, 3)``, ``faces (m, 3)`` (any unit).
 
-    The part is scaled so its longest bounding-box side is ``spec.size_mm``. Raises an
+    The part is scaled so its longest bounding-box side is ``spec.size_mm`` (``None``: the
+    part is in millimetres already and keeps its size). Raises an
     ``InvalidPart``/``InvalidSpec`` subclass for input that cannot be molded and
     ``MoldGenerationFailed`` (``MoldGateFailed``, ``KeysDoNotFit``) when no gated mold came out.
     """
@@ -458,7 +460,7 @@ def build_report(
         half_info("b", "male keys", half_b, vb, fb, "parting_up", to_b, stl_b),
     )
     report = MoldReport(
-        software=_software(),
+        software=software_versions(MOLD_SOFTWARE),
         spec=spec,
         params=params,
         part=PartInfo(

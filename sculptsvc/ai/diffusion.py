@@ -21,8 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from sculptsvc.ai.torchutil import (
     resolve_dtype,
 )
 from sculptsvc.errors import InvalidImage, ModelOutputInvalid, ModelUnavailable, NoSubject
+from sculptsvc.imaging import single_threaded_cv2
 from sculptsvc.logging import get_logger
 from sculptsvc.settings import Settings
 from sculptsvc.stylize.base import StylizedImage
@@ -119,19 +119,8 @@ def classic_subject_mask(
     image: np.ndarray, seed: int, hint: SubjectHint | None = None
 ) -> np.ndarray:
     """Full-resolution subject mask from the shared extraction (``stylize.subject``)."""
-    with _single_threaded_cv2():
+    with single_threaded_cv2():
         return subject_mask(image, seed=seed, hint=hint)
-
-
-@contextmanager
-def _single_threaded_cv2() -> Iterator[None]:
-    """Same seed, same mask: OpenCV's pool may split GrabCut's work differently per run."""
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
 
 
 def frame_subject(

@@ -28,9 +28,15 @@ from sculptsvc.mesh.report import hausdorff
 _SEPARATION_ULPS = (4, 16, 64)  # float32 steps: far below any visible or printable detail
 
 
-def mold_size(params: MeshParams) -> float:
-    """Longest side the mold will scale the part to (mm)."""
-    return params.mold_size_mm if params.mold_size_mm is not None else MoldSpec().size_mm
+def mold_size(params: MeshParams) -> float | None:
+    """Longest side the mold will scale the part to (mm); None: kept as it is."""
+    return params.mold_size_mm
+
+
+def _mold_scale(vertices: np.ndarray, params: MeshParams) -> float:
+    """The factor the mold applies to these positions."""
+    size = mold_size(params)
+    return 1.0 if size is None else size / float(np.ptp(vertices, axis=0).max())
 
 
 def as_stored(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -58,7 +64,7 @@ def check_handoff(mesh: trimesh.Trimesh, params: MeshParams) -> HandoffCheck:
         return HandoffCheck(part_self_intersections(mesh.vertices, mesh.faces, spec))
     except PartDisconnected:  # allowed by max_parts > 1; the mold says so itself
         vertices = np.asarray(mesh.vertices, dtype=np.float64)
-        scale = spec.size_mm / float(np.ptp(vertices, axis=0).max())
+        scale = _mold_scale(vertices, params)
         return HandoffCheck(self_intersecting_faces(TriMesh(vertices * scale, mesh.faces)))
     except MoldError as err:  # e.g. float32 rounding pinched the surface
         return HandoffCheck(0, f"{err.code}: {err.message}")
@@ -67,7 +73,7 @@ def check_handoff(mesh: trimesh.Trimesh, params: MeshParams) -> HandoffCheck:
 def _crossing_selection(mesh: trimesh.Trimesh, params: MeshParams) -> pymeshlab.MeshSet:
     """A MeshSet of ``mesh`` at the mold's scale with the crossing faces selected."""
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    scale = mold_size(params) / float(np.ptp(vertices, axis=0).max())
+    scale = _mold_scale(vertices, params)
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(vertices * scale, np.asarray(mesh.faces, dtype=np.int32)))
     ms.compute_selection_by_self_intersections_per_face()
@@ -103,7 +109,7 @@ def retriangulate_crossings(mesh: trimesh.Trimesh, params: MeshParams) -> trimes
     The selection runs at the mold's scale, as the check does; the result is float32-exact.
     """
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    scale = mold_size(params) / float(np.ptp(vertices, axis=0).max())
+    scale = _mold_scale(vertices, params)
     ms = _crossing_selection(mesh, params)
     if ms.current_mesh().selected_face_number() == 0:
         return None

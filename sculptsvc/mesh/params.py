@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mold.spec import SIZE_MM_DEFAULT, SIZE_MM_MAX, SIZE_MM_MIN
+
 
 class MeshParams(BaseModel):
     """Knobs of :func:`sculptsvc.mesh.process_mesh` and the exporters.
@@ -64,10 +66,12 @@ class MeshParams(BaseModel):
         60_000, ge=1000, description="Triangles the coarsening aims at (~3-4x the output)."
     )
     mold_size_mm: float | None = Field(
-        None,
-        gt=0,
-        description="Longest side the mold scales the part to; the hand-off check counts "
-        "self-intersections there (None: the mold's default size).",
+        SIZE_MM_DEFAULT,
+        ge=SIZE_MM_MIN,
+        le=SIZE_MM_MAX,
+        description="Longest side the mold scales the part to (its default, as `sculpt mold` "
+        "uses); None: the mold keeps the part's size (the pipeline, already in mm). The "
+        "hand-off check counts self-intersections at that scale.",
     )
     crossing_repair_rounds: int = Field(
         3,
