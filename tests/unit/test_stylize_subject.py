@@ -135,3 +135,15 @@ def test_order_hint_contract_box_or_mask_and_decoding() -> None:
     with pytest.raises(ValidationError):
         OrderPlaced(order_id="o-4", image=image, subject_hint={"box": {**box, "left": 0.7}})
     assert OrderPlaced(order_id="o-5", image=image).subject_hint is None
+
+
+def test_the_order_hint_reaches_the_pipeline_options() -> None:
+    from sculptsvc.options import options_from_order
+    from sculptsvc.settings import Settings
+
+    image = {"kind": "inline", "media_type": "image/png", "data_base64": _png(np.ones((2, 2)))}
+    box = {"left": 0.1, "top": 0.2, "right": 0.6, "bottom": 0.9}
+    placed = OrderPlaced(order_id="o-6", image=image, subject_hint={"box": box})
+    options = options_from_order(placed, Settings())
+    assert options.subject_hint == placed.subject_hint
+    assert hint_from_event(options.subject_hint) == SubjectHint(box=(0.1, 0.2, 0.6, 0.9))
