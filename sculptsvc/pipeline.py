@@ -101,6 +101,7 @@ def run_pipeline(
     on_stage: StageEnded | None = None,
 ) -> PipelineResult:
     """Run one order; raises the typed errors of ``sculptsvc.errors`` (reject vs fail)."""
+    from sculptsvc.gltf_validator import prestart as prestart_validator
     from sculptsvc.mesh import MeshParams, export_glb, process_mesh, render_preview
     from sculptsvc.stylize.subject import hint_from_event
 
@@ -129,6 +130,8 @@ def run_pipeline(
         ended(OrderState.reconstructed)
 
         # 4. mesh: one watertight shell, GLB (validated), preview
+        if options.validate_glb is not False:
+            prestart_validator()  # Node boots on the other core while the mesh is computed
         with timed(timings, "mesh"):
             # mold_size_mm=None: the hand-off check runs as the mold will, on the placed size
             params = MeshParams(target_faces=options.target_faces, mold_size_mm=None)

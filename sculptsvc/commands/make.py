@@ -46,9 +46,8 @@ def make_files(
 ) -> PipelineResult:
     """Run the order job on ``image`` with the configured backends, in this process through
     the worker pool's in-process mode (the service's job path); write every artifact."""
-    # The mesh stage's native library loads on this (main) thread: pymeshlab loaded first
-    # from the in-process job's worker thread aborts the interpreter at exit
-    # ("malloc_consolidate(): unaligned fastbin chunk detected", 2 runs in 3).
+    # pymeshlab must first load in the main thread: loaded in the pool's job thread, its
+    # static Qt strings corrupt the heap when they are freed at exit (abort, exit code 134).
     import pymeshlab  # noqa: F401
 
     from sculptsvc.jobs import OrderJob, init_worker, run_pipeline_job
