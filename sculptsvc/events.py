@@ -39,6 +39,7 @@ from sculptsvc.options import (
     Seed,
     SizeMm,
     Smoothing,
+    SubjectHint,
     Thickness,
     WallMm,
     color_problem,
@@ -170,6 +171,9 @@ class OrderPlaced(Event):
         None,
         description="Fixes every random choice; default derives "
         "from order id and revision so replays repeat.",
+    )
+    subject_hint: SubjectHint | None = Field(
+        None, description="Optional: where the subject is; both stylizers honour it."
     )
 
     @model_validator(mode="after")

@@ -10,10 +10,11 @@ the mold package stands alone and owns them; this module imports them, never the
 
 from __future__ import annotations
 
+import base64
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from mold.spec import (
     SIZE_MM_DEFAULT,
@@ -102,6 +103,62 @@ def color_problem(mode: Mode | str, color: str | None) -> str | None:
     return SOLID_NEEDS_COLOR if mode == Mode.solid and color is None else None
 
 
+class SubjectMask(BaseModel):
+    """A PNG subject mask sent inside the event (masks are small: no URI form)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["inline"] = "inline"
+    media_type: Literal["image/png"] = "image/png"
+    data_base64: str = Field(min_length=4, description="Standard base64 of the PNG file.")
+
+    def decoded(self) -> bytes:
+        return base64.b64decode(self.data_base64, validate=True)
+
+    @model_validator(mode="after")
+    def _check_base64(self) -> SubjectMask:
+        try:
+            base64.b64decode(self.data_base64, validate=True)
+        except ValueError as exc:
+            raise ValueError(f"data_base64 is not valid base64: {exc}") from None
+        return self
+
+
+class SubjectBox(BaseModel):
+    """A box around the subject, as fractions of the picture's width and height."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    left: float = Field(ge=0.0, le=1.0)
+    top: float = Field(ge=0.0, le=1.0)
+    right: float = Field(ge=0.0, le=1.0)
+    bottom: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SubjectBox:
+        if not (self.left < self.right and self.top < self.bottom):
+            raise ValueError("subject box needs left < right and top < bottom")
+        return self
+
+
+class SubjectHint(BaseModel):
+    """Where the subject is, when the shop knows (its own cut-out tool, a crop the customer
+    drew). Exactly one of ``box`` (outside it is background) or ``mask`` (a PNG the size of
+    the picture or stretched to it: alpha >= 128, or without alpha grey >= 128, is the
+    subject)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    box: SubjectBox | None = None
+    mask: SubjectMask | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SubjectHint:
+        if (self.box is None) == (self.mask is None):
+            raise ValueError("subject_hint needs exactly one of box or mask")
+        return self
+
+
 class PipelineOptions(BaseModel):
     """What one order asks for; everything that changes the artifacts is in here."""
 
@@ -123,6 +180,7 @@ class PipelineOptions(BaseModel):
     seed: Seed = Field(0, description="Seeds every random choice.")
     target_faces: TargetFaces = TARGET_FACES_DEFAULT
     preview_size: int = Field(512, ge=64, le=4096, description="Preview PNG side, pixels.")
+    subject_hint: SubjectHint | None = Field(None, description="The order's subject hint.")
     validate_glb: bool | None = Field(
         None,
         description="Run the Khronos glTF validator: True requires it, None uses it when "
@@ -149,4 +207,5 @@ def options_from_order(order: OrderPlaced, settings: Settings) -> PipelineOption
         **order.shape.model_dump(exclude_none=True),  # omitted: the defaults above
         seed=order.effective_seed(),
         target_faces=settings.target_faces,
+        subject_hint=order.subject_hint,
     )

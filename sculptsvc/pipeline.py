@@ -104,6 +104,7 @@ def run_pipeline(
     """Run one order; raises the typed errors of ``sculptsvc.errors`` (reject vs fail)."""
     from sculptsvc.gltf_validator import prestart as prestart_validator
     from sculptsvc.mesh import MeshParams, export_glb, process_mesh, render_preview
+    from sculptsvc.stylize.subject import hint_from_event
 
     ended = on_stage or (lambda state: None)
     timings: dict[str, float] = {}
@@ -114,7 +115,9 @@ def run_pipeline(
 
         # 2. stylize
         with timed(timings, "stylize"):
-            styled = stylizer.stylize(image, seed=options.seed)
+            styled = stylizer.stylize(
+                image, seed=options.seed, hint=hint_from_event(options.subject_hint)
+            )
         _check_stylized(styled, stylizer)
         ended(OrderState.stylized)
 
@@ -260,7 +263,8 @@ def shaped_reconstructor(reconstructor: Reconstructor, options: PipelineOptions)
 def _mesh_params(params_cls: Any, options: PipelineOptions) -> Any:
     """The mesh stage's parameters for this order (smoothing: the order's or the default)."""
     smoothing = {} if options.smoothing is None else {"smooth_steps": options.smoothing}
-    return params_cls(target_faces=options.target_faces, **smoothing)
+    # mold_size_mm=None: the hand-off check runs as the mold will, on the placed size
+    return params_cls(target_faces=options.target_faces, mold_size_mm=None, **smoothing)
 
 
 def _mold_summary(report: Any) -> MoldSummary:
