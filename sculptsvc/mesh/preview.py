@@ -10,10 +10,10 @@ a window system) is never imported.
 The view is a 3/4 front view (glTF convention: +Y up, the subject looks along +Z) with a
 key, a fill and a rim light; the background is transparent.
 
-The PNG is a pure function of the mesh: pyrender keeps lights in sets of nodes hashed by
-``id()``, so the order in which it binds them, and in which the shader adds their light up,
-changed from frame to frame; float addition is not associative, and about one pixel in
-250,000 came out one level apart. ``_Scene`` binds them in the order of ``_LIGHTS``.
+The PNG is a pure function of the mesh. Left to itself, pyrender keeps lights in sets of
+nodes hashed by ``id()``, so the order in which it binds them (and the shader adds their
+light up) changes from frame to frame; float addition is not associative, and about one
+pixel in 250,000 came out one level apart. ``_Scene`` yields them in ``_LIGHTS`` order.
 llvmpipe's output does not depend on its thread count (``LP_NUM_THREADS``) or on load.
 """
 
