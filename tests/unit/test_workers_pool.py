@@ -42,11 +42,13 @@ def make_pool(workers: int = 1, **kwargs: Any) -> WorkerPool[Any, Any, Any]:
 
 
 def worker_children() -> list[psutil.Process]:
-    """Live children of the test process, minus multiprocessing's resource tracker."""
+    """Live children of the test process, minus multiprocessing's resource tracker and the
+    process-wide glTF validator (one long-lived Node process that earlier tests started)."""
     out = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "resource_tracker" in " ".join(child.cmdline()):
+            cmdline = " ".join(child.cmdline())
+            if "resource_tracker" in cmdline or "validate-gltf.mjs" in cmdline:
                 continue
             if child.status() == psutil.STATUS_ZOMBIE:
                 out.append(child)  # a zombie is a bug too: reported, not skipped
