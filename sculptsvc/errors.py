@@ -11,7 +11,9 @@
     ├── ProcessingFailed             the input was fine but the pipeline could not make a
     │   ├── MoldFailed               castable result: status ``failed`` + dead letter
     │   ├── ModelOutputInvalid
-    │   └── MeshProcessingFailed
+    │   ├── MeshProcessingFailed
+    │   ├── ArtifactMismatch         stored bytes differ from their claim check (size, sha256)
+    │   └── ArtifactMissing          a claim check points at nothing
     ├── TransientError               worth another try with backoff (``retryable``)
     │   ├── WorkerCrashed
     │   ├── JobTimeout
@@ -19,7 +21,8 @@
     │   └── PoolClosed               the worker pool shut down before the job ran/finished
     └── ConfigurationError           the service is set up wrong: refuse to start
         ├── ModelUnavailable         model weights missing or not matching their config
-        └── WorkerStartFailed        a worker process could not start or load its models
+        ├── WorkerStartFailed        a worker process could not start or load its models
+        └── StoreMisconfigured       store URL, endpoint, bucket or credentials are wrong
 
 Codes are part of the public ``OrderStatus``/``DeadLetter`` contracts: add, never rename.
 """
@@ -96,6 +99,19 @@ class MeshProcessingFailed(ProcessingFailed):
     code = "mesh_processing_failed"
 
 
+class ArtifactMismatch(ProcessingFailed):
+    """Bytes read from the store do not match the claim check's size or sha256: tampered
+    with or corrupted. Never handed on (a factory station refuses to print them)."""
+
+    code = "artifact_mismatch"
+
+
+class ArtifactMissing(ProcessingFailed):
+    """A claim check names an object the store does not have (deleted, or never written)."""
+
+    code = "artifact_missing"
+
+
 class TransientError(SculptError):
     """Infrastructure hiccup: the same order may well succeed on the next attempt."""
 
@@ -137,3 +153,10 @@ class WorkerStartFailed(ConfigurationError):
     """A worker process died or raised while loading its models at start-up."""
 
     code = "worker_start_failed"
+
+
+class StoreMisconfigured(ConfigurationError):
+    """The artifact store cannot be used as configured (``SCULPT_STORE_URL``,
+    ``SCULPT_S3_ENDPOINT_URL``, missing bucket, rejected credentials)."""
+
+    code = "store_misconfigured"

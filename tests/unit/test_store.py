@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sculptsvc.errors import StorageUnavailable
-from sculptsvc.store import LocalArtifactStore
+from sculptsvc.errors import ArtifactMismatch, StorageUnavailable, StoreMisconfigured
+from sculptsvc.settings import Settings
+from sculptsvc.store import LocalArtifactStore, open_store
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ def test_corrupted_blob_is_detected(tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path)
     ref = store.put(b"abc", "text/plain")
     Path(ref.uri.removeprefix("file://")).write_bytes(b"abd")
-    with pytest.raises(StorageUnavailable, match="sha256"):
+    with pytest.raises(ArtifactMismatch, match="sha256"):
         store.get(ref)
 
 
@@ -47,3 +48,15 @@ def test_records_reject_path_tricks(tmp_path: Path) -> None:
     for bad in ("../x", "a/../../x", "", "a//b"):
         with pytest.raises(ValueError):
             store.put_record(bad, b"x")
+
+
+def test_store_url_picks_the_store_and_names_the_setting_when_wrong(tmp_path: Path) -> None:
+    default = open_store(Settings(artifact_root=tmp_path / "a"))
+    assert isinstance(default, LocalArtifactStore) and default.root == (tmp_path / "a").resolve()
+    explicit = open_store(Settings(store_url=(tmp_path / "b").as_uri()))
+    assert isinstance(explicit, LocalArtifactStore) and explicit.root == tmp_path / "b"
+    explicit.check()
+    assert (tmp_path / "b" / "records").is_dir()
+    for bad in ("ftp://host/x", "s3://", "file://otherhost/x", "var/artifacts"):
+        with pytest.raises(StoreMisconfigured, match="SCULPT_STORE_URL"):
+            open_store(Settings(store_url=bad))

@@ -1,38 +1,28 @@
-"""Artifact store: content-addressed blobs behind a small interface (claim check).
+"""The embedded artifact store: a directory on this host, one file per sha256.
 
-The embedded default keeps blobs in a directory, one file per sha256; an S3-compatible
-store only has to implement ``ArtifactStore``. Writes are atomic (temp file, fsync,
-rename), so a crash never leaves a half-written artifact under its final name, and writing
-the same bytes twice is a no-op: replays and retries cost no disk.
+Writes are atomic (temp file, fsync, rename), so a crash never leaves a half-written
+artifact under its final name, and writing the same bytes twice is a no-op: replays and
+retries cost no disk. Every reader must see the same directory at the same path: for more
+than one host use the S3 store.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from sculptsvc.errors import StorageUnavailable
+from sculptsvc.errors import ArtifactMissing, StorageUnavailable, StoreMisconfigured
 from sculptsvc.events import ArtifactRef
-
-
-class ArtifactStore(Protocol):
-    def put(self, data: bytes, media_type: str) -> ArtifactRef: ...
-
-    def get(self, ref: ArtifactRef | str) -> bytes: ...
-
-    def put_record(self, name: str, data: bytes) -> None:
-        """Small mutable records (idempotency markers), keyed by a sanitised name."""
-        ...
-
-    def get_record(self, name: str) -> bytes | None: ...
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from sculptsvc.store.base import (
+    BLOB_DIR,
+    RECORD_DIR,
+    blob_key,
+    check_record_name,
+    sha256_hex,
+    verify,
+)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -61,7 +51,20 @@ class LocalArtifactStore:
         self.root = Path(root).resolve()
 
     def _blob_path(self, sha: str) -> Path:
-        return self.root / "blobs" / sha[:2] / sha
+        return self.root / blob_key(sha)
+
+    def describe(self) -> str:
+        return self.root.as_uri()
+
+    def check(self) -> None:
+        """The directory exists (or can be made) and this process may write into it."""
+        try:
+            for sub in (BLOB_DIR, RECORD_DIR):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreMisconfigured(f"cannot create the store at {self.root}: {exc}") from exc
+        if not os.access(self.root / RECORD_DIR, os.W_OK | os.X_OK):
+            raise StoreMisconfigured(f"{self.root} is not writable by this process")
 
     def put(self, data: bytes, media_type: str) -> ArtifactRef:
         sha = sha256_hex(data)
@@ -81,15 +84,18 @@ class LocalArtifactStore:
         path = Path(unquote(parsed.path)).resolve()
         if parsed.scheme != "file" or not path.is_relative_to(self.root):
             raise StorageUnavailable(f"{uri} is not in this store ({self.root})")
-        data = path.read_bytes()
-        if isinstance(ref, ArtifactRef) and sha256_hex(data) != ref.sha256:
-            raise StorageUnavailable(f"{uri} does not match its sha256")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"{uri} does not exist") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {uri}: {exc}") from exc
+        if isinstance(ref, ArtifactRef):
+            verify(ref, data)
         return data
 
     def _record_path(self, name: str) -> Path:
-        if not name or any(part in ("", ".", "..") for part in name.split("/")):
-            raise ValueError(f"bad record name {name!r}")
-        return self.root / "records" / name
+        return self.root / RECORD_DIR / check_record_name(name)
 
     def put_record(self, name: str, data: bytes) -> None:
         try:
