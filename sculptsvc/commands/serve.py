@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from sculptsvc.settings import Settings
+
+EXIT_MISCONFIGURED = 2
+
+
+def check_store_or_exit(settings: Settings, command: str) -> None:
+    """Before anything is consumed: a store that cannot work stops the command with one
+    line naming the setting (no traceback; credentials never appear in it)."""
+    from sculptsvc.errors import SculptError
+    from sculptsvc.store import open_store
+
+    try:
+        open_store(settings).check()
+    except SculptError as err:
+        typer.echo(f"sculpt {command}: {err.code}: {err.message}", err=True)
+        raise typer.Exit(EXIT_MISCONFIGURED) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +44,7 @@ def register(app: typer.Typer) -> None:
             if v is not None
         }
         settings = Settings(**overrides)
+        check_store_or_exit(settings, "serve")
         uvicorn.run(
             create_app(settings),
             host=settings.http_host,

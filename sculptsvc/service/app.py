@@ -7,6 +7,7 @@ Nothing connects at import time: ``create_app(settings)`` builds everything, so 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,18 +19,19 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sculptsvc.errors import PoolClosed
+from sculptsvc.errors import PoolClosed, SculptError
 from sculptsvc.logging import configure_logging, get_logger
 from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
 from sculptsvc.service.metrics import Metrics
 from sculptsvc.service.processor import InboundRecord, JobRunner, OrderProcessor
 from sculptsvc.settings import Settings, get_settings
-from sculptsvc.store import LocalArtifactStore
+from sculptsvc.store import ArtifactStore, open_store
 from sculptsvc.workers.placement import plan_workers
 
 log = get_logger(__name__)
 
 POLL_INTERVAL_MARGIN_S = 120.0
+STORE_PROBE_TIMEOUT_S = 3.0
 
 
 def effective_max_poll_interval_ms(settings: Settings) -> int:
@@ -73,7 +75,7 @@ def create_app(
         client_id="sculptsvc",
     )
     publisher = TransactionalPublisher(settings)
-    store = LocalArtifactStore(settings.artifact_root)
+    store = open_store(settings)  # a malformed SCULPT_STORE_URL fails here, naming it
     state: dict[str, Any] = {"processor": None, "ready": False}
 
     consumer_options: dict[str, Any] = {
@@ -112,6 +114,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        # Missing bucket, rejected credentials, unwritable directory: refuse to start, before
+        # a single order is consumed (an unreachable store is refused too: nothing works).
+        await asyncio.to_thread(store.check)
+        log.info("store.ready", store=store.describe())
         pool_cm = None
         job_runner = runner
         if job_runner is None:
@@ -143,11 +149,23 @@ def create_app(
 
     @get(include_in_schema=False)
     async def ready(scope: Any) -> AsgiResponse:
+        reasons = []
+        if not state["ready"]:
+            reasons.append("starting")
         pool = state.get("pool")
-        pool_ok = pool is None or pool.healthy
-        ok = state["ready"] and pool_ok and await broker.ping(timeout=2.0)
-        body = b'{"ready":true}' if ok else b'{"ready":false}'
-        return AsgiResponse(body, 200 if ok else 503, headers={"content-type": "application/json"})
+        if pool is not None and not pool.healthy:
+            reasons.append("a worker slot is down")
+        if not await broker.ping(timeout=2.0):
+            reasons.append("Kafka does not answer")
+        store_reason = await _store_problem(store, state.get("processor"))
+        if store_reason:
+            reasons.append(f"artifact store: {store_reason}")
+        body = {"ready": True} if not reasons else {"ready": False, "reasons": reasons}
+        return AsgiResponse(
+            json.dumps(body).encode(),
+            200 if not reasons else 503,
+            headers={"content-type": "application/json"},
+        )
 
     @get(include_in_schema=False)
     async def prometheus(scope: Any) -> AsgiResponse:
@@ -166,6 +184,19 @@ def create_app(
     )
     app.state = state  # type: ignore[attr-defined]  # tests read readiness
     return app
+
+
+async def _store_problem(store: ArtifactStore, processor: OrderProcessor | None) -> str | None:
+    """Why the store is not usable now: the last failure an order met, else a fresh check."""
+    if processor is not None and processor.store_outage:
+        return processor.store_outage
+    try:
+        await asyncio.wait_for(asyncio.to_thread(store.check), STORE_PROBE_TIMEOUT_S)
+    except TimeoutError:
+        return f"{store.describe()} did not answer within {STORE_PROBE_TIMEOUT_S:.0f} s"
+    except SculptError as exc:
+        return exc.message
+    return None
 
 
 def _document_outputs(broker: KafkaBroker, settings: Settings) -> None:

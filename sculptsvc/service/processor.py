@@ -5,20 +5,22 @@ Delivery contract (see docs/contracts/README.md):
 - the terminal outcome (ModelReady + MoldReady + statuses through ``completed``, or
   ``rejected``/``failed`` + a DeadLetter) is published in ONE Kafka transaction together
   with the input offset, so a ``read_committed`` consumer sees it exactly once;
-- before that transaction the outcome is written to the ledger (artifact store records):
-  a redelivery of the same message re-publishes the stored outcome without re-running the
-  job, and the same order revision arriving again as a new message publishes nothing.
+- before that transaction the outcome is written to the ledger (``sculptsvc/ledger.py``,
+  records in the artifact store every instance shares): a redelivery of the same message
+  re-publishes the stored outcome without re-running the job, and the same order revision
+  arriving again as a new message publishes nothing;
+- the store being unreachable is nobody's fault: store calls wait and retry with backoff
+  (``store_outage`` says why, for /ready) and never dead-letter the order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sculptsvc.errors import (
     InvalidEvent,
@@ -26,10 +28,12 @@ from sculptsvc.errors import (
     ProcessingFailed,
     RejectedInput,
     SculptError,
+    StorageUnavailable,
     TransientError,
     WorkerCrashed,
 )
 from sculptsvc.events import (
+    ArtifactRef,
     DeadLetter,
     DeadLetterHeader,
     ErrorInfo,
@@ -42,6 +46,7 @@ from sculptsvc.events import (
     b64,
     deterministic_event_id,
 )
+from sculptsvc.ledger import Ledger, LedgerEntry
 from sculptsvc.logging import bound_order, get_logger
 from sculptsvc.service.intake import order_id_hint, parse_order, resolve_image
 from sculptsvc.service.metrics import Metrics
@@ -49,6 +54,8 @@ from sculptsvc.settings import Settings
 from sculptsvc.store import ArtifactStore
 
 log = get_logger(__name__)
+T = TypeVar("T")
+STORE_RETRY_MIN_S = 0.1  # first wait for an unreachable store when retry_backoff_s is 0
 
 MEDIA_TYPES = {
     "model.glb": "model/gltf-binary",
@@ -140,10 +147,6 @@ class JobRunner(Protocol):
     async def run(self, order: OrderPlaced, image: bytes) -> JobOutput: ...
 
 
-def ledger_name(order_id: str, revision: int) -> str:
-    return f"ledger/{order_id}/r{revision}.json"
-
-
 class OrderProcessor:
     def __init__(
         self,
@@ -157,7 +160,10 @@ class OrderProcessor:
         self.publisher = publisher
         self.runner = runner
         self.store = store
+        self.ledger = Ledger(store)
         self.metrics = metrics or Metrics()
+        #: Why the artifact store failed the last call, until a call succeeds again.
+        self.store_outage: str | None = None
 
     # -- entry point ------------------------------------------------------------------
 
@@ -190,21 +196,20 @@ class OrderProcessor:
     # -- steps ------------------------------------------------------------------------
 
     async def _replayed_from_ledger(self, record: InboundRecord, order: OrderPlaced) -> bool:
-        stored = self.store.get_record(ledger_name(order.order_id, order.revision))
-        if stored is None:
+        entry = await self._stored(self.ledger.read, order.order_id, order.revision)
+        if entry is None:
             return False
-        entry = json.loads(stored)
-        if record.is_replay and entry["input"] != record.coordinates:
-            log.info("order.replay", first_seen=entry["input"], outcome=entry["outcome"])
+        if record.is_replay and entry.input != record.coordinates:
+            log.info("order.replay", first_seen=entry.input, outcome=entry.outcome)
             return False  # a deliberate QA/operator replay runs the order again
-        if entry["input"] == record.coordinates:
+        if entry.input == record.coordinates:
             # Crash after the ledger write but before the commit: finish the same outcome.
-            messages = [Outgoing.from_json(m) for m in entry["messages"]]
-            log.info("order.redelivered", outcome=entry["outcome"])
+            messages = [Outgoing.from_json(m) for m in entry.messages]
+            log.info("order.redelivered", outcome=entry.outcome)
             await self.publisher.publish(messages, source=record, commit=True)
             self.metrics.redeliveries.inc()
         else:
-            log.info("order.duplicate", first_seen=entry["input"], outcome=entry["outcome"])
+            log.info("order.duplicate", first_seen=entry.input, outcome=entry.outcome)
             await self.publisher.publish([], source=record, commit=True)
             self.metrics.duplicates.inc()
         return True
@@ -250,7 +255,8 @@ class OrderProcessor:
 
         for stage, seconds in output.stage_seconds.items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        messages = self._success_messages(order, output, attempt)
+        refs = await self._upload(output.artifacts)
+        messages = self._success_messages(order, output, attempt, refs)
         await self._commit_outcome(record, order, "completed", messages)
         log.info("order.completed", triangles=output.triangles, attempts=attempt)
         return "completed"
@@ -287,7 +293,7 @@ class OrderProcessor:
             original_offset=record.offset,
             original_timestamp_ms=record.timestamp_ms,
             original_key_base64=b64(record.key),
-            **self._original_value(record.value or b""),
+            **await self._original_value(record.value or b""),
             original_headers=[
                 DeadLetterHeader(key=k, value_base64=b64(v) or "") for k, v in record.headers
             ],
@@ -306,34 +312,56 @@ class OrderProcessor:
     async def _commit_outcome(
         self, record: InboundRecord, order: OrderPlaced, outcome: str, messages: list[Outgoing]
     ) -> None:
-        entry = {
-            "input": record.coordinates,
-            "outcome": outcome,
-            "messages": [m.to_json() for m in messages],
-        }
-        self.store.put_record(
-            ledger_name(order.order_id, order.revision),
-            json.dumps(entry, sort_keys=True).encode(),
-        )
+        entry = LedgerEntry(record.coordinates, outcome, [m.to_json() for m in messages])
+        await self._stored(self.ledger.write, order.order_id, order.revision, entry)
         await self.publisher.publish(messages, source=record, commit=True)
+
+    # -- the artifact store (blocking, possibly remote) ---------------------------------
+
+    async def _stored(self, call: Callable[..., T], *args: object) -> T:
+        """Run a store call off the event loop; while the store is unreachable, wait and
+        try again (doubling up to ``store_retry_max_backoff_s``): an outage is not the
+        order's fault, so it never becomes a dead letter."""
+        delay = max(self.settings.retry_backoff_s, STORE_RETRY_MIN_S)
+        while True:
+            try:
+                result = await asyncio.to_thread(call, *args)
+            except StorageUnavailable as exc:
+                self.store_outage = exc.message
+                self.metrics.retries.labels(exc.code).inc()
+                log.warning("store.unavailable", reason=exc.message, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.store_retry_max_backoff_s)
+                continue
+            self.store_outage = None
+            return result
+
+    async def _upload(self, artifacts: dict[str, bytes]) -> dict[str, ArtifactRef]:
+        """Every artifact of an order, uploaded side by side (the client is thread-safe)."""
+        names = sorted(artifacts)
+        refs = await asyncio.gather(
+            *(
+                self._stored(
+                    self.store.put, artifacts[n], MEDIA_TYPES.get(n, "application/octet-stream")
+                )
+                for n in names
+            )
+        )
+        return dict(zip(names, refs, strict=True))
 
     # -- event builders ---------------------------------------------------------------
 
-    def _original_value(self, value: bytes) -> dict[str, object]:
+    async def _original_value(self, value: bytes) -> dict[str, object]:
         """Inline the input in its dead letter, or store it (claim check) when inlining it
         would push the letter past Kafka's message limit and stall the partition."""
         if len(value) <= self.settings.dead_letter_inline_bytes:
             return {"original_value_base64": b64(value)}
-        ref = self.store.put(value, "application/octet-stream")
+        ref = await self._stored(self.store.put, value, "application/octet-stream")
         return {"original_value_base64": None, "original_value_ref": ref}
 
     def _success_messages(
-        self, order: OrderPlaced, output: JobOutput, attempt: int
+        self, order: OrderPlaced, output: JobOutput, attempt: int, refs: dict[str, ArtifactRef]
     ) -> list[Outgoing]:
-        refs = {
-            name: self.store.put(data, MEDIA_TYPES.get(name, "application/octet-stream"))
-            for name, data in sorted(output.artifacts.items())
-        }
         common = {
             "order_id": order.order_id,
             "revision": order.revision,
