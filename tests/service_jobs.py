@@ -4,7 +4,8 @@ They run in the real worker pool and return real-looking artifacts without the p
 Kafka behaviour (delivery, commits, rebalances) is tested in seconds. Behaviour per order is
 driven by environment variables so a ``sculpt serve`` subprocess can be steered:
 ``SCULPT_TEST_JOB_SECONDS`` (sleep per job), ``SCULPT_TEST_JOB_LOG`` (append "order_id revision
-pid" per run, to count jobs across processes).
+pid" per run, to count jobs across processes), ``SCULPT_TEST_JOB_ARTIFACT_BYTES`` (size of
+each artifact; default 2 kB).
 """
 
 from __future__ import annotations
@@ -23,15 +24,20 @@ ARTIFACT_NAMES = ("model.glb", "preview.png", "mold_a.stl", "mold_b.stl", "mold.
 
 def fake_output(order: OrderPlaced) -> JobOutput:
     seed = f"{order.order_id}/{order.revision}".encode()
+    size = int(os.environ.get("SCULPT_TEST_JOB_ARTIFACT_BYTES", "2048"))
     return JobOutput(
-        artifacts={
-            name: hashlib.sha256(seed + name.encode()).digest() * 64 for name in ARTIFACT_NAMES
-        },
+        artifacts={name: _bytes(seed + name.encode(), size) for name in ARTIFACT_NAMES},
         triangles=20000,
         watertight=True,
         cavity_volume_ml=12.5,
         stage_seconds={"stylize": 0.01, "mesh": 0.02},
     )
+
+
+def _bytes(seed: bytes, size: int) -> bytes:
+    """``size`` deterministic bytes that differ per seed (sha256 blocks, repeated)."""
+    block = hashlib.sha256(seed).digest()
+    return (block * (size // len(block) + 1))[:size]
 
 
 def init_worker(settings_json: str) -> dict:

@@ -407,13 +407,18 @@ class OrderProcessor:
 
     @staticmethod
     def _message(topic: str, order_id: str | None, event: Event) -> Outgoing:
-        return Outgoing(
-            topic=topic,
-            key=order_id.encode() if order_id else None,
-            value=event.model_dump_json().encode(),
-            headers=(
-                ("event-type", event.event_type.encode()),
-                ("schema-version", str(event.schema_version).encode()),
-                ("content-type", b"application/json"),
-            ),
-        )
+        return event_message(topic, order_id, event)
+
+
+def event_message(topic: str, order_id: str | None, event: Event) -> Outgoing:
+    """An event as a Kafka record: key = order id, the contract's headers."""
+    return Outgoing(
+        topic=topic,
+        key=order_id.encode() if order_id else None,
+        value=event.model_dump_json().encode(),
+        headers=(
+            ("event-type", event.event_type.encode()),
+            ("schema-version", str(event.schema_version).encode()),
+            ("content-type", b"application/json"),
+        ),
+    )
