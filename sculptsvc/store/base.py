@@ -44,6 +44,10 @@ class ArtifactStore(Protocol):
         """Where the store is, for logs and errors (never a credential)."""
         ...
 
+    def create_bucket(self) -> bool:
+        """Create the bucket (directory) if missing, for ``sculpt store init``."""
+        ...
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -56,6 +56,12 @@ class LocalArtifactStore:
     def describe(self) -> str:
         return self.root.as_uri()
 
+    def create_bucket(self) -> bool:
+        """The local twin of creating a bucket: make the directory; True if it was new."""
+        existed = self.root.is_dir()
+        self.check()
+        return not existed
+
     def check(self) -> None:
         """The directory exists (or can be made) and this process may write into it."""
         try:

@@ -183,6 +183,22 @@ class S3ArtifactStore:
                 f"artifact store {self.describe()} unreachable: {cause or exc}"
             ) from None
 
+    def create_bucket(self) -> bool:
+        """Create the bucket unless it exists (``sculpt store init``); True if created."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+            return False
+        except ClientError as exc:
+            if _error_code(exc) not in MISSING_CODES | NO_BUCKET_CODES:
+                raise StorageUnavailable(f"cannot check bucket {self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"cannot reach {self.describe()}: {exc}") from exc
+        try:
+            self._client.create_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageUnavailable(f"cannot create bucket {self.bucket}: {exc}") from exc
+        return True
+
     # -- internals ----------------------------------------------------------------------
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
