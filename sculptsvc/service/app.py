@@ -7,7 +7,6 @@ Nothing connects at import time: ``create_app(settings)`` builds everything, so 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sculptsvc.errors import PoolClosed, SculptError
 from sculptsvc.logging import configure_logging, get_logger
+from sculptsvc.probes import health, ready_response
 from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
 from sculptsvc.service.metrics import Metrics
 from sculptsvc.service.processor import InboundRecord, JobRunner, OrderProcessor
@@ -144,10 +144,6 @@ def create_app(
         log.info("service.ready")
 
     @get(include_in_schema=False)
-    async def health(scope: Any) -> AsgiResponse:
-        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
-
-    @get(include_in_schema=False)
     async def ready(scope: Any) -> AsgiResponse:
         reasons = []
         if not state["ready"]:
@@ -160,12 +156,7 @@ def create_app(
         store_reason = await _store_problem(store, state.get("processor"))
         if store_reason:
             reasons.append(f"artifact store: {store_reason}")
-        body = {"ready": True} if not reasons else {"ready": False, "reasons": reasons}
-        return AsgiResponse(
-            json.dumps(body).encode(),
-            200 if not reasons else 503,
-            headers={"content-type": "application/json"},
-        )
+        return ready_response(reasons)
 
     @get(include_in_schema=False)
     async def prometheus(scope: Any) -> AsgiResponse:

@@ -28,7 +28,6 @@ from sculptsvc.errors import (
     ProcessingFailed,
     RejectedInput,
     SculptError,
-    StorageUnavailable,
     TransientError,
     WorkerCrashed,
 )
@@ -52,10 +51,10 @@ from sculptsvc.service.intake import order_id_hint, parse_order, resolve_image
 from sculptsvc.service.metrics import Metrics
 from sculptsvc.settings import Settings
 from sculptsvc.store import ArtifactStore
+from sculptsvc.store.waiting import StoreWaiter
 
 log = get_logger(__name__)
 T = TypeVar("T")
-STORE_RETRY_MIN_S = 0.1  # first wait for an unreachable store when retry_backoff_s is 0
 
 MEDIA_TYPES = {
     "model.glb": "model/gltf-binary",
@@ -162,8 +161,14 @@ class OrderProcessor:
         self.store = store
         self.ledger = Ledger(store)
         self.metrics = metrics or Metrics()
-        #: Why the artifact store failed the last call, until a call succeeds again.
-        self.store_outage: str | None = None
+        self.store_waiter = StoreWaiter.from_settings(
+            settings, on_retry=lambda exc: self.metrics.retries.labels(exc.code).inc()
+        )
+
+    @property
+    def store_outage(self) -> str | None:
+        """Why the artifact store failed the last call, until a call succeeds again."""
+        return self.store_waiter.outage
 
     # -- entry point ------------------------------------------------------------------
 
@@ -319,22 +324,8 @@ class OrderProcessor:
     # -- the artifact store (blocking, possibly remote) ---------------------------------
 
     async def _stored(self, call: Callable[..., T], *args: object) -> T:
-        """Run a store call off the event loop; while the store is unreachable, wait and
-        try again (doubling up to ``store_retry_max_backoff_s``): an outage is not the
-        order's fault, so it never becomes a dead letter."""
-        delay = max(self.settings.retry_backoff_s, STORE_RETRY_MIN_S)
-        while True:
-            try:
-                result = await asyncio.to_thread(call, *args)
-            except StorageUnavailable as exc:
-                self.store_outage = exc.message
-                self.metrics.retries.labels(exc.code).inc()
-                log.warning("store.unavailable", reason=exc.message, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.store_retry_max_backoff_s)
-                continue
-            self.store_outage = None
-            return result
+        """A store call off the event loop, waiting out an outage (never a dead letter)."""
+        return await self.store_waiter.call(call, *args)
 
     async def _upload(self, artifacts: dict[str, bytes]) -> dict[str, ArtifactRef]:
         """Every artifact of an order, uploaded side by side (the client is thread-safe)."""

@@ -15,7 +15,6 @@ folder's manifest as the record):
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,9 +27,10 @@ from faststream.message import StreamMessage
 from faststream.specification import AsyncAPI
 from pydantic import ValidationError
 
-from sculptsvc.errors import InvalidEvent, ProcessingFailed, StorageUnavailable
+from sculptsvc.errors import InvalidEvent, ProcessingFailed
 from sculptsvc.events import MoldReady, StationJob, StationJobState
 from sculptsvc.logging import bound_order, configure_logging, get_logger
+from sculptsvc.probes import health, ready_response
 from sculptsvc.service.app import to_inbound
 from sculptsvc.service.intake import order_id_hint
 from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
@@ -47,9 +47,9 @@ from sculptsvc.station.jobs import (
 )
 from sculptsvc.station.slicer import Profile
 from sculptsvc.store import ArtifactStore, open_store
+from sculptsvc.store.waiting import StoreWaiter
 
 log = get_logger(__name__)
-STORE_RETRY_MIN_S = 0.1
 
 
 def station_config(settings: Settings) -> StationConfig:
@@ -87,7 +87,7 @@ class StationProcessor:
         self.config = config
         self.store = store
         self.publisher = publisher
-        self.store_outage: str | None = None
+        self.store_waiter = StoreWaiter.from_settings(settings)
         self.jobs = {"built": 0, "failed": 0, "redelivered": 0, "duplicates": 0}
 
     async def handle(self, record: InboundRecord) -> None:
@@ -134,21 +134,10 @@ class StationProcessor:
         await self._publish(record, events)
 
     async def _build(self, record: InboundRecord, mold: MoldReady) -> list[StationJob]:
-        """``build_job`` off the event loop; an unreachable store waits, doubling the delay."""
-        delay = max(self.settings.retry_backoff_s, STORE_RETRY_MIN_S)
-        while True:
-            try:
-                events = await asyncio.to_thread(
-                    build_job, mold, self.store, self.config, record.coordinates
-                )
-            except StorageUnavailable as exc:
-                self.store_outage = exc.message
-                log.warning("store.unavailable", reason=exc.message, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.store_retry_max_backoff_s)
-                continue
-            self.store_outage = None
-            return events
+        """``build_job`` off the event loop; an unreachable store is waited out."""
+        return await self.store_waiter.call(
+            build_job, mold, self.store, self.config, record.coordinates
+        )
 
     async def _already_built(self, record: InboundRecord, manifest: Any) -> None:
         if manifest.source == record.coordinates:
@@ -252,25 +241,14 @@ def create_station_app(settings: Settings) -> AsgiFastStream:
         log.info("station.ready")
 
     @get(include_in_schema=False)
-    async def health(scope: Any) -> AsgiResponse:
-        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
-
-    @get(include_in_schema=False)
     async def ready(scope: Any) -> AsgiResponse:
         processor = state.get("processor")
         reasons = [] if state["ready"] else ["starting"]
-        if processor is not None and processor.store_outage:
-            reasons.append(f"artifact store: {processor.store_outage}")
+        if processor is not None and processor.store_waiter.outage:
+            reasons.append(f"artifact store: {processor.store_waiter.outage}")
         if not await broker.ping(timeout=2.0):
             reasons.append("Kafka does not answer")
-        body = {"ready": True} if not reasons else {"ready": False, "reasons": reasons}
-        if processor is not None:
-            body["jobs"] = processor.jobs
-        return AsgiResponse(
-            json.dumps(body).encode(),
-            503 if reasons else 200,
-            headers={"content-type": "application/json"},
-        )
+        return ready_response(reasons, jobs=processor.jobs if processor else {})
 
     app = AsgiFastStream(
         broker,

@@ -18,7 +18,12 @@ from sculptsvc.events import MoldReady
 from sculptsvc.settings import Settings
 from sculptsvc.store import open_store
 from tests.integration.conftest import S3Store
-from tests.integration.test_service_faults import exactly_once, produce_orders, wait_until
+from tests.integration.test_service_faults import (
+    exactly_once,
+    fault_settings,
+    produce_orders,
+    wait_until,
+)
 from tests.kafka_harness import KafkaHarness
 from tests.service_support import ServiceProcess, committed_offset, job_runs, read_topic
 from tests.tcp_relay import TcpRelay
@@ -27,22 +32,10 @@ pytestmark = pytest.mark.slow
 
 
 def s3_settings(kafka: KafkaHarness, topics, s3_store: S3Store, **extra) -> Settings:
-    base = {
-        "kafka_bootstrap_servers": kafka.bootstrap,
-        "group_id": f"sculpt-{uuid.uuid4().hex[:8]}",
-        "transactional_id_prefix": f"sculpt-{uuid.uuid4().hex[:8]}",
-        "retry_backoff_s": 0.2,
-        "store_retry_max_backoff_s": 1.0,
-        "workers": 1,
-        "session_timeout_ms": 10_000,
-        "heartbeat_interval_ms": 1_000,
-        "graceful_timeout_s": 30.0,
-        "job_module": "tests.service_jobs",
-        **topics.settings(),
-        **s3_store.settings(),
-    }
-    base.update(extra)
-    return Settings(**base)
+    """The fault tests' settings, with the S3 store (and a short cap on its retry delay)."""
+    return fault_settings(
+        kafka, topics, Path("unused"), store_retry_max_backoff_s=1.0, **s3_store.settings(), **extra
+    )
 
 
 def instance(

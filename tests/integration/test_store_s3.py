@@ -121,3 +121,52 @@ def test_an_upload_cut_off_midway_leaves_nothing_under_its_key(s3_store: S3Store
         sock.sendall(head.encode() + b"\r\n" + data[: len(data) // 2])
     assert s3_store.harness.keys(s3_store.bucket) == []
     assert not s3_store.harness.object_path(s3_store.bucket, key).exists()
+
+
+def test_scripts_s3_restarts_keep_port_keys_and_objects(tmp_path) -> None:
+    from tests.s3_harness import S3Harness
+
+    harness = S3Harness(tmp_path / "own-s3")
+    endpoint = harness.start()
+    try:
+        assert harness.is_running() and endpoint.startswith("http://127.0.0.1:")
+        assert oct((harness.workdir / "s3proxy.conf").stat().st_mode & 0o777) == "0o600"
+        env = harness.env()
+        bucket = harness.create_bucket()
+        harness.client().put_object(Bucket=bucket, Key="k", Body=b"kept")
+        assert harness.start() == endpoint  # already running: a no-op
+        harness.stop()
+        assert not harness.is_running()
+        assert harness.start() == endpoint and harness.env() == env
+        assert harness.client().get_object(Bucket=bucket, Key="k")["Body"].read() == b"kept"
+        harness.kill()  # a crash: the objects are files, they survive it too
+        harness.start()
+        assert harness.keys(bucket) == ["k"]
+    finally:
+        harness.stop()
+
+
+async def test_large_dead_letter_inputs_go_to_the_s3_store(s3_store: S3Store) -> None:
+    from sculptsvc.events import DeadLetter
+    from sculptsvc.service.processor import InboundRecord, OrderProcessor
+
+    class Publisher:
+        def __init__(self) -> None:
+            self.sent: list = []
+
+        async def publish(self, messages, *, source, commit):  # type: ignore[no-untyped-def]
+            self.sent += messages
+
+        async def already_committed(self, record) -> bool:  # type: ignore[no-untyped-def]
+            return False
+
+    settings = Settings(**s3_store.settings(), dead_letter_inline_bytes=1000)
+    publisher = Publisher()
+    processor = OrderProcessor(settings, publisher, None, open_store(settings))  # type: ignore[arg-type]
+    huge = b"{" + b"x" * 50_000
+    await processor.handle(InboundRecord("orders", 0, 7, b"o1", huge))
+    letters = [m.value for m in publisher.sent if m.topic == settings.topic_dlq]
+    (letter,) = [DeadLetter.model_validate_json(v) for v in letters]
+    assert letter.original_value_base64 is None and letter.original_value_ref is not None
+    assert letter.original_value_ref.uri.startswith(f"s3://{s3_store.bucket}/artifacts/blobs/")
+    assert open_store(settings).get(letter.original_value_ref) == huge
