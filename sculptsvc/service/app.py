@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sculptsvc.errors import PoolClosed, SculptError
 from sculptsvc.logging import configure_logging, get_logger
-from sculptsvc.probes import health, ready_response
+from sculptsvc.probes import READY_PING_TIMEOUT_S, health, ready_response
 from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
 from sculptsvc.service.metrics import Metrics
 from sculptsvc.service.processor import InboundRecord, JobRunner, OrderProcessor
@@ -151,7 +151,7 @@ def create_app(
         pool = state.get("pool")
         if pool is not None and not pool.healthy:
             reasons.append("a worker slot is down")
-        if not await broker.ping(timeout=2.0):
+        if not await broker.ping(timeout=READY_PING_TIMEOUT_S):
             reasons.append("Kafka does not answer")
         store_reason = await _store_problem(store, state.get("processor"))
         if store_reason:

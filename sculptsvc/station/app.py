@@ -30,13 +30,15 @@ from pydantic import ValidationError
 from sculptsvc.errors import InvalidEvent, ProcessingFailed
 from sculptsvc.events import MoldReady, StationJob, StationJobState
 from sculptsvc.logging import bound_order, configure_logging, get_logger
-from sculptsvc.probes import health, ready_response
-from sculptsvc.service.app import to_inbound
+from sculptsvc.probes import READY_PING_TIMEOUT_S, health, ready_response
+from sculptsvc.service.app import POLL_INTERVAL_MARGIN_S, to_inbound
 from sculptsvc.service.intake import order_id_hint
 from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
 from sculptsvc.service.processor import InboundRecord, event_message
 from sculptsvc.settings import Settings
 from sculptsvc.station.jobs import (
+    HALVES,
+    JOB_ARTIFACTS,
     JobAlreadyThere,
     StationConfig,
     build_job,
@@ -60,6 +62,19 @@ def station_config(settings: Settings) -> StationConfig:
         slicer_command=settings.slicer_command,
         slice_timeout_s=settings.slice_timeout_s,
     )
+
+
+def worst_job_s(settings: Settings) -> float:
+    """Longest one job may take: every download with all its attempts, slicing both halves."""
+    downloads = len(JOB_ARTIFACTS) * settings.s3_read_timeout_s * settings.s3_max_attempts
+    slicing = len(HALVES) * settings.slice_timeout_s if settings.station_slice else 0.0
+    return downloads + slicing
+
+
+def max_poll_interval_ms(settings: Settings) -> int:
+    """The handler awaits the whole job before the next poll: the interval must outlast it."""
+    worst_ms = (worst_job_s(settings) + POLL_INTERVAL_MARGIN_S) * 1000
+    return max(settings.max_poll_interval_ms, int(worst_ms))
 
 
 def publisher_settings(settings: Settings) -> Settings:
@@ -177,7 +192,7 @@ def create_station_app(settings: Settings) -> AsgiFastStream:
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         security=faststream_security(settings),
-        graceful_timeout=settings.slice_timeout_s * 2 + settings.s3_read_timeout_s,
+        graceful_timeout=worst_job_s(settings),  # SIGTERM lets the running job finish
         client_id=f"sculpt-station-{config.station_id}",
     )
     state: dict[str, Any] = {"processor": None, "ready": False}
@@ -190,7 +205,7 @@ def create_station_app(settings: Settings) -> AsgiFastStream:
         isolation_level="read_committed",
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
+        max_poll_interval_ms=max_poll_interval_ms(settings),
         decoder=_raw_body,
         title=settings.topic_molds,
         description="MoldReady v1 from sculptsvc (schemas/MoldReady.v1.json)",
@@ -246,7 +261,7 @@ def create_station_app(settings: Settings) -> AsgiFastStream:
         reasons = [] if state["ready"] else ["starting"]
         if processor is not None and processor.store_waiter.outage:
             reasons.append(f"artifact store: {processor.store_waiter.outage}")
-        if not await broker.ping(timeout=2.0):
+        if not await broker.ping(timeout=READY_PING_TIMEOUT_S):
             reasons.append("Kafka does not answer")
         return ready_response(reasons, jobs=processor.jobs if processor else {})
 

@@ -63,13 +63,16 @@ def job_folder(jobs_dir: Path, order_id: str, revision: int) -> Path:
     return jobs_dir / order_id / f"r{revision}"
 
 
+JOB_ARTIFACTS = (  # (file name in the job folder, MoldReady field)
+    ("mold_a.stl", "half_a"),
+    ("mold_b.stl", "half_b"),
+    ("mold.3mf", "three_mf"),
+    ("report.json", "report"),
+)
+
+
 def artifacts_of(mold: MoldReady) -> list[tuple[str, ArtifactRef]]:
-    return [
-        ("mold_a.stl", mold.half_a),
-        ("mold_b.stl", mold.half_b),
-        ("mold.3mf", mold.three_mf),
-        ("report.json", mold.report),
-    ]
+    return [(name, getattr(mold, field)) for name, field in JOB_ARTIFACTS]
 
 
 def clear_partials(jobs_dir: Path) -> int:
