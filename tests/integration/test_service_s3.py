@@ -126,6 +126,9 @@ def test_two_hosts_and_a_station_share_only_kafka_and_s3(
     assert folders == ids, "exactly one verified job folder per order at the station"
     for home in ("host-a", "host-b"):
         assert not (tmp_path / home / "artifacts").exists(), "nothing may go to a local disk"
+    secret = s3_store.env["AWS_SECRET_ACCESS_KEY"]
+    for log in (a.log_path, b.log_path, station.log_path):
+        assert secret not in log.read_text(), f"a credential reached {log.name}"
     for mold in molds(kafka, topics):
         assert mold.half_a.uri.startswith(f"s3://{s3_store.bucket}/{s3_store.prefix}/blobs/")
     assert len(verified_blobs(s3_store)) == 6 * len(ids)
