@@ -16,6 +16,9 @@ Every implementation keeps the same promises:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from sculptsvc.errors import ArtifactMismatch
@@ -23,6 +26,13 @@ from sculptsvc.events import ArtifactRef
 
 BLOB_DIR = "blobs"
 RECORD_DIR = "records"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str  # relative to the store's root: "blobs/ab/ab12...", "records/ledger/..."
+    modified: datetime  # aware, UTC
+    size_bytes: int
 
 
 class ArtifactStore(Protocol):
@@ -46,6 +56,14 @@ class ArtifactStore(Protocol):
 
     def create_bucket(self) -> bool:
         """Create the bucket (directory) if missing, for ``sculpt store init``."""
+        ...
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Everything under ``prefix`` (``blobs/``, ``records/``), for ``sculpt store gc``."""
+        ...
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove objects by key (relative to the root); missing ones are no error."""
         ...
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -18,6 +20,7 @@ from sculptsvc.events import ArtifactRef
 from sculptsvc.store.base import (
     BLOB_DIR,
     RECORD_DIR,
+    StoredObject,
     blob_key,
     check_record_name,
     sha256_hex,
@@ -112,3 +115,21 @@ class LocalArtifactStore:
     def get_record(self, name: str) -> bytes | None:
         path = self._record_path(name)
         return path.read_bytes() if path.exists() else None
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        base = self.root / prefix
+        for path in sorted(base.rglob("*")) if base.is_dir() else ():
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                stat = path.stat()
+                yield StoredObject(
+                    key=path.relative_to(self.root).as_posix(),
+                    modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+                    size_bytes=stat.st_size,
+                )
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            path = (self.root / key).resolve()
+            if not path.is_relative_to(self.root):
+                raise ValueError(f"{key!r} is outside the store")
+            path.unlink(missing_ok=True)

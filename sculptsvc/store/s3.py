@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -30,7 +31,14 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from sculptsvc.errors import ArtifactMissing, StorageUnavailable, StoreMisconfigured
 from sculptsvc.events import ArtifactRef
 from sculptsvc.settings import Settings
-from sculptsvc.store.base import RECORD_DIR, blob_key, check_record_name, sha256_hex, verify
+from sculptsvc.store.base import (
+    RECORD_DIR,
+    StoredObject,
+    blob_key,
+    check_record_name,
+    sha256_hex,
+    verify,
+)
 
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
@@ -46,6 +54,7 @@ DENIED_CODES = frozenset(
     }
 )
 STARTUP_PROBE = "_startup-check"
+DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 
 
 def client_config(settings: Settings) -> Config:
@@ -198,6 +207,43 @@ class S3ArtifactStore:
         except (ClientError, BotoCoreError) as exc:
             raise StorageUnavailable(f"cannot create bucket {self.bucket}: {exc}") from exc
         return True
+
+    # -- retention (sculpt store gc) ---------------------------------------------------
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        root = self._key("")
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith("/"):
+                        continue  # folder markers some servers list
+                    yield StoredObject(
+                        key=obj["Key"].removeprefix(root),
+                        modified=obj["LastModified"],
+                        size_bytes=int(obj["Size"]),
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageUnavailable(f"cannot list {self.uri(self._key(prefix))}: {exc}") from exc
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Batches of DeleteObjects; one DeleteObject per key where a server refuses the
+        batch call (it needs a checksum header that s3proxy and older servers reject)."""
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = [self._key(k) for k in keys[start : start + DELETE_BATCH]]
+            try:
+                try:
+                    self._call(
+                        "delete_objects",
+                        Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                    )
+                except ClientError:
+                    for key in batch:
+                        self._call("delete_object", Key=key)
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageUnavailable(f"cannot delete from {self.describe()}: {exc}") from exc
 
     # -- internals ----------------------------------------------------------------------
 

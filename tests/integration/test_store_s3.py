@@ -170,3 +170,19 @@ async def test_large_dead_letter_inputs_go_to_the_s3_store(s3_store: S3Store) ->
     assert letter.original_value_base64 is None and letter.original_value_ref is not None
     assert letter.original_value_ref.uri.startswith(f"s3://{s3_store.bucket}/artifacts/blobs/")
     assert open_store(settings).get(letter.original_value_ref) == huge
+
+
+def test_gc_on_s3_keeps_what_recent_outcomes_use(s3_store: S3Store) -> None:
+    import os
+    import time
+
+    from tests.unit.test_store import check_gc
+
+    store = make_store(s3_store)
+    year_ago = time.time() - 400 * 86400
+
+    def make_old(key: str) -> None:  # the filesystem backend's LastModified is the file's mtime
+        path = s3_store.harness.object_path(s3_store.bucket, f"{s3_store.prefix}/{key}")
+        os.utime(path, (year_ago, year_ago))
+
+    check_gc(store, make_old)
