@@ -40,6 +40,7 @@ from sculptsvc.station.jobs import (
     HALVES,
     JOB_ARTIFACTS,
     JobAlreadyThere,
+    Manifest,
     StationConfig,
     build_job,
     clear_partials,
@@ -130,7 +131,11 @@ class StationProcessor:
             assert manifest is not None
             await self._already_built(record, manifest)
             return
-        except ProcessingFailed as exc:  # mismatch, missing artifact, slicing, material
+        except Exception as exc:  # mismatch, missing artifact, slicing, material; or a bug
+            if not isinstance(exc, ProcessingFailed):
+                # Never stall the station, never drop the job silently: a failed event says it.
+                log.exception("station.job_crashed")
+                exc = ProcessingFailed(f"{type(exc).__name__}: {exc}")
             event = station_event(
                 self.config,
                 mold.order_id,
@@ -154,7 +159,7 @@ class StationProcessor:
             build_job, mold, self.store, self.config, record.coordinates
         )
 
-    async def _already_built(self, record: InboundRecord, manifest: Any) -> None:
+    async def _already_built(self, record: InboundRecord, manifest: Manifest) -> None:
         if manifest.source == record.coordinates:
             log.info("station.redelivered", states=[e.state.value for e in manifest.events])
             self.jobs["redelivered"] += 1
