@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import pytest
 import trimesh
 
+from mold import MoldSpec, make_mold, shapes
 from sculptsvc.events import MoldMaterial, MoldReady, deterministic_event_id
 from sculptsvc.settings import Settings
 from sculptsvc.store import open_store
@@ -44,6 +45,7 @@ def publish_mold(
     revision: int = 1,
     material: MoldMaterial = MoldMaterial.pla,
     half_bytes: int | None = None,
+    halves: tuple[bytes, bytes] | None = None,
 ) -> MoldReady:
     """Upload a mold's four artifacts to the S3 store and publish its MoldReady, as the
     service does (small real STL boxes, or ``half_bytes`` of opaque bytes per half)."""
@@ -51,6 +53,8 @@ def publish_mold(
     seed = f"{order_id}/{revision}".encode()
 
     def half(n: int) -> bytes:
+        if halves is not None:
+            return halves[n]
         if half_bytes is None:
             return box_stl((30.0 + n, 20.0, 10.0))
         block = hashlib.sha256(seed + bytes([n])).digest()
@@ -200,7 +204,9 @@ def test_slicing_with_a_named_profile_and_a_material_check(
     s = station_settings.model_copy(
         update={"station_slice": True, "station_profile": "generic-petg"}
     )
-    publish_mold(kafka, s.topic_molds, s, "petg-1", material=MoldMaterial.petg)
+    real = make_mold(*shapes.torus(), MoldSpec())  # a real two-part mold, as the service makes
+    halves = (real.stl_a, real.stl_b)
+    publish_mold(kafka, s.topic_molds, s, "petg-1", material=MoldMaterial.petg, halves=halves)
     publish_mold(kafka, s.topic_molds, s, "pla-1", material=MoldMaterial.pla)
     proc = station(s, s3_store, tmp_path / "station.log").start()
     try:
