@@ -12,6 +12,21 @@ if TYPE_CHECKING:
 EXIT_MISCONFIGURED = 2
 
 
+def run_app(app: object, settings: Settings, graceful_timeout_s: float) -> None:
+    """Serve an ASGI FastStream app (its consumer and /health, /ready) until SIGTERM."""
+    import uvicorn
+
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=settings.http_host,
+        port=settings.http_port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(graceful_timeout_s),
+    )
+
+
 def check_store_or_exit(settings: Settings, command: str) -> None:
     """Before anything is consumed: a store that cannot work stops the command with one
     line naming the setting (no traceback; credentials never appear in it)."""
@@ -33,8 +48,6 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(None, help="Worker processes (SCULPT_WORKERS)."),
     ) -> None:
         """Consume OrderPlaced events and publish models, molds and statuses until SIGTERM."""
-        import uvicorn
-
         from sculptsvc.service.app import create_app
         from sculptsvc.settings import Settings
 
@@ -45,12 +58,4 @@ def register(app: typer.Typer) -> None:
         }
         settings = Settings(**overrides)
         check_store_or_exit(settings, "serve")
-        uvicorn.run(
-            create_app(settings),
-            host=settings.http_host,
-            port=settings.http_port,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.graceful_timeout_s),
-        )
+        run_app(create_app(settings), settings, settings.graceful_timeout_s)

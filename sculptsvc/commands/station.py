@@ -27,12 +27,10 @@ def register(app: typer.Typer) -> None:
         port: int | None = typer.Option(None, help="HTTP port (SCULPT_HTTP_PORT)."),
     ) -> None:
         """Turn every MoldReady into one verified job folder (and G-code), publish StationJob."""
-        import uvicorn
-
-        from sculptsvc.commands.serve import EXIT_MISCONFIGURED, check_store_or_exit
+        from sculptsvc.commands.serve import EXIT_MISCONFIGURED, check_store_or_exit, run_app
         from sculptsvc.errors import ConfigurationError
         from sculptsvc.settings import Settings
-        from sculptsvc.station.app import create_station_app, station_config
+        from sculptsvc.station.app import create_station_app, station_config, worst_job_s
 
         overrides = {
             "station_group_id": group,
@@ -50,11 +48,4 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"sculpt station: {err.code}: {err.message}", err=True)
             raise typer.Exit(EXIT_MISCONFIGURED) from None
         check_store_or_exit(settings, "station")
-        uvicorn.run(
-            create_station_app(settings),
-            host=settings.http_host,
-            port=settings.http_port,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-        )
+        run_app(create_station_app(settings), settings, worst_job_s(settings))
