@@ -8,21 +8,45 @@ mold.py`` for the file-writing adapter)::
     result.stl_a, result.stl_b, result.three_mf, result.report.model_dump_json()
 """
 
-from mold.core import MoldResult, make_mold
-from mold.errors import (
-    InvalidPart,
-    InvalidSpec,
-    KeysDoNotFit,
-    MoldError,
-    MoldGateFailed,
-    MoldGenerationFailed,
-    PartDegenerate,
-    PartDisconnected,
-    PartNotManifold,
-    PartSelfIntersecting,
-)
-from mold.report import MoldReport
-from mold.spec import MoldParams, MoldSpec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mold.core import MoldResult, make_mold
+    from mold.errors import (
+        InvalidPart,
+        InvalidSpec,
+        KeysDoNotFit,
+        MoldError,
+        MoldGateFailed,
+        MoldGenerationFailed,
+        PartDegenerate,
+        PartDisconnected,
+        PartNotManifold,
+        PartSelfIntersecting,
+    )
+    from mold.report import MoldReport
+    from mold.spec import MoldParams, MoldSpec
+
+# Names resolve on first use, so ``mold.spec`` (the order bounds) and ``mold.errors`` import
+# without manifold3d and numpy.
+_EXPORTS = {
+    "MoldResult": "mold.core",
+    "make_mold": "mold.core",
+    "MoldReport": "mold.report",
+    "MoldParams": "mold.spec",
+    "MoldSpec": "mold.spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name, "mold.errors" if name in __all__ else None)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "InvalidPart",

@@ -2,7 +2,7 @@
 
 Steps (each a plain function in its own module):
  1. validate the arrays, build the solid, merge overlapping shells  (geometry)
- 2. scale the longest side to ``size_mm`` and centre the part
+ 2. scale the longest side to ``size_mm`` (unless the part is in mm already), centre it
  3. choose the pull direction and parting plane                      (parting)
  4. move the part into the mold frame, lay out block/keys/channels    (features)
  5. booleans: block - part - channels, split, + keys on B, - sockets on A
@@ -14,12 +14,12 @@ Steps (each a plain function in its own module):
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 from dataclasses import dataclass
 
 import manifold3d as m3
 import numpy as np
 
+from mold import files
 from mold.errors import MoldGateFailed, PartDegenerate, PartDisconnected
 from mold.export import MeshObject, stl_bytes, three_mf_bytes
 from mold.features import Channel, Layout, plan_layout
@@ -46,6 +46,7 @@ from mold.report import (
     MoldReport,
     PartInfo,
     PartingInfo,
+    software_versions,
 )
 from mold.spec import MoldParams, MoldSpec
 
@@ -70,10 +71,10 @@ class MoldResult:
     def files(self) -> dict[str, bytes]:
         """File name -> bytes, in the order the CLI writes them."""
         return {
-            "mold_a.stl": self.stl_a,
-            "mold_b.stl": self.stl_b,
-            "mold.3mf": self.three_mf,
-            "mold.json": self.report_json,
+            files.HALF_A: self.stl_a,
+            files.HALF_B: self.stl_b,
+            files.THREE_MF: self.three_mf,
+            files.REPORT: self.report_json,
         }
 
 
@@ -101,7 +102,8 @@ def _matrix(m: Affine, decimals: int) -> tuple[tuple[float, float, float, float]
 def prepare_part(
     vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
 ) -> _Part:
-    """Validate, merge overlapping shells, scale the longest side to ``size_mm``, centre."""
+    """Validate, merge overlapping shells, scale the longest side to ``size_mm`` (kept
+    as given when ``size_mm`` is None), centre."""
     mesh = validate_arrays(vertices, faces)
     solid = to_manifold(mesh)
     bodies = solid.decompose()
@@ -129,7 +131,7 @@ def prepare_part(
     longest = float((hi - lo).max())
     if not longest > 0:
         raise PartDegenerate("the part has no extent")
-    scale = spec.size_mm / longest
+    scale = 1.0 if spec.size_mm is None else spec.size_mm / longest
     to_part = affine(np.eye(3) * scale, -scale * 0.5 * (lo + hi))
     solid = transform_manifold(solid, to_part)
     return _Part(from_manifold(solid), solid, to_part, merged, dropped)
@@ -192,9 +194,7 @@ def _channel_info(c: Channel, d: int) -> ChannelInfo:
     )
 
 
-def _software() -> dict[str, str]:
-    names = ("manifold3d", "lib3mf", "numpy", "scipy")
-    return {n: importlib.metadata.version(n) for n in names}
+MOLD_SOFTWARE = ("manifold3d", "lib3mf", "numpy", "scipy")
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,8 @@ def make_mold(
 ) -> MoldResult:
     """Two-part mold for a closed part ``vertices (n, 3)``, ``faces (m, 3)`` (any unit).
 
-    The part is scaled so its longest bounding-box side is ``spec.size_mm``. Raises an
+    The part is scaled so its longest bounding-box side is ``spec.size_mm`` (``None``: the
+    part is in millimetres already and keeps its size). Raises an
     ``InvalidPart``/``InvalidSpec`` subclass for input that cannot be molded and
     ``MoldGenerationFailed`` (``MoldGateFailed``, ``KeysDoNotFit``) when no gated mold came out.
     """
@@ -380,7 +381,7 @@ def build_report(
         half_info("b", "male keys", half_b, vb, fb, "parting_up", to_b, stl_b),
     )
     report = MoldReport(
-        software=_software(),
+        software=software_versions(MOLD_SOFTWARE),
         spec=spec,
         params=params,
         part=PartInfo(

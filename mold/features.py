@@ -171,7 +171,7 @@ def vent_points(
     peaks = candidates[is_peak]
     if len(peaks) == 0:
         return []
-    eps = params.ray_epsilon_fraction * spec.size_mm
+    eps = params.ray_epsilon_fraction * float(np.ptp(v, axis=0).max())  # the part's size
     origins = v[peaks] + np.array([0.0, 0.0, eps])
     blocked_up, _ = vertical_hits(mesh.triangles, origins)
     peaks = peaks[~blocked_up]

@@ -9,6 +9,7 @@ built (``MoldParams.report_decimals``), so the JSON is stable across runs.
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -121,3 +122,14 @@ class MoldReport(_Frozen):
     vents: tuple[ChannelInfo, ...]
     three_mf_sha256: str
     gate: GateInfo
+
+
+def software_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed version of each distribution (``unknown`` when it is not installed)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions

@@ -11,6 +11,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The order's size and wall: the one definition of their bounds and defaults. The service's
+# event contract (``OrderPlaced``) and pipeline options import these; this package imports
+# nothing of the service.
+SIZE_MM_DEFAULT = 80.0
+SIZE_MM_MIN = 10.0
+SIZE_MM_MAX = 600.0
+WALL_MM_DEFAULT = 4.0
+WALL_MM_MIN = 1.0
+WALL_MM_MAX = 50.0
+
 PartingMode = Literal["auto", "x", "y", "z"]
 PrintOrientation = Literal["parting_down", "parting_up"]
 
@@ -20,11 +30,18 @@ class MoldSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    size_mm: float = Field(
-        80.0, ge=10.0, le=600.0, description="Longest side of the part's bounding box, mm."
+    size_mm: float | None = Field(
+        SIZE_MM_DEFAULT,
+        ge=SIZE_MM_MIN,
+        le=SIZE_MM_MAX,
+        description="Longest side of the part's bounding box, mm; None: the part is already "
+        "in millimetres and keeps its size.",
     )
     wall_mm: float = Field(
-        4.0, ge=1.0, le=50.0, description="Least mold material around the cavity, mm."
+        WALL_MM_DEFAULT,
+        ge=WALL_MM_MIN,
+        le=WALL_MM_MAX,
+        description="Least mold material around the cavity, mm.",
     )
     clearance_mm: float = Field(
         0.2, ge=0.0, le=2.0, description="Gap between a male key and its socket, per side, mm."

@@ -18,18 +18,39 @@
     │   ├── WorkerCrashed
     │   ├── JobTimeout
     │   ├── StorageUnavailable
-    │   └── PoolClosed               the worker pool shut down before the job ran/finished
+    │   ├── PoolClosed               the worker pool shut down before the job ran/finished
+    │   └── PublishFailed            Kafka refused the outcome: nothing was committed
     └── ConfigurationError           the service is set up wrong: refuse to start
         ├── ModelUnavailable         model weights missing or not matching their config
         ├── WorkerStartFailed        a worker process could not start or load its models
         └── StoreMisconfigured       store URL, endpoint, bucket or credentials are wrong
 
 Codes are part of the public ``OrderStatus``/``DeadLetter`` contracts: add, never rename.
+
+What happens to an order after an error is decided in one place, :func:`disposition`:
+
+    reject         RejectedInput                      status ``rejected`` + dead letter
+    fail           ProcessingFailed, anything untyped status ``failed`` + dead letter
+    retry          TransientError, attempts left       back off, run the job again (a worker
+                                                      crash: the pool, on a fresh worker)
+    fail           TransientError, attempts spent      status ``failed`` + dead letter
+    redeliver      PoolClosed, PublishFailed           commit nothing: the message is read again
+    configuration  ConfigurationError                  the deployment is wrong: refuse to start
+
+The artifact store's own calls (uploads, ledger) never reach :func:`disposition`: an outage
+is nobody's fault, so ``store.waiting.StoreWaiter`` waits ``StorageUnavailable`` out (backoff,
+``/ready`` says why) and the order is neither retried as a job nor dead-lettered.
+
+Errors of the standalone ``mold`` package enter the tree through :func:`from_mold_error`.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from mold.errors import MoldError
 
 
 class SculptError(Exception):
@@ -37,6 +58,8 @@ class SculptError(Exception):
 
     code: ClassVar[str] = "internal_error"
     retryable: ClassVar[bool] = False
+    redeliver: ClassVar[bool] = False
+    """True: no outcome is published; the input message is consumed again (later)."""
 
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
@@ -117,10 +140,13 @@ class TransientError(SculptError):
 
     code = "transient_error"
     retryable = True
+    retried_by_pool: ClassVar[bool] = False
+    """True: the worker pool already retries it on fresh workers; callers must not again."""
 
 
 class WorkerCrashed(TransientError):
     code = "worker_crashed"
+    retried_by_pool = True
 
 
 class JobTimeout(TransientError):
@@ -135,6 +161,14 @@ class PoolClosed(TransientError):
     """The worker pool shut down first; the order was not finished and may be redelivered."""
 
     code = "pool_closed"
+    redeliver = True
+
+
+class PublishFailed(TransientError):
+    """The outcome could not be committed; the input message must be consumed again."""
+
+    code = "publish_failed"
+    redeliver = True
 
 
 class ConfigurationError(SculptError):
@@ -160,3 +194,69 @@ class StoreMisconfigured(ConfigurationError):
     ``SCULPT_S3_ENDPOINT_URL``, missing bucket, rejected credentials)."""
 
     code = "store_misconfigured"
+
+
+# --- what to do about an error --------------------------------------------------------------
+
+
+class Action(StrEnum):
+    retry = "retry"
+    reject = "reject"
+    fail = "fail"
+    redeliver = "redeliver"
+    configuration = "configuration"
+
+
+def disposition(
+    error: BaseException, *, attempt: int = 1, max_attempts: int = 1, in_pool: bool = False
+) -> Action:
+    """What to do after ``error`` on try ``attempt`` of ``max_attempts``.
+
+    ``in_pool``: the worker pool asks (about a crash it may retry on a fresh worker); a
+    ``retried_by_pool`` error that reached the caller has had its retries, so it fails.
+    """
+    if isinstance(error, SculptError) and error.redeliver:
+        return Action.redeliver
+    if isinstance(error, ConfigurationError):
+        return Action.configuration
+    if isinstance(error, RejectedInput):
+        return Action.reject
+    if isinstance(error, TransientError):
+        if error.retried_by_pool and not in_pool:
+            return Action.fail
+        return Action.retry if attempt < max_attempts else Action.fail
+    return Action.fail
+
+
+def qualified_name(module: str, qualname: str) -> str:
+    """``ValueError`` for builtins, ``package.module.Class`` otherwise."""
+    return qualname if module == "builtins" else f"{module}.{qualname}"
+
+
+def unknown_error(type_name: str, message: str) -> ProcessingFailed:
+    """What the caller sees for an exception that is not a ``SculptError`` (a bug)."""
+    return ProcessingFailed(f"{type_name}: {message}", error_type=type_name, error_message=message)
+
+
+def as_sculpt_error(error: BaseException) -> SculptError:
+    """``error`` itself when it is typed; otherwise ``ProcessingFailed`` naming its class."""
+    if isinstance(error, SculptError):
+        return error
+    cls = type(error)
+    failure = unknown_error(qualified_name(cls.__module__, cls.__qualname__), str(error))
+    failure.__cause__ = error
+    return failure
+
+
+def from_mold_error(error: MoldError) -> SculptError:
+    """The one mapping of ``mold`` errors onto this tree: a spec that does not fit the part is
+    a bad order, an unusable part a rejected input, anything else a failed mold."""
+    from mold.errors import InvalidSpec
+
+    detail: dict[str, Any] = {"mold_code": error.code, **error.detail}
+    message = f"mold: {error.message}"
+    if isinstance(error, InvalidSpec):
+        return InvalidEvent(f"mold options do not fit this sculpture: {error.message}", **detail)
+    if error.rejects_input:
+        return UnrepairableMesh(message, **detail)
+    return MoldFailed(message, **detail)

@@ -28,6 +28,9 @@ from pydantic import (
     model_validator,
 )
 
+from mold.spec import SIZE_MM_DEFAULT, WALL_MM_DEFAULT
+from sculptsvc.options import SEED_MAX, HexColor, Mode, Seed, SizeMm, WallMm, color_problem
+
 SCHEMA_VERSION = 1
 EVENT_NAMESPACE = uuid.UUID("7d0c7c55-2f1e-4d0e-9a51-5c0f8f5b9e21")
 
@@ -39,11 +42,6 @@ OrderId = Annotated[
         "it names files and Kafka keys, so nothing else is allowed.",
         examples=["ord-2026-000123"],
     ),
-]
-HexColor = Annotated[
-    str,
-    StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$"),
-    Field(description="sRGB colour as #RRGGBB.", examples=["#E4572E"]),
 ]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -110,11 +108,6 @@ class UriImage(BaseModel):
     media_type: Literal["image/png", "image/jpeg", "image/webp"] | None = None
 
 
-class Mode(StrEnum):
-    multicolor = "multicolor"
-    solid = "solid"
-
-
 class MoldMaterial(StrEnum):
     """What the factory prints or machines the mold from."""
 
@@ -127,7 +120,7 @@ class MoldMaterial(StrEnum):
 class MoldOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    wall_mm: float = Field(4.0, ge=1.5, le=30.0, description="Mold wall thickness in mm.")
+    wall_mm: WallMm = WALL_MM_DEFAULT
     material: MoldMaterial = MoldMaterial.pla
 
 
@@ -145,26 +138,25 @@ class OrderPlaced(Event):
     image: InlineImage | UriImage = Field(discriminator="kind")
     mode: Mode = Mode.multicolor
     color: HexColor | None = Field(None, description="Required for mode 'solid'.")
-    size_mm: float = Field(80.0, ge=20.0, le=400.0, description="Longest side of the sculpture.")
+    size_mm: SizeMm = SIZE_MM_DEFAULT
     mold: MoldOptions = Field(default_factory=MoldOptions)
-    seed: int | None = Field(
+    seed: Seed | None = Field(
         None,
-        ge=0,
-        le=2**32 - 1,
         description="Fixes every random choice; default derives "
         "from order id and revision so replays repeat.",
     )
 
     @model_validator(mode="after")
     def _color_matches_mode(self) -> OrderPlaced:
-        if self.mode is Mode.solid and self.color is None:
-            raise ValueError("mode 'solid' needs a color (#RRGGBB)")
+        problem = color_problem(self.mode, self.color)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     def effective_seed(self) -> int:
         if self.seed is not None:
             return self.seed
-        return deterministic_event_id(self.order_id, self.revision).int % 2**32
+        return deterministic_event_id(self.order_id, self.revision).int % (SEED_MAX + 1)
 
 
 # --- OrderStatus ------------------------------------------------------------------------
@@ -179,17 +171,6 @@ class OrderState(StrEnum):
     completed = "completed"
     rejected = "rejected"
     failed = "failed"
-
-
-PROGRESS_STATES: tuple[OrderState, ...] = (
-    OrderState.accepted,
-    OrderState.stylized,
-    OrderState.reconstructed,
-    OrderState.validated,
-    OrderState.mold_ready,
-    OrderState.completed,
-)
-TERMINAL_STATES = frozenset({OrderState.completed, OrderState.rejected, OrderState.failed})
 
 
 class ErrorInfo(BaseModel):
@@ -364,10 +345,6 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DeadLetter,
     StationJob,
 )
-
-
-def to_kafka_value(event: Event) -> bytes:
-    return event.model_dump_json().encode()
 
 
 def b64(data: bytes | None) -> str | None:

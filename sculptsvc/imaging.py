@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,3 +165,28 @@ def _wide_grey_to_uint8(values: np.ndarray) -> np.ndarray:
     else:
         scaled = values.astype(np.float64) / 257.0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+PNG_COMPRESS_LEVEL = 6
+"""Fixed: zlib output is a pure function of input and level, so PNGs are reproducible."""
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Deterministic PNG of an (h, w, 3|4) uint8 array: no metadata chunks, fixed level."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+@contextmanager
+def single_threaded_cv2() -> Iterator[None]:
+    """Same input, same output: OpenCV's thread pool may split work (GrabCut, filters)
+    differently run to run, so seeded stages pin it to one thread while they run."""
+    import cv2  # only the stages that use OpenCV pay for importing it
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)

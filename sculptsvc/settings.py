@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sculptsvc.options import TARGET_FACES_DEFAULT, TargetFaces
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCULPT_", extra="ignore")
@@ -92,8 +94,14 @@ class Settings(BaseSettings):
         3, ge=1, description="Attempts for transient failures before dead-lettering."
     )
     retry_backoff_s: float = Field(2.0, ge=0, description="First retry delay; doubles each time.")
+    worker_start_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        description="Longest a worker may take to start and load its models (large "
+        "checkpoints from a slow disk take minutes).",
+    )
     job_module: str = Field(
-        "sculptsvc.service.jobs",
+        "sculptsvc.jobs",
         description="Module with `init_worker(settings_json)` and `run_order_job(state, job)`.",
     )
     graceful_timeout_s: float = Field(
@@ -139,11 +147,12 @@ class Settings(BaseSettings):
     )
 
     # --- Sculpture ---------------------------------------------------------------------
-    target_faces: int = Field(20_000, ge=500, description="Triangles of the exported model.")
-    default_size_mm: float = Field(80.0, gt=0, description="Longest side when an order omits it.")
-    default_wall_mm: float = Field(4.0, gt=0, description="Mold wall when an order omits it.")
+    target_faces: TargetFaces = TARGET_FACES_DEFAULT
 
     # --- Input limits ------------------------------------------------------------------
+    image_fetch_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for an image fetched by URI."
+    )
     max_image_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted image file.")
     max_image_pixels: int = Field(
         40_000_000, description="Largest accepted width x height, checked before decoding."

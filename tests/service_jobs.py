@@ -1,7 +1,8 @@
 """Stand-in order jobs for service tests (``SCULPT_JOB_MODULE=tests.service_jobs``).
 
 They run in the real worker pool and return real-looking artifacts without the pipeline, so
-Kafka behaviour (delivery, commits, rebalances) is tested in seconds. Behaviour per order is
+Kafka behaviour (delivery, commits, rebalances) is tested in seconds. Like the pipeline,
+they report each stage's end (``sculptsvc.workers.progress``). Behaviour per order is
 driven by environment variables so a ``sculpt serve`` subprocess can be steered:
 ``SCULPT_TEST_JOB_SECONDS`` (sleep per job), ``SCULPT_TEST_JOB_LOG`` (append "order_id revision
 pid" per run, to count jobs across processes), ``SCULPT_TEST_JOB_ARTIFACT_BYTES`` (size of
@@ -14,19 +15,26 @@ import hashlib
 import os
 import time
 
+from sculptsvc.artifacts import NAMES
 from sculptsvc.errors import NoSubject
-from sculptsvc.events import OrderPlaced
-from sculptsvc.service.jobs import OrderJob
-from sculptsvc.service.processor import JobOutput
+from sculptsvc.events import OrderState
+from sculptsvc.jobs import JobOutput, OrderJob
+from sculptsvc.workers import progress
 
-ARTIFACT_NAMES = ("model.glb", "preview.png", "mold_a.stl", "mold_b.stl", "mold.3mf", "report.json")
+STAGE_ENDS = (
+    OrderState.stylized,
+    OrderState.reconstructed,
+    OrderState.validated,
+    OrderState.mold_ready,
+)
+"""The states ``run_pipeline`` reports, in its order."""
 
 
-def fake_output(order: OrderPlaced) -> JobOutput:
-    seed = f"{order.order_id}/{order.revision}".encode()
+def fake_output(job: OrderJob) -> JobOutput:
+    seed = f"{job.order_id}/{job.revision}".encode()
     size = int(os.environ.get("SCULPT_TEST_JOB_ARTIFACT_BYTES", "2048"))
     return JobOutput(
-        artifacts={name: _bytes(seed + name.encode(), size) for name in ARTIFACT_NAMES},
+        artifacts={name: _bytes(seed + name.encode(), size) for name in NAMES},
         triangles=20000,
         watertight=True,
         cavity_volume_ml=12.5,
@@ -45,12 +53,41 @@ def init_worker(settings_json: str) -> dict:
 
 
 def run_order_job(state: dict, job: OrderJob) -> JobOutput:
-    order = OrderPlaced.model_validate_json(job.order_json)
     log = os.environ.get("SCULPT_TEST_JOB_LOG")
     if log:
         with open(log, "a") as fh:
-            fh.write(f"{order.order_id} {order.revision} {os.getpid()}\n")
+            fh.write(f"{job.order_id} {job.revision} {os.getpid()}\n")
     time.sleep(float(os.environ.get("SCULPT_TEST_JOB_SECONDS", "0")))
-    if order.order_id.startswith("nosubject"):
+    if job.order_id.startswith("nosubject"):
         raise NoSubject("the picture has no subject")
-    return fake_output(order)
+    for state_ended in STAGE_ENDS:
+        progress.report(state_ended)
+        _record_status_visible(job, state_ended)
+    return fake_output(job)
+
+
+def _record_status_visible(job: OrderJob, state: OrderState) -> None:
+    """With ``SCULPT_TEST_STATUS_CHECK=bootstrap,topic,logfile``: right after ``report``
+    returned (before the next stage starts), read the status topic as a read_committed
+    consumer up to its end *now* (kcat ``-e``: the last stable offset, no waiting for later
+    records) and log "seen STATE" or "missing STATE" for this order."""
+    check = os.environ.get("SCULPT_TEST_STATUS_CHECK")
+    if not check:
+        return
+    import json
+    import shutil
+    import subprocess
+
+    bootstrap, topic, logfile = check.split(",")
+    kcat = shutil.which("kcat") or "kcat"
+    args = ["-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q"]
+    out = subprocess.run(
+        [kcat, *args, "-X", "isolation.level=read_committed"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    seen = any(e["order_id"] == job.order_id and e["state"] == state.value for e in events)
+    with open(logfile, "a") as fh:
+        fh.write(f"{'seen' if seen else 'missing'} {state.value}\n")

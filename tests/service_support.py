@@ -18,11 +18,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from PIL import Image
 
-from sculptsvc.events import OrderPlaced
+from sculptsvc.jobs import JobOutput, OrderJob
 from sculptsvc.service.app import create_app
-from sculptsvc.service.processor import JobRunner
+from sculptsvc.service.processor import JobRunner, StageEnded
 from sculptsvc.settings import Settings
-from tests.service_jobs import fake_output
+from tests.service_jobs import STAGE_ENDS, fake_output
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,14 +55,16 @@ class InstantRunner:
         self.jobs: list[tuple[str, int]] = []
         self.delay_s = delay_s
 
-    async def run(self, order: OrderPlaced, image: bytes):
-        self.jobs.append((order.order_id, order.revision))
+    async def run(self, job: OrderJob, on_stage: StageEnded) -> JobOutput:
+        self.jobs.append((job.order_id, job.revision))
         await asyncio.sleep(self.delay_s)
-        return fake_output(order)
+        for state in STAGE_ENDS:
+            await on_stage(state)
+        return fake_output(job)
 
 
 @asynccontextmanager
-async def running_service(settings: Settings, runner: JobRunner) -> AsyncIterator[object]:
+async def running_service(settings: Settings, runner: JobRunner | None) -> AsyncIterator[object]:
     app = create_app(settings, runner=runner)
     async with app.start_lifespan_context():
         yield app

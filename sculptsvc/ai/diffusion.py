@@ -21,8 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from sculptsvc.ai.torchutil import (
     resolve_dtype,
 )
 from sculptsvc.errors import InvalidImage, ModelOutputInvalid, ModelUnavailable, NoSubject
+from sculptsvc.imaging import single_threaded_cv2
 from sculptsvc.logging import get_logger
 from sculptsvc.settings import Settings
 from sculptsvc.stylize.base import StylizedImage
@@ -118,22 +118,11 @@ def classic_subject_mask(image: np.ndarray, seed: int) -> np.ndarray:
     """Full-resolution subject mask from the classic stylizer's extraction."""
     from sculptsvc.stylize.classic import find_subject
 
-    with _single_threaded_cv2():
+    with single_threaded_cv2():
         small, _scale = find_subject(image, seed=seed)
     h, w = image.shape[:2]
     resized = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     return resized >= 0.5
-
-
-@contextmanager
-def _single_threaded_cv2() -> Iterator[None]:
-    """Same seed, same mask: OpenCV's pool may split GrabCut's work differently per run."""
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
 
 
 def frame_subject(

@@ -12,16 +12,21 @@ its code as JSON on stderr and exits 2 (bad input) or 3 (processing failed).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from mold import spec as bounds
+from sculptsvc import artifacts
 from sculptsvc.commands._errors import EXIT_REJECTED, exit_with
+from sculptsvc.commands._files import write_atomic
 from sculptsvc.errors import SculptError
+from sculptsvc.options import MODE_HELP, SEED_MAX, Mode
 
 if TYPE_CHECKING:
     from sculptsvc.pipeline import PipelineResult
@@ -29,52 +34,42 @@ if TYPE_CHECKING:
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "sample.png"
 
 
-class ModeOption(StrEnum):
-    multicolor = "multicolor"
-    solid = "solid"
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write via a temporary name so no half-written file is ever seen under ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def make_files(
     image: Path,
     out: Path,
     *,
-    mode: str = "multicolor",
+    mode: str = Mode.multicolor,
     color: str | None = None,
-    size_mm: float | None = None,
-    wall_mm: float | None = None,
+    size_mm: float = bounds.SIZE_MM_DEFAULT,
+    wall_mm: float = bounds.WALL_MM_DEFAULT,
     seed: int = 0,
 ) -> PipelineResult:
-    """Run the pipeline on ``image`` with the configured backends; write every artifact."""
-    from sculptsvc.ai.backends import load_reconstructor, load_stylizer
-    from sculptsvc.pipeline import PipelineOptions, run_pipeline
+    """Run the order job on ``image`` with the configured backends, in this process through
+    the worker pool's in-process mode (the service's job path); write every artifact."""
+    from sculptsvc.jobs import OrderJob, init_worker, run_pipeline_job
+    from sculptsvc.pipeline import PipelineOptions
     from sculptsvc.settings import Settings
+    from sculptsvc.workers import WorkerPool
 
     settings = Settings()
     options = PipelineOptions(
         mode=mode,
         color=color,
-        size_mm=size_mm if size_mm is not None else settings.default_size_mm,
-        wall_mm=wall_mm if wall_mm is not None else settings.default_wall_mm,
+        size_mm=size_mm,
+        wall_mm=wall_mm,
         seed=seed,
         target_faces=settings.target_faces,
     )
-    result = run_pipeline(
-        image.read_bytes(),
-        options,
-        load_stylizer(settings),
-        load_reconstructor(settings),
-        settings,
-    )
-    for name, data in {**result.artifacts, **result.extras}.items():
-        _write(out / name, data)
+    job = OrderJob(image.stem, 1, options, image.read_bytes())
+
+    async def run() -> PipelineResult:
+        init = partial(init_worker, settings.model_dump_json())
+        async with WorkerPool.from_settings(run_pipeline_job, init, settings, inline=True) as pool:
+            return await pool.submit(job)
+
+    result = asyncio.run(run())
+    for name, data in {**result.artifacts, **result.extras()}.items():
+        write_atomic(out / name, data)
     return result
 
 
@@ -107,14 +102,14 @@ def _report(result: PipelineResult, out: Path, as_json: bool) -> None:
     if as_json:
         document = {
             "out": str(out),
-            "files": sorted([*result.artifacts, *result.extras]),
+            "files": sorted([*result.artifacts, artifacts.STYLIZED_NAME]),
             "report": json.loads(result.artifacts["report.json"]),
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     rows = summary_rows(result)
     width = max(len(label) for label, _ in rows)
-    typer.echo(f"wrote {out}/: " + ", ".join(sorted([*result.artifacts, *result.extras])))
+    typer.echo(f"wrote {out}/: " + ", ".join(sorted([*result.artifacts, artifacts.STYLIZED_NAME])))
     for label, value in rows:
         typer.echo(f"  {label.ljust(width)}  {value}")
 
@@ -123,10 +118,10 @@ def _run(
     image: Path,
     out: Path,
     *,
-    mode: ModeOption,
+    mode: Mode,
     color: str | None,
-    size_mm: float | None,
-    wall_mm: float | None,
+    size_mm: float,
+    wall_mm: float,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -159,17 +154,21 @@ def register(app: typer.Typer) -> None:
     def make_command(
         image: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="IMAGE"),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
-        mode: ModeOption = typer.Option(ModeOption.multicolor, "--mode", help="Material mode."),
+        mode: Mode = typer.Option(Mode.multicolor, "--mode", help=MODE_HELP),
         color: str | None = typer.Option(
             None, "--color", help="'#RRGGBB': the colour of a solid sculpture."
         ),
-        size_mm: float | None = typer.Option(
-            None, "--size-mm", help="Longest side in mm [default: SCULPT_DEFAULT_SIZE_MM, 80]."
+        size_mm: float = typer.Option(
+            bounds.SIZE_MM_DEFAULT,
+            "--size-mm",
+            help=f"Longest side in mm ({bounds.SIZE_MM_MIN:g}-{bounds.SIZE_MM_MAX:g}).",
         ),
-        wall_mm: float | None = typer.Option(
-            None, "--wall-mm", help="Mold wall in mm [default: SCULPT_DEFAULT_WALL_MM, 4]."
+        wall_mm: float = typer.Option(
+            bounds.WALL_MM_DEFAULT,
+            "--wall-mm",
+            help=f"Mold wall in mm ({bounds.WALL_MM_MIN:g}-{bounds.WALL_MM_MAX:g}).",
         ),
-        seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Random seed."),
+        seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Turn a picture into a sculpture (GLB) and its two-part mold (STL, 3MF)."""
@@ -196,10 +195,10 @@ def register(app: typer.Typer) -> None:
         _run(
             SAMPLE,
             out,
-            mode=ModeOption.multicolor,
+            mode=Mode.multicolor,
             color=None,
-            size_mm=None,
-            wall_mm=None,
+            size_mm=bounds.SIZE_MM_DEFAULT,
+            wall_mm=bounds.WALL_MM_DEFAULT,
             seed=0,
             as_json=as_json,
         )

@@ -12,19 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 
 import structlog
 import typer
 
 from sculptsvc.commands._errors import EXIT_FAILED, exit_with
+from sculptsvc.commands._files import write_atomic
 from sculptsvc.errors import SculptError
-
-
-class ModeOption(StrEnum):
-    multicolor = "multicolor"
-    solid = "solid"
+from sculptsvc.options import MODE_HELP, Mode
 
 
 class _StderrLogger:
@@ -41,21 +37,13 @@ class _StderrLoggerFactory:
         return _StderrLogger()
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write via a temporary name so no half-written file is ever seen under ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def register(app: typer.Typer) -> None:
     @app.command("mesh")
     def mesh_command(
         input_path: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="INPUT"),
         out: Path = typer.Option(..., "--out", "-o", help="Output GLB file."),
         faces: int = typer.Option(20_000, "--faces", min=100, help="Target triangle count."),
-        mode: ModeOption = typer.Option(ModeOption.multicolor, "--mode", help="Material mode."),
+        mode: Mode = typer.Option(Mode.multicolor, "--mode", help=MODE_HELP),
         color: str | None = typer.Option(
             None, "--color", help="Order colour '#RRGGBB' (solid; multicolor without colours)."
         ),
@@ -96,9 +84,9 @@ def register(app: typer.Typer) -> None:
             from sculptsvc.gltf_validator import validate_glb
 
             validation = validate_glb(glb)
-        _write(out, glb)
+        write_atomic(out, glb)
         if png is not None and preview is not None:
-            _write(preview, png)
+            write_atomic(preview, png)
 
         summary = {
             "glb": str(out),

@@ -1,38 +1,34 @@
 """`sculpt mold`: a mesh file in, the two gated mold halves, the 3MF and the report out.
 
 The adapter around the pure ``mold`` package: it reads the input (trimesh); if it is open or
-passes through itself it tries the mesh stage, the mesh stage's voxel remesh, then pymeshlab
-hole filling, and rejects what stays unusable; then it calls ``mold.make_mold`` and writes
-``mold_a.stl``, ``mold_b.stl``, ``mold.3mf`` and ``mold.json``. Errors of the mold package
-are mapped once, here, onto the service's error tree (:func:`to_service_error`).
+passes through itself it runs the service's mesh stage on it (the repair every order gets,
+with its voxel-remesh fallback), and rejects what stays unusable; then it calls
+``mold.make_mold`` and writes ``mold_a.stl``, ``mold_b.stl``, ``mold.3mf`` and
+``mold.json``. Errors of the mold package enter the service's error tree through its one
+mapping, ``sculptsvc.errors.from_mold_error``.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
+from mold.spec import SIZE_MM_DEFAULT, WALL_MM_DEFAULT
 from sculptsvc.commands._errors import exit_with
-from sculptsvc.errors import (
-    InvalidEvent,
-    MoldFailed,
-    SculptError,
-    UnrepairableMesh,
-)
+from sculptsvc.commands._files import write_atomic
+from sculptsvc.errors import SculptError, UnrepairableMesh, from_mold_error
+
+to_service_error = from_mold_error  # the one mapping lives in sculptsvc.errors
 
 if TYPE_CHECKING:
     import numpy as np
     import trimesh
 
-    from mold import MoldError, MoldResult, MoldSpec
-
-
-_MAX_HOLE_EDGES = 100_000  # pymeshlab close-holes limit: any hole a scan can have
+    from mold import MoldResult, MoldSpec
 
 
 @dataclass
@@ -41,20 +37,8 @@ class LoadedPart:
 
     vertices: np.ndarray
     faces: np.ndarray
-    repair: str  # none | mesh_stage | voxel_remesh | fill_holes
+    repair: str  # none | mesh_stage
     notes: list[str] = field(default_factory=list)
-
-
-def to_service_error(err: MoldError) -> SculptError:
-    """The one mapping from ``mold`` errors to the service's (reject vs failed)."""
-    from mold import InvalidSpec
-
-    detail: dict[str, Any] = {"mold_code": err.code, **err.detail}
-    if isinstance(err, InvalidSpec):
-        return InvalidEvent(err.message, **detail)
-    if err.rejects_input:
-        return UnrepairableMesh(err.message, **detail)
-    return MoldFailed(err.message, **detail)
 
 
 def _is_closed(vertices: np.ndarray, faces: np.ndarray) -> bool:
@@ -80,29 +64,6 @@ def _welded(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(welded.vertices, dtype=np.float64), np.asarray(welded.faces, dtype=np.int64)
 
 
-def _fill_holes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fallback repair: fix non-manifold edges, close every hole (pymeshlab)."""
-    import numpy as np
-    import pymeshlab
-
-    ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(vertices, faces))
-    ms.meshing_remove_duplicate_faces()
-    ms.meshing_remove_null_faces()
-    ms.meshing_remove_unreferenced_vertices()
-    ms.meshing_repair_non_manifold_edges()
-    ms.meshing_repair_non_manifold_vertices()
-    ms.meshing_close_holes(maxholesize=_MAX_HOLE_EDGES, selfintersection=False)
-    ms.meshing_re_orient_faces_coherently()
-    out = ms.current_mesh()
-    v = np.asarray(out.vertex_matrix(), dtype=np.float64)
-    f = np.asarray(out.face_matrix(), dtype=np.int64)
-    # pymeshlab keeps the input's overall orientation: make the volume positive
-    tris = v[f]
-    signed = np.einsum("ij,ij->i", tris[:, 0], np.cross(tris[:, 1], tris[:, 2])).sum()
-    return (v, f[:, ::-1].copy()) if signed < 0 else (v, f)
-
-
 def _usable(vertices: np.ndarray, faces: np.ndarray) -> bool:
     """Closed, and no face passing through another: what ``make_mold`` accepts."""
     from mold.geometry import TriMesh, self_intersecting_faces
@@ -110,33 +71,13 @@ def _usable(vertices: np.ndarray, faces: np.ndarray) -> bool:
     return _is_closed(vertices, faces) and self_intersecting_faces(TriMesh(vertices, faces)) == 0
 
 
-def _repairs() -> list[tuple[str, Callable[[np.ndarray, np.ndarray], tuple]]]:
-    """Repairs to try in turn: the mesh stage, its voxel remesh, then hole filling."""
-    attempts: list[tuple[str, Callable[[np.ndarray, np.ndarray], tuple]]] = []
-    try:
-        import trimesh
+def _mesh_stage(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The service's own repair: the mesh stage (closing holes, its voxel-remesh fallback)."""
+    import trimesh
 
-        from sculptsvc.mesh import MeshParams, process_mesh
-        from sculptsvc.mesh.remesh import voxel_remesh
-    except ImportError:  # the mesh stage is not installed: hole filling only
-        return [("fill_holes", _fill_holes)]
+    from sculptsvc.mesh import process_mesh
 
-    def mesh_stage(v: np.ndarray, f: np.ndarray) -> tuple:
-        return _welded(process_mesh(trimesh.Trimesh(v, f, process=False)).mesh)
-
-    def remeshed(v: np.ndarray, f: np.ndarray) -> tuple:
-        # a surface through itself has no defined inside: rebuild it from a voxel field
-        params = MeshParams()
-        solid = voxel_remesh(
-            trimesh.Trimesh(v, f, process=False),
-            params.remesh_resolution,
-            params.remesh_closing_voxels,
-        )
-        return _welded(process_mesh(solid, params).mesh)
-
-    attempts += [("mesh_stage", mesh_stage), ("voxel_remesh", remeshed)]
-    attempts.append(("fill_holes", _fill_holes))
-    return attempts
+    return _welded(process_mesh(trimesh.Trimesh(vertices, faces, process=False)).mesh)
 
 
 def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
@@ -157,17 +98,18 @@ def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
         return LoadedPart(vertices, faces, "none")
     if not repair:
         raise UnrepairableMesh(f"{path.name} is open or self-intersecting and repair is off")
-    notes: list[str] = []
-    for name, attempt in _repairs():
-        try:
-            v, f = attempt(vertices, faces)
-        except SculptError as err:
-            notes.append(f"{name}: {err.code}")
-            continue
-        if _usable(v, f):
-            return LoadedPart(v, f, name, notes)
-        notes.append(f"{name}: still open or self-intersecting")
-    raise UnrepairableMesh(f"{path.name} stays unusable after repair", notes=notes)
+    try:
+        v, f = _mesh_stage(vertices, faces)
+    except SculptError as err:
+        raise UnrepairableMesh(
+            f"{path.name} cannot be repaired by the mesh stage", notes=[err.code]
+        ) from err
+    if _usable(v, f):
+        return LoadedPart(v, f, "mesh_stage")
+    raise UnrepairableMesh(
+        f"{path.name} stays unusable after repair",
+        notes=["mesh_stage: still open or self-intersecting"],
+    )
 
 
 def run_mold(part: LoadedPart, spec: MoldSpec, out: Path) -> MoldResult:
@@ -177,12 +119,9 @@ def run_mold(part: LoadedPart, spec: MoldSpec, out: Path) -> MoldResult:
     try:
         result = make_mold(part.vertices, part.faces, spec)
     except MoldError as err:
-        raise to_service_error(err) from err
-    out.mkdir(parents=True, exist_ok=True)
+        raise from_mold_error(err) from err
     for name, data in result.files().items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(out / name)  # no half-written file is ever seen under its real name
+        write_atomic(out / name, data)
     return result
 
 
@@ -190,7 +129,7 @@ def _summary(result: MoldResult, part: LoadedPart, out: Path) -> str:
     r = result.report
     p = r.parting
     lines = [
-        f"mold written to {out}/ (mold_a.stl, mold_b.stl, mold.3mf, mold.json)",
+        f"mold written to {out}/ ({', '.join(result.files())})",
         f"  part: {r.part.triangles} triangles, {r.part.volume_ml:.1f} ml, repair={part.repair}",
         f"  parting: {p.chosen} pull {p.pull_direction}, offset {p.plane_offset_mm:.2f} mm, "
         f"undercut A {p.undercut_fraction_a:.1%} B {p.undercut_fraction_b:.1%}",
@@ -207,8 +146,8 @@ def register(app: typer.Typer) -> None:
     def mold(
         input_path: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="INPUT"),
         out: Path = typer.Option(..., "--out", help="Directory for the four output files."),
-        size_mm: float = typer.Option(80.0, help="Longest side of the part, mm."),
-        wall_mm: float = typer.Option(4.0, help="Least mold wall around the cavity, mm."),
+        size_mm: float = typer.Option(SIZE_MM_DEFAULT, help="Longest side of the part, mm."),
+        wall_mm: float = typer.Option(WALL_MM_DEFAULT, help="Least mold wall, mm."),
         clearance_mm: float = typer.Option(0.2, help="Key clearance per side, mm."),
         keys: int = typer.Option(4, help="Registration keys."),
         key_diameter_mm: float = typer.Option(6.0, help="Key base diameter, mm."),

@@ -10,15 +10,7 @@ from enum import StrEnum
 
 import typer
 
-# Artifacts that must come out byte-identical on a re-run; report.json also carries the
-# stage timings of the run, so it is compared without them.
-DETERMINISTIC_ARTIFACTS = {
-    ("model", "glb"): "model.glb",
-    ("model", "preview"): "preview.png",
-    ("mold", "half_a"): "mold_a.stl",
-    ("mold", "half_b"): "mold_b.stl",
-    ("mold", "three_mf"): "mold.3mf",
-}
+from sculptsvc.artifacts import DETERMINISTIC
 
 
 class Source(StrEnum):
@@ -86,7 +78,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Re-run a published order locally and compare artifact hashes with the published ones."""
-        from sculptsvc.events import OrderPlaced
+        from sculptsvc.events import ModelReady, OrderPlaced
         from sculptsvc.pipeline import options_from_order, run_pipeline
         from sculptsvc.service.intake import resolve_image
         from sculptsvc.service.replay import Selection, published_outcome, scan
@@ -100,7 +92,7 @@ def register(app: typer.Typer) -> None:
                 for r in await scan(settings, settings.topic_orders, Selection(order_id=order_id))
             ]
             published = await published_outcome(settings, order_id, revision)
-            wanted = revision or published.get("model", {}).get("revision")
+            wanted = revision or published.get(ModelReady.event_type, {}).get("revision")
             matching = [o for o in orders if wanted is None or o.revision == wanted]
             return (matching[-1] if matching else None), published
 
@@ -119,12 +111,12 @@ def register(app: typer.Typer) -> None:
             settings,
         )
         rows = []
-        for (kind, field), name in DETERMINISTIC_ARTIFACTS.items():
-            expected = published.get(kind, {}).get(field, {}).get("sha256")
-            actual = hashlib.sha256(result.artifacts[name]).hexdigest()
+        for artifact in DETERMINISTIC:  # report.json carries timings: not compared
+            expected = published.get(artifact.event, {}).get(artifact.field, {}).get("sha256")
+            actual = hashlib.sha256(result.artifacts[artifact.name]).hexdigest()
             rows.append(
                 {
-                    "artifact": name,
+                    "artifact": artifact.name,
                     "published": expected,
                     "local": actual,
                     "equal": expected == actual,

@@ -45,7 +45,9 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: str | None = typer.Option(None, help="HTTP bind address (SCULPT_HTTP_HOST)."),
         port: int | None = typer.Option(None, help="HTTP port (SCULPT_HTTP_PORT)."),
-        workers: int | None = typer.Option(None, help="Worker processes (SCULPT_WORKERS)."),
+        workers: int | None = typer.Option(
+            None, help="CPU worker processes (SCULPT_WORKERS); a GPU host runs one per GPU."
+        ),
     ) -> None:
         """Consume OrderPlaced events and publish models, molds and statuses until SIGTERM."""
         from sculptsvc.service.app import create_app

@@ -11,18 +11,13 @@
 
 from __future__ import annotations
 
-import io
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import trimesh
-from PIL import Image
 
 from sculptsvc.errors import MeshProcessingFailed, UnrepairableMesh
+from sculptsvc.imaging import encode_png
 from sculptsvc.logging import get_logger
 from sculptsvc.mesh.colors import (
     color_source_from_visual,
@@ -38,21 +33,11 @@ from sculptsvc.mesh.remesh import voxel_remesh
 from sculptsvc.mesh.repair import RepairLog, is_closed_manifold, repair, signed_volume
 from sculptsvc.mesh.report import MeshReport, measure, self_intersections
 from sculptsvc.mesh.uv import UVAtlas, bake_texture, unwrap
+from sculptsvc.options import Mode
 from sculptsvc.reconstruct.base import ColoredMesh, ColorSource
+from sculptsvc.timing import timed
 
 log = get_logger(__name__)
-
-Mode = Literal["multicolor", "solid"]
-_PNG_COMPRESS_LEVEL = 6  # fixed: zlib output is a pure function of input and level
-
-
-@contextmanager
-def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[step] = timings.get(step, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -75,7 +60,7 @@ class ProcessedMesh:
     def atlas(self) -> UVAtlas:
         """UV atlas of ``mesh`` (computed once)."""
         if self._atlas is None:
-            with _timed(self.timings, "uv"):
+            with timed(self.timings, "uv"):
                 self._atlas = unwrap(self.mesh, self.params)
         return self._atlas
 
@@ -87,7 +72,7 @@ class ProcessedMesh:
             if source is None:
                 source = constant_color_source(key)
             atlas = self.atlas()
-            with _timed(self.timings, "bake"):
+            with timed(self.timings, "bake"):
                 self._textures[key] = bake_texture(atlas, source, self.params.texture_size)
         return self._textures[key]
 
@@ -119,7 +104,7 @@ def process_mesh(
     params = params or MeshParams()
     timings: dict[str, float] = {}
     source_mesh, carried = to_trimesh(mesh)
-    with _timed(timings, "colors"):
+    with timed(timings, "colors"):
         if color_source is not None:
             kind = "callable"
         elif isinstance(mesh, ColoredMesh):
@@ -134,21 +119,21 @@ def process_mesh(
                 k=params.color_neighbors,
                 samples_per_face=params.texture_samples_per_face,
             )
-    with _timed(timings, "repair"):
+    with timed(timings, "repair"):
         repaired, repair_log = repair(source_mesh, params)
-    with _timed(timings, "smooth"):
+    with timed(timings, "smooth"):
         smoothed, displacement = smooth(repaired, params)
-    with _timed(timings, "budget"):
+    with timed(timings, "budget"):
         final, budget = fit_face_budget(smoothed, params)
-    with _timed(timings, "self_intersections"):
+    with timed(timings, "self_intersections"):
         final, budget, displacement, crossing = _without_self_intersections(
             final, budget, displacement, repaired, repair_log, params
         )
-    with _timed(timings, "check"):
+    with timed(timings, "check"):
         if not is_closed_manifold(final.faces) or signed_volume(final.vertices, final.faces) <= 0:
             raise MeshProcessingFailed("mesh is no longer a closed, outward solid after refining")
         _ = final.vertex_normals  # computed now, cached on the mesh for every consumer
-    with _timed(timings, "report"):
+    with timed(timings, "report"):
         report = measure(
             final,
             source_mesh,
@@ -218,13 +203,6 @@ def _without_self_intersections(
     return final, budget, displacement, crossing
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """Deterministic PNG: no metadata chunks, fixed compression level."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
-
-
 def silicone_material(
     params: MeshParams, base_rgb: tuple[float, float, float], texture_png: bytes | None
 ) -> PbrMaterial:
@@ -258,7 +236,7 @@ def export_glb(
     if color_hex is not None:
         parse_hex(color_hex)
     if mode == "solid":
-        with _timed(result.timings, "glb"):
+        with timed(result.timings, "glb"):
             mesh = result.mesh
             return build_glb(
                 positions=mesh.vertices,
@@ -273,7 +251,7 @@ def export_glb(
         raise ValueError(f"mode must be 'multicolor' or 'solid', not {mode!r}")
     atlas = result.atlas()
     texture = result.texture(color_hex)
-    with _timed(result.timings, "glb"):
+    with timed(result.timings, "glb"):
         png = encode_png(texture)
         return build_glb(
             positions=atlas.vertices,

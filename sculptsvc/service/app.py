@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from faststream import AckPolicy
@@ -18,10 +19,10 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sculptsvc.errors import PoolClosed, SculptError
+from sculptsvc.errors import Action, PoolClosed, SculptError, disposition
 from sculptsvc.logging import configure_logging, get_logger
 from sculptsvc.probes import READY_PING_TIMEOUT_S, health, ready_response
-from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
+from sculptsvc.service.kafka import TransactionalPublisher, faststream_security
 from sculptsvc.service.metrics import Metrics
 from sculptsvc.service.processor import InboundRecord, JobRunner, OrderProcessor
 from sculptsvc.settings import Settings, get_settings
@@ -31,6 +32,8 @@ from sculptsvc.workers.placement import plan_workers
 log = get_logger(__name__)
 
 POLL_INTERVAL_MARGIN_S = 120.0
+"""Slack on top of the worst-case order time before Kafka considers the consumer dead."""
+MS_PER_S = 1000
 STORE_PROBE_TIMEOUT_S = 3.0
 
 
@@ -39,7 +42,7 @@ def effective_max_poll_interval_ms(settings: Settings) -> int:
     outlast the worst case: every attempt timing out plus every backoff, plus a margin."""
     backoff = sum(settings.retry_backoff_s * 2**i for i in range(settings.max_attempts - 1))
     worst_s = settings.job_timeout_s * settings.max_attempts + backoff + POLL_INTERVAL_MARGIN_S
-    return max(settings.max_poll_interval_ms, int(worst_s * 1000))
+    return max(settings.max_poll_interval_ms, int(worst_s * MS_PER_S))
 
 
 async def _raw_body(message: StreamMessage[Any]) -> bytes:
@@ -90,16 +93,22 @@ def create_app(
         "title": settings.topic_orders,
         "description": "OrderPlaced v1 from the e-commerce system (schemas/OrderPlaced.v1.json)",
     }
-    consumers = plan_workers(settings).workers  # one consumer per pool worker (GPU or CPU)
-    if consumers > 1:
-        consumer_options["max_workers"] = consumers
+    # Placement (GPUs via nvidia-smi) is decided once, here: the pool gets the same plan.
+    placement = plan_workers(settings)
+    if placement.workers > 1:  # one concurrent handler per pool worker (GPU or CPU)
+        consumer_options["max_workers"] = placement.workers
 
     @broker.subscriber(settings.topic_orders, **consumer_options)
     async def on_order(body: bytes, message: KafkaMessage) -> None:
         record = to_inbound(message)
         try:
             await state["processor"].handle(record)
-        except PublishFailed as exc:
+        except SculptError as exc:
+            if disposition(exc) is not Action.redeliver:
+                raise
+            if isinstance(exc, PoolClosed):  # shutting down: the next owner reads it again
+                log.warning("order.abandoned_on_shutdown", offset=record.coordinates)
+                return
             # Kafka refused the outcome: nothing was committed, so read the message again.
             log.warning("order.publish_failed", offset=record.coordinates, error=str(exc))
             await asyncio.sleep(settings.retry_backoff_s)
@@ -107,8 +116,6 @@ def create_app(
                 await message.nack()  # seek back: read it again
             except Exception as seek_error:  # partition revoked meanwhile: its new owner reads it
                 log.info("order.not_ours_anymore", offset=record.coordinates, error=str(seek_error))
-        except PoolClosed:
-            log.warning("order.abandoned_on_shutdown", offset=record.coordinates)
 
     _document_outputs(broker, settings)
 
@@ -125,11 +132,16 @@ def create_app(
             from sculptsvc.service.jobs import PoolJobRunner
 
             check_backends(settings)  # missing/mismatching weights: refuse to start, say why
-            pool_cm = PoolJobRunner(settings, metrics)
+            pool_cm = PoolJobRunner(settings, placement)
             job_runner = await pool_cm.start()
             state["pool"] = pool_cm.pool
         state["processor"] = OrderProcessor(settings, publisher, job_runner, store, metrics)
-        log.info("service.starting", topic=settings.topic_orders, workers=settings.workers)
+        log.info(
+            "service.starting",
+            topic=settings.topic_orders,
+            workers=placement.workers,
+            gpus=placement.gpus,
+        )
         try:
             yield
         finally:
@@ -163,7 +175,9 @@ def create_app(
         if state.get("pool") is not None:
             metrics.observe_pool(state["pool"].stats())
         return AsgiResponse(
-            generate_latest(metrics.registry), 200, headers={"content-type": CONTENT_TYPE_LATEST}
+            generate_latest(metrics.registry),
+            HTTPStatus.OK,
+            headers={"content-type": CONTENT_TYPE_LATEST},
         )
 
     app = AsgiFastStream(

@@ -15,7 +15,6 @@ from sculptsvc.errors import ImageTooLarge, InvalidEvent, InvalidImage, UriNotAl
 from sculptsvc.events import InlineImage, OrderId, OrderPlaced, UriImage
 from sculptsvc.settings import Settings
 
-FETCH_TIMEOUT_S = 10.0
 _ORDER_ID: TypeAdapter[str] = TypeAdapter(OrderId)
 
 
@@ -85,7 +84,7 @@ def _fetch(uri: str, settings: Settings) -> bytes:
         raise UriNotAllowed(f"host {host!r} is not in the allowed hosts")
     _refuse_internal_addresses(host)
     request = urllib.request.Request(uri, headers={"User-Agent": "sculptsvc"})
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:
+    with urllib.request.urlopen(request, timeout=settings.image_fetch_timeout_s) as response:
         data = response.read(settings.max_image_bytes + 1)
     if len(data) > settings.max_image_bytes:
         raise ImageTooLarge(f"{uri} is larger than {settings.max_image_bytes} bytes")

@@ -14,9 +14,13 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.helpers import create_ssl_context
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from sculptsvc.errors import PublishFailed
 from sculptsvc.logging import get_logger
 from sculptsvc.service.processor import InboundRecord, Outgoing
 from sculptsvc.settings import Settings
+
+MAX_REQUEST_BYTES = 1_048_576
+"""Kafka's default ``message.max.bytes``: larger inputs go by claim check (dead letters)."""
 
 log = get_logger(__name__)
 
@@ -69,10 +73,6 @@ def faststream_security(settings: Settings) -> BaseSecurity | None:
     )
 
 
-class PublishFailed(Exception):
-    """The outcome could not be committed; the input message must be consumed again."""
-
-
 class TransactionalPublisher:
     """Publishes an order's events, and optionally commits its input offset, atomically."""
 
@@ -94,7 +94,7 @@ class TransactionalPublisher:
                 transactional_id=self.transactional_id(topic, partition),
                 enable_idempotence=True,
                 acks="all",
-                max_request_size=1_048_576,
+                max_request_size=MAX_REQUEST_BYTES,
             )
             await producer.start()  # init_transactions: aborts what a dead predecessor left open
             self._producers[key] = producer

@@ -1,8 +1,10 @@
 """One order message in, its events out: the service's logic, free of Kafka and processes.
 
 Delivery contract (see docs/contracts/README.md):
-- progress statuses (``accepted``) are published as they happen, at least once;
-- the terminal outcome (ModelReady + MoldReady + statuses through ``completed``, or
+- progress statuses are published as they happen, at least once: ``accepted`` before the
+  job, and ``stylized``, ``reconstructed``, ``validated``, ``mold_ready`` when the worker
+  reports that stage's end (the worker waits until the status is published);
+- the terminal outcome (ModelReady + MoldReady + ``completed``, or
   ``rejected``/``failed`` + a DeadLetter) is published in ONE Kafka transaction together
   with the input offset, so a ``read_committed`` consumer sees it exactly once;
 - before that transaction the outcome is written to the ledger (``sculptsvc/ledger.py``,
@@ -18,18 +20,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from sculptsvc import artifacts
 from sculptsvc.errors import (
+    Action,
     InvalidEvent,
-    PoolClosed,
-    ProcessingFailed,
-    RejectedInput,
     SculptError,
-    TransientError,
-    WorkerCrashed,
+    as_sculpt_error,
+    disposition,
 )
 from sculptsvc.events import (
     ArtifactRef,
@@ -45,8 +46,10 @@ from sculptsvc.events import (
     b64,
     deterministic_event_id,
 )
+from sculptsvc.jobs import JobOutput, OrderJob
 from sculptsvc.ledger import Ledger, LedgerEntry
 from sculptsvc.logging import bound_order, get_logger
+from sculptsvc.options import options_from_order
 from sculptsvc.service.intake import order_id_hint, parse_order, resolve_image
 from sculptsvc.service.metrics import Metrics
 from sculptsvc.settings import Settings
@@ -56,22 +59,9 @@ from sculptsvc.store.waiting import StoreWaiter
 log = get_logger(__name__)
 T = TypeVar("T")
 
-MEDIA_TYPES = {
-    "model.glb": "model/gltf-binary",
-    "preview.png": "image/png",
-    "mold_a.stl": "model/stl",
-    "mold_b.stl": "model/stl",
-    "mold.3mf": "model/3mf",
-    "report.json": "application/json",
-}
 REPLAY_HEADER = "sculpt-replay"
-SUCCESS_STATES = (
-    OrderState.stylized,
-    OrderState.reconstructed,
-    OrderState.validated,
-    OrderState.mold_ready,
-    OrderState.completed,
-)
+StageEnded = Callable[[OrderState], Awaitable[None]]
+"""Called (and awaited) with the state each pipeline stage ends in, when it ends."""
 
 
 @dataclass(frozen=True)
@@ -118,17 +108,6 @@ class Outgoing:
         )
 
 
-@dataclass
-class JobOutput:
-    """What the pipeline hands back: artifacts by file name, plus the few facts events carry."""
-
-    artifacts: dict[str, bytes]
-    triangles: int
-    watertight: bool
-    cavity_volume_ml: float
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-
-
 class Publisher(Protocol):
     async def publish(
         self, messages: Sequence[Outgoing], *, source: InboundRecord, commit: bool
@@ -143,7 +122,9 @@ class Publisher(Protocol):
 
 
 class JobRunner(Protocol):
-    async def run(self, order: OrderPlaced, image: bytes) -> JobOutput: ...
+    async def run(self, job: OrderJob, on_stage: StageEnded) -> JobOutput:
+        """Run ``job``; await ``on_stage(state)`` at each stage end, before the next starts."""
+        ...
 
 
 class OrderProcessor:
@@ -224,39 +205,46 @@ class OrderProcessor:
             [self._status(order, OrderState.accepted, attempt=1)], source=record, commit=False
         )
         log.info("order.accepted", mode=order.mode.value, size_mm=order.size_mm)
+        options = options_from_order(order, self.settings)
         attempt = 1
         while True:
+
+            async def stage_ended(state: OrderState, attempt: int = attempt) -> None:
+                # Called from the pool's task: bind the order again for this log line.
+                with bound_order(order.order_id, revision=order.revision):
+                    await self.publisher.publish(
+                        [self._status(order, state, attempt)], source=record, commit=False
+                    )
+                    log.info("order.stage_ended", state=state.value, attempt=attempt)
+
             try:
                 image = await asyncio.to_thread(resolve_image, order.image, self.settings)
-                output = await self.runner.run(order, image)
+                job = OrderJob(order.order_id, order.revision, options, image)
+                output = await self.runner.run(job, stage_ended)
                 break
-            except PoolClosed:
-                raise  # shutting down: commit nothing, the order is redelivered after restart
-            except WorkerCrashed as exc:
-                # The pool already respawned and retried up to max_attempts: do not multiply.
-                attempts = int(exc.detail.get("attempts", attempt))
-                log.error("order.failed", code=exc.code, reason=exc.message, attempts=attempts)
-                await self._finish_unhappy(record, order, order.order_id, exc, attempts)
-                return "failed"
-            except TransientError as exc:
-                if attempt >= self.settings.max_attempts:
-                    log.error("order.failed", code=exc.code, reason=exc.message, attempts=attempt)
-                    await self._finish_unhappy(record, order, order.order_id, exc, attempt)
-                    return "failed"
-                delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
-                log.warning("order.retry", code=exc.code, reason=exc.message, delay_s=delay)
-                self.metrics.retries.labels(exc.code).inc()
-                await asyncio.sleep(delay)
-                attempt += 1
-            except SculptError as exc:
-                log.warning("order.unhappy", code=exc.code, reason=exc.message)
-                await self._finish_unhappy(record, order, order.order_id, exc, attempt)
-                return "rejected" if isinstance(exc, RejectedInput) else "failed"
-            except Exception as exc:  # a bug must not stall the partition: fail the order
-                log.exception("order.crashed")
-                failure = ProcessingFailed(f"{type(exc).__name__}: {exc}")
-                await self._finish_unhappy(record, order, order.order_id, failure, attempt)
-                return "failed"
+            except Exception as exc:
+                error = as_sculpt_error(exc)
+                action = disposition(
+                    error, attempt=attempt, max_attempts=self.settings.max_attempts
+                )
+                if action is Action.redeliver:
+                    raise  # shutting down: commit nothing, the order is redelivered
+                if action is Action.retry:
+                    delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
+                    log.warning("order.retry", code=error.code, reason=error.message, delay_s=delay)
+                    self.metrics.retries.labels(error.code).inc()
+                    await asyncio.sleep(delay)
+                    attempt += 1
+                    continue
+                if error is not exc:  # not a typed error: a bug must not stall the partition
+                    log.exception("order.crashed")
+                # The pool already retried crashes on fresh workers: count its attempts.
+                attempts = max(attempt, int(error.detail.get("attempts", attempt)))
+                log.warning(
+                    "order.unhappy", code=error.code, reason=error.message, attempts=attempts
+                )
+                await self._finish_unhappy(record, order, order.order_id, error, attempts)
+                return "rejected" if action is Action.reject else "failed"
 
         for stage, seconds in output.stage_seconds.items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
@@ -274,15 +262,16 @@ class OrderProcessor:
         error: SculptError,
         attempts: int,
     ) -> None:
-        state = OrderState.rejected if isinstance(error, RejectedInput) else OrderState.failed
+        rejected = disposition(error) is Action.reject
+        state = OrderState.rejected if rejected else OrderState.failed
         messages: list[Outgoing] = []
         if order_id is not None:
+            # An order that failed validation has no revision of its own: the default one.
+            revision = order.revision if order else OrderPlaced.model_fields["revision"].default
             status = OrderStatus(
-                event_id=deterministic_event_id(
-                    order_id, order.revision if order else 0, "status", state.value
-                ),
+                event_id=deterministic_event_id(order_id, revision, "status", state.value),
                 order_id=order_id,
-                revision=order.revision if order else 1,
+                revision=revision,
                 correlation_id=order.correlation_id if order else "",
                 state=state,
                 attempt=attempts,
@@ -327,16 +316,11 @@ class OrderProcessor:
         """A store call off the event loop, waiting out an outage (never a dead letter)."""
         return await self.store_waiter.call(call, *args)
 
-    async def _upload(self, artifacts: dict[str, bytes]) -> dict[str, ArtifactRef]:
+    async def _upload(self, outputs: dict[str, bytes]) -> dict[str, ArtifactRef]:
         """Every artifact of an order, uploaded side by side (the client is thread-safe)."""
-        names = sorted(artifacts)
+        names = sorted(outputs)
         refs = await asyncio.gather(
-            *(
-                self._stored(
-                    self.store.put, artifacts[n], MEDIA_TYPES.get(n, "application/octet-stream")
-                )
-                for n in names
-            )
+            *(self._stored(self.store.put, outputs[n], artifacts.media_type(n)) for n in names)
         )
         return dict(zip(names, refs, strict=True))
 
@@ -347,7 +331,7 @@ class OrderProcessor:
         would push the letter past Kafka's message limit and stall the partition."""
         if len(value) <= self.settings.dead_letter_inline_bytes:
             return {"original_value_base64": b64(value)}
-        ref = await self._stored(self.store.put, value, "application/octet-stream")
+        ref = await self._stored(self.store.put, value, artifacts.UNKNOWN_MEDIA_TYPE)
         return {"original_value_base64": None, "original_value_ref": ref}
 
     def _success_messages(
@@ -360,8 +344,7 @@ class OrderProcessor:
         }
         model = ModelReady(
             event_id=deterministic_event_id(order.order_id, order.revision, "model"),
-            glb=refs["model.glb"],
-            preview=refs["preview.png"],
+            **artifacts.refs_for(ModelReady.event_type, refs),
             triangles=output.triangles,
             watertight=output.watertight,
             mode=order.mode,
@@ -370,10 +353,7 @@ class OrderProcessor:
         )
         mold = MoldReady(
             event_id=deterministic_event_id(order.order_id, order.revision, "mold"),
-            half_a=refs["mold_a.stl"],
-            half_b=refs["mold_b.stl"],
-            three_mf=refs["mold.3mf"],
-            report=refs["report.json"],
+            **artifacts.refs_for(MoldReady.event_type, refs),
             cavity_volume_ml=output.cavity_volume_ml,
             material=order.mold.material,
             **common,
@@ -382,7 +362,7 @@ class OrderProcessor:
             self._message(self.settings.topic_models, order.order_id, model),
             self._message(self.settings.topic_molds, order.order_id, mold),
         ]
-        messages += [self._status(order, state, attempt) for state in SUCCESS_STATES]
+        messages.append(self._status(order, OrderState.completed, attempt))
         return messages
 
     def _status(self, order: OrderPlaced, state: OrderState, attempt: int) -> Outgoing:

@@ -15,7 +15,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from sculptsvc.events import DeadLetter
+from sculptsvc.events import DeadLetter, ModelReady, MoldReady
 from sculptsvc.service.kafka import client_kwargs
 from sculptsvc.service.processor import REPLAY_HEADER
 from sculptsvc.settings import Settings
@@ -158,9 +158,13 @@ async def republish(settings: Settings, records: list[FoundRecord], target: str)
 async def published_outcome(
     settings: Settings, order_id: str, revision: int | None
 ) -> dict[str, dict]:
-    """The latest ModelReady and MoldReady of an order (revision: the given or the latest)."""
+    """The latest ModelReady and MoldReady of an order (revision: the given or the latest),
+    by event type (the ``event`` column of ``sculptsvc.artifacts``)."""
     outcome: dict[str, dict] = {}
-    for kind, topic in (("model", settings.topic_models), ("mold", settings.topic_molds)):
+    for kind, topic in (
+        (ModelReady.event_type, settings.topic_models),
+        (MoldReady.event_type, settings.topic_molds),
+    ):
         events = [
             json.loads(r.value or b"{}")
             for r in await scan(settings, topic, Selection(order_id=order_id))

@@ -27,13 +27,13 @@ from faststream.message import StreamMessage
 from faststream.specification import AsyncAPI
 from pydantic import ValidationError
 
-from sculptsvc.errors import InvalidEvent, ProcessingFailed
+from sculptsvc.errors import InvalidEvent, ProcessingFailed, PublishFailed
 from sculptsvc.events import MoldReady, StationJob, StationJobState
 from sculptsvc.logging import bound_order, configure_logging, get_logger
 from sculptsvc.probes import READY_PING_TIMEOUT_S, health, ready_response
 from sculptsvc.service.app import POLL_INTERVAL_MARGIN_S, to_inbound
 from sculptsvc.service.intake import order_id_hint
-from sculptsvc.service.kafka import PublishFailed, TransactionalPublisher, faststream_security
+from sculptsvc.service.kafka import TransactionalPublisher, faststream_security
 from sculptsvc.service.processor import InboundRecord, event_message
 from sculptsvc.settings import Settings
 from sculptsvc.station.jobs import (

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sculptsvc import artifacts
 from sculptsvc.errors import ArtifactMismatch, SculptError
 from sculptsvc.events import (
     ArtifactRef,
@@ -37,7 +38,9 @@ from sculptsvc.store import ArtifactStore, sha256_hex
 
 PARTIAL_DIR = ".partial"
 MANIFEST = "job.json"
-HALVES = ("mold_a", "mold_b")
+HALVES = tuple(  # the STL halves, sliced one by one: "mold_a", "mold_b"
+    Path(a.name).stem for a in (artifacts.MOLD_A_STL, artifacts.MOLD_B_STL)
+)
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,8 @@ def job_folder(jobs_dir: Path, order_id: str, revision: int) -> Path:
     return jobs_dir / order_id / f"r{revision}"
 
 
-JOB_ARTIFACTS = (  # (file name in the job folder, MoldReady field)
-    ("mold_a.stl", "half_a"),
-    ("mold_b.stl", "half_b"),
-    ("mold.3mf", "three_mf"),
-    ("report.json", "report"),
+JOB_ARTIFACTS = tuple(  # (file name in the job folder, MoldReady field): the artifact table's
+    (a.name, a.field) for a in artifacts.ARTIFACTS if a.event == MoldReady.event_type
 )
 
 

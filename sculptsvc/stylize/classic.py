@@ -15,8 +15,6 @@ single-threaded OpenCV calls. Same picture and seed -> identical arrays.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import cv2
@@ -26,6 +24,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.cluster.vq import kmeans2
 
 from sculptsvc.errors import NoSubject
+from sculptsvc.imaging import single_threaded_cv2
 from sculptsvc.logging import get_logger
 from sculptsvc.stylize.base import StylizedImage
 
@@ -116,7 +115,7 @@ def stylize_classic(
     """Subject mask, crop to it, silicone look; see the module docstring for the steps."""
     p = params or ClassicStylizeParams()
     _check_image(image)
-    with _single_threaded_cv2():
+    with single_threaded_cv2():
         # 1. Find the subject on a small copy and crop the full picture to it, so small
         #    subjects still get the whole texture resolution.
         mask_small, scale = find_subject(image, seed=seed, params=p)
@@ -143,17 +142,6 @@ def stylize_classic(
 def _check_image(image: np.ndarray) -> None:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"expected (h, w, 3|4) uint8, got {image.shape} {image.dtype}")
-
-
-@contextmanager
-def _single_threaded_cv2() -> Iterator[None]:
-    """OpenCV's thread pool may split work differently run to run: pin it to one thread."""
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
 
 
 # --- 1. Subject ----------------------------------------------------------------------------

@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sculptsvc.workers._wire import RemoteTraceback
     from sculptsvc.workers.placement import Placement, plan_workers, visible_gpus
-    from sculptsvc.workers.pool import PoolTuning, WorkerPool, describe_exit
+    from sculptsvc.workers.pool import WorkerPool
+    from sculptsvc.workers.process import PoolTuning, describe_exit
 
 _EXPORTS = {
     "Placement": "sculptsvc.workers.placement",
     "plan_workers": "sculptsvc.workers.placement",
     "visible_gpus": "sculptsvc.workers.placement",
-    "PoolTuning": "sculptsvc.workers.pool",
+    "PoolTuning": "sculptsvc.workers.process",
     "WorkerPool": "sculptsvc.workers.pool",
-    "describe_exit": "sculptsvc.workers.pool",
+    "describe_exit": "sculptsvc.workers.process",
     "RemoteTraceback": "sculptsvc.workers._wire",
 }
 

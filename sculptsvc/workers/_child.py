@@ -16,16 +16,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
 
 from sculptsvc.errors import ProcessingFailed
+from sculptsvc.workers import progress
 from sculptsvc.workers._wire import encode_error, recv_message, send_message
 
 # Messages, parent -> worker: ("job", job_id, pickled_job, log_context) | ("stop",)
+#                           | ("progress_ack", job_id)
 # Messages, worker -> parent: ("ready", pid, init_seconds) | ("init_error", RemoteError)
+#                           | ("progress", job_id, event)   (then wait for its ack)
 #                           | ("result", job_id, result, seconds) | ("error", job_id, RemoteError)
+
+ORPHANED_EXIT_CODE = 70
+"""Exit status of a worker whose service died (``EX_SOFTWARE`` of sysexits.h)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ def _watch_parent(parent_pid: int, poll_s: float) -> None:
     while True:
         time.sleep(poll_s)
         if os.getppid() != parent_pid:
-            os._exit(70)
+            os._exit(ORPHANED_EXIT_CODE)
 
 
 def worker_main(sock: socket.socket, config: ChildConfig) -> None:
@@ -89,6 +96,18 @@ def worker_main(sock: socket.socket, config: ChildConfig) -> None:
         return  # the pool closed the socket or died: nothing left to answer
 
 
+class ParentGone(Exception):
+    """The pool closed the socket while the job waited for a progress acknowledgement."""
+
+
+def _report_progress(sock: socket.socket, job_id: int, event: Any) -> None:
+    """Send a progress event and block until the pool has handled it."""
+    send_message(sock, ("progress", job_id, event))
+    reply = recv_message(sock)
+    if reply is None or reply[0] != "progress_ack":
+        raise ParentGone(f"expected a progress acknowledgement, got {reply!r}")
+
+
 def _serve(sock: socket.socket, job_fn: Callable[[Any, Any], Any], state: Any) -> None:
     """Run jobs until the pool says stop or closes the socket."""
     while True:
@@ -98,7 +117,10 @@ def _serve(sock: socket.socket, job_fn: Callable[[Any, Any], Any], state: Any) -
         _, job_id, payload, context = message
         started = time.perf_counter()
         try:
-            with structlog.contextvars.bound_contextvars(**context):
+            with (
+                structlog.contextvars.bound_contextvars(**context),
+                progress.reporting_to(partial(_report_progress, sock, job_id)),
+            ):
                 result = job_fn(state, pickle.loads(payload))
         except BaseException as exc:  # SystemExit/KeyboardInterrupt in a job are job errors too
             send_message(sock, ("error", job_id, encode_error(exc)))

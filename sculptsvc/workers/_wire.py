@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from sculptsvc.errors import ProcessingFailed, SculptError
+from sculptsvc.errors import SculptError, qualified_name, unknown_error
 
 HEADER = struct.Struct("!Q")
 PICKLE_PROTOCOL = 5
@@ -57,16 +57,6 @@ class RemoteError:
     @property
     def type_name(self) -> str:
         return qualified_name(self.module, self.qualname)
-
-
-def qualified_name(module: str, qualname: str) -> str:
-    """``ValueError`` for builtins, ``package.module.Class`` otherwise."""
-    return qualname if module == "builtins" else f"{module}.{qualname}"
-
-
-def unknown_error(type_name: str, message: str) -> ProcessingFailed:
-    """What the caller sees for an exception that is not a ``SculptError``."""
-    return ProcessingFailed(f"{type_name}: {message}", error_type=type_name, error_message=message)
 
 
 def _picklable_detail(detail: dict[str, Any]) -> dict[str, Any]:

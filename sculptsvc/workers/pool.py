@@ -2,27 +2,24 @@
 
 Why processes and not threads: model inference and mesh work hold the GIL for seconds and
 can crash the interpreter (segfaults in native code, the OOM killer); aiokafka's heartbeat
-runs on the event loop and must keep flowing. So each worker is a ``spawn``-ed process (fork
-after torch/CUDA is unsafe) that loads its models once and then runs one job at a time.
+runs on the event loop and must keep flowing. So each worker is a process that loads its
+models once and then runs one job at a time.
 
 How it fits together::
 
     submit(job) ──► ClosableQueue (bounded: backpressure) ──► slot task i ──► worker process i
          ▲                                                        │  socketpair, framed pickles
-         └──────────── result / typed error ◄─────────────────────┘
+         └──────────── result / typed error / progress ◄──────────┘
 
-One asyncio task per slot owns one worker process. It takes the next job, writes it to the
-worker's socket and waits (without blocking the loop) for whichever comes first: the reply,
-the worker's exit, the job timeout, or the caller cancelling. Then:
+This module is the pool's surface and its slots (one asyncio task per slot owns one worker
+process: take the next job, run it, respawn the worker when it dies). The parts:
 
-- reply -> result, or the job's typed error rebuilt in the caller (see ``_wire``);
-- worker exit (segfault, ``kill -9``, OOM) -> respawn, retry up to ``max_attempts`` attempts,
-  then :class:`~sculptsvc.errors.WorkerCrashed`;
-- timeout -> kill the worker (its whole process group), respawn, raise ``JobTimeout``;
-- caller cancelled -> kill and respawn (the worker holds no other job: nothing else is lost).
-
-``workers=0`` runs the same ``init_fn``/``job_fn`` in the caller's process through
-``asyncio.to_thread``, one job at a time: for tests, ``sculpt make`` and debugging.
+    process.py    spawning, stopping and reaping worker processes (``PoolTuning``)
+    attempts.py   one job on one slot: attempts, timeout, crash -> retry or ``WorkerCrashed``
+    placement.py  how many workers, which GPU and how many threads each (decided once)
+    inline.py     ``workers=0``: the same queue and errors in this process (``sculpt make``)
+    progress.py   stage ends reported from inside a job to the submitter
+    _child.py     the worker process's main loop; _wire.py its framing and error records
 """
 
 from __future__ import annotations
@@ -31,177 +28,34 @@ import asyncio
 import atexit
 import contextlib
 import itertools
-import multiprocessing
-import os
 import pickle
-import signal
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
-import structlog
-
 from sculptsvc.errors import (
-    JobTimeout,
     PoolClosed,
     ProcessingFailed,
     SculptError,
     WorkerCrashed,
     WorkerStartFailed,
 )
-from sculptsvc.logging import get_logger
 from sculptsvc.settings import Settings
-from sculptsvc.workers._child import ChildConfig, worker_main
+from sculptsvc.workers._job import COUNTERS, Job, OnProgress, log, log_context
 from sculptsvc.workers._queue import ClosableQueue
-from sculptsvc.workers._wire import (
-    PICKLE_PROTOCOL,
-    RemoteError,
-    qualified_name,
-    read_message,
-    rebuild_error,
-    unknown_error,
-    write_message,
-)
+from sculptsvc.workers._wire import PICKLE_PROTOCOL
+from sculptsvc.workers.attempts import Attempts
+from sculptsvc.workers.inline import InlineSlot
 from sculptsvc.workers.placement import Placement, plan_workers
+from sculptsvc.workers.process import PoolTuning, Worker, WorkerProcesses, describe_exit
 
 State = TypeVar("State")
-Job = TypeVar("Job")
+JobT = TypeVar("JobT")
 Result = TypeVar("Result")
 
-log = get_logger("sculptsvc.workers")
 
-
-@dataclass(frozen=True)
-class PoolTuning:
-    """Timings of the pool's own housekeeping (the job timeout is a constructor argument)."""
-
-    start_timeout_s: float = 900.0
-    """Longest a worker may take to start and run ``init_fn`` (model loading)."""
-    stop_grace_s: float = 5.0
-    """How long an idle worker gets to exit after being told to stop, before SIGKILL."""
-    kill_wait_s: float = 10.0
-    """How long to wait for a SIGKILLed worker to be reaped before giving up on it."""
-    respawn_backoff_s: float = 1.0
-    """Delay after a failed respawn; doubles on each consecutive failure."""
-    respawn_backoff_max_s: float = 30.0
-    parent_poll_s: float = 1.0
-    """How often a worker checks that the service is alive (it exits when orphaned)."""
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """Human words for a ``multiprocessing`` exit code (negative = killed by that signal)."""
-    if exitcode is None:
-        return "exit status unknown"
-    if exitcode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
-def _exit_detail(exitcode: int | None) -> dict[str, Any]:
-    sig: str | None = None
-    if exitcode is not None and exitcode < 0:
-        try:
-            sig = signal.Signals(-exitcode).name
-        except ValueError:
-            sig = str(-exitcode)
-    return {"exitcode": exitcode, "signal": sig}
-
-
-def _discard(task: asyncio.Future[Any] | None) -> None:
-    """Cancel a helper task we no longer wait for, or mark its exception as seen."""
-    if task is None:
-        return
-    if not task.done():
-        task.cancel()
-    elif not task.cancelled():
-        task.exception()
-
-
-def _run_bound(
-    job_fn: Callable[[Any, Any], Any], state: Any, job: Any, context: dict[str, Any]
-) -> Any:
-    """In-process mode: run the job with the submitter's log context, as a worker would."""
-    with structlog.contextvars.bound_contextvars(**context):
-        return job_fn(state, job)
-
-
-def _pickle_callable(fn: Callable[..., Any], role: str) -> bytes:
-    """Pickle by reference now, so a lambda or nested function fails at construction."""
-    try:
-        return pickle.dumps(fn, protocol=PICKLE_PROTOCOL)
-    except Exception as exc:
-        raise TypeError(
-            f"{role} must be an importable top-level function (workers are spawned and "
-            f"import it by name); got {fn!r}: {exc}"
-        ) from exc
-
-
-class _BadReply(Exception):
-    """A complete reply frame that does not unpickle (e.g. a class missing in the parent)."""
-
-
-@dataclass(eq=False)
-class _Job:
-    id: int
-    payload: Any
-    """Pickled job (bytes) in process mode; the job object itself in inline mode."""
-    future: asyncio.Future[Any]
-    context: dict[str, Any]
-    """The submitter's structlog context (e.g. ``order_id``), bound in the worker's logs too."""
-    attempts: int = 0
-    enqueued_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def log(self) -> Any:
-        return log.bind(**self.context)
-
-
-def _log_context(key: str | None) -> dict[str, Any]:
-    """Plain-valued structlog contextvars of the caller, plus ``key`` when given."""
-    context = {
-        name: value
-        for name, value in structlog.contextvars.get_contextvars().items()
-        if isinstance(value, str | int | float | bool)
-    }
-    if key is not None:
-        context["key"] = key
-    return context
-
-
-@dataclass(eq=False)
-class _Worker:
-    """One live worker process and the parent's end of its socket."""
-
-    slot: int
-    pid: int
-    process: BaseProcess
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    exited: asyncio.Future[int | None]
-    """Resolves with the exit code once the process has ended and been reaped."""
-    busy: bool = False
-
-    def kill(self) -> None:
-        """SIGKILL the worker's process group (it leads one) so helpers it started die too."""
-        if self.exited.done():
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            self.process.kill()
-
-    def close_transport(self) -> None:
-        self.writer.close()
-
-
-class WorkerPool(Generic[State, Job, Result]):
+class WorkerPool(Generic[State, JobT, Result]):
     """N worker processes running ``job_fn(state, job)`` with ``state = init_fn()`` per worker.
 
     ``job_fn`` and ``init_fn`` must be importable top-level functions; jobs and results must
@@ -209,16 +63,17 @@ class WorkerPool(Generic[State, Job, Result]):
     it, ``submit`` waits, so in-flight work is bounded by ``workers + queue_size``.
     ``worker_env`` gives each worker extra environment variables (e.g. its
     ``CUDA_VISIBLE_DEVICES``), applied before ``init_fn``/``job_fn`` are imported.
+    ``workers=0`` runs jobs in this process (``inline.py``).
     """
 
     def __init__(
         self,
-        job_fn: Callable[[State, Job], Result],
+        job_fn: Callable[[State, JobT], Result],
         init_fn: Callable[[], State],
         workers: int,
         queue_size: int = 0,
-        job_timeout_s: float = 600.0,
-        max_attempts: int = 3,
+        job_timeout_s: float = Settings.model_fields["job_timeout_s"].default,
+        max_attempts: int = Settings.model_fields["max_attempts"].default,
         *,
         worker_env: Sequence[Mapping[str, str]] | None = None,
         close_timeout_s: float | None = None,
@@ -247,44 +102,52 @@ class WorkerPool(Generic[State, Job, Result]):
         self.name = name
         self._job_fn = job_fn
         self._init_fn = init_fn
-        self._job_fn_bytes = b"" if self.inline else _pickle_callable(job_fn, "job_fn")
-        self._init_fn_bytes = b"" if self.inline else _pickle_callable(init_fn, "init_fn")
-        self._worker_env = [dict(e) for e in worker_env] if worker_env else [{}] * workers
-        self._log_level = log_level
-        self._log_format = log_format
-        self._ctx = multiprocessing.get_context("spawn")
-
-        self._queue: ClosableQueue[_Job] = ClosableQueue(self.queue_size)
-        self._slots: list[_Worker | None] = [None] * workers
+        self._processes: WorkerProcesses | None = (
+            None
+            if self.inline
+            else WorkerProcesses(
+                job_fn,
+                init_fn,
+                worker_env or [{}] * workers,
+                log_level=log_level,
+                log_format=log_format,
+                tuning=self.tuning,
+                name=name,
+            )
+        )
+        self._queue: ClosableQueue[Job] = ClosableQueue(self.queue_size)
+        self._slots: list[Worker | None] = [None] * workers
         self._slots_down: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._inline_state: Any = None
+        self._inline: InlineSlot | None = None
         self._ids = itertools.count(1)
         self._phase: Literal["new", "starting", "running", "closing", "closed"] = "new"
         self._closing = asyncio.Event()
         self._closed = asyncio.Event()
         self._start_done = asyncio.Event()
         self._atexit_registered = False
-        self._inline_busy = False
-        self._counters = dict.fromkeys(
-            ("submitted", "completed", "failed", "timeouts", "crashes", "retries", "respawns"), 0
-        )
+        self._counters = dict.fromkeys(COUNTERS, 0)
 
     @classmethod
     def from_settings(
         cls,
-        job_fn: Callable[[State, Job], Result],
+        job_fn: Callable[[State, JobT], Result],
         init_fn: Callable[[], State],
         settings: Settings,
         *,
+        placement: Placement | None = None,
         inline: bool = False,
         tuning: PoolTuning | None = None,
-    ) -> WorkerPool[State, Job, Result]:
-        """The service's pool: one worker per GPU, else ``settings.workers`` CPU workers.
+    ) -> WorkerPool[State, JobT, Result]:
+        """The service's pool, shaped by ``placement`` (one worker per GPU, else
+        ``settings.workers`` CPU workers; computed here when not given).
 
         ``inline=True`` (``sculpt make``, debugging) runs jobs in this process instead.
         """
-        placement = Placement(workers=0) if inline else plan_workers(settings)
+        if inline:
+            placement = Placement(workers=0)
+        elif placement is None:
+            placement = plan_workers(settings)
         log.info("pool_placement", workers=placement.workers, gpus=placement.gpus)
         return cls(
             job_fn,
@@ -297,12 +160,12 @@ class WorkerPool(Generic[State, Job, Result]):
             close_timeout_s=settings.graceful_timeout_s,
             log_level=settings.log_level,
             log_format=settings.log_format,
-            tuning=tuning,
+            tuning=tuning or PoolTuning(start_timeout_s=settings.worker_start_timeout_s),
         )
 
     # --- life cycle ---------------------------------------------------------------------------
 
-    async def __aenter__(self) -> WorkerPool[State, Job, Result]:
+    async def __aenter__(self) -> WorkerPool[State, JobT, Result]:
         await self.start()
         return self
 
@@ -331,42 +194,10 @@ class WorkerPool(Generic[State, Job, Result]):
 
     async def _start(self) -> None:
         started = time.monotonic()
-        if self.inline:
-            try:
-                self._inline_state = await asyncio.to_thread(self._init_fn)
-            except SculptError:
-                self._phase = "closed"
-                raise
-            except Exception as exc:
-                self._phase = "closed"
-                raise WorkerStartFailed(
-                    f"in-process init failed: {type(exc).__name__}: {exc}",
-                    error_type=type(exc).__name__,
-                ) from exc
-            self._tasks = [asyncio.create_task(self._inline_slot(), name=f"{self.name}-inline")]
+        if self._processes is None:
+            await self._start_inline()
         else:
-            spawns = [
-                asyncio.create_task(self._spawn(slot), name=f"{self.name}-{slot}-start")
-                for slot in range(self.workers)
-            ]
-            try:
-                done, _ = await asyncio.wait(spawns, return_when=asyncio.FIRST_EXCEPTION)
-                failure = next((t.exception() for t in done if t.exception() is not None), None)
-                if failure is not None:
-                    raise failure
-            except BaseException:  # one worker failed, or start() itself was cancelled
-                for task in spawns:
-                    task.cancel()
-                await asyncio.shield(self._abort_start(spawns))
-                self._phase = "closed"
-                raise
-            self._slots = [t.result() for t in spawns]
-            atexit.register(self._kill_all_now)
-            self._atexit_registered = True
-            self._tasks = [
-                asyncio.create_task(self._slot_main(slot), name=f"{self.name}-{slot}")
-                for slot in range(self.workers)
-            ]
+            await self._start_processes(self._processes)
         self._phase = "running"
         log.info(
             "pool_started",
@@ -376,11 +207,61 @@ class WorkerPool(Generic[State, Job, Result]):
             seconds=round(time.monotonic() - started, 3),
         )
 
-    async def _abort_start(self, spawns: list[asyncio.Task[_Worker]]) -> None:
+    async def _start_inline(self) -> None:
+        try:
+            state = await asyncio.to_thread(self._init_fn)
+        except SculptError:
+            self._phase = "closed"
+            raise
+        except Exception as exc:
+            self._phase = "closed"
+            raise WorkerStartFailed(
+                f"in-process init failed: {type(exc).__name__}: {exc}",
+                error_type=type(exc).__name__,
+            ) from exc
+        self._inline = InlineSlot(
+            self._job_fn, state, self._queue, self._counters, self.job_timeout_s
+        )
+        self._tasks = [asyncio.create_task(self._inline.main(), name=f"{self.name}-inline")]
+
+    async def _start_processes(self, processes: WorkerProcesses) -> None:
+        spawns = [
+            asyncio.create_task(processes.spawn(slot), name=f"{self.name}-{slot}-start")
+            for slot in range(self.workers)
+        ]
+        try:
+            done, _ = await asyncio.wait(spawns, return_when=asyncio.FIRST_EXCEPTION)
+            failure = next((t.exception() for t in done if t.exception() is not None), None)
+            if failure is not None:
+                raise failure
+        except BaseException:  # one worker failed, or start() itself was cancelled
+            for task in spawns:
+                task.cancel()
+            await asyncio.shield(self._abort_start(processes, spawns))
+            self._phase = "closed"
+            raise
+        self._slots = [t.result() for t in spawns]
+        atexit.register(self._kill_all_now)
+        self._atexit_registered = True
+        attempts = Attempts(
+            processes,
+            self._respawn,
+            self._closing,
+            self._counters,
+            self.job_timeout_s,
+            self.max_attempts,
+        )
+        self._tasks = [
+            asyncio.create_task(self._slot_main(slot, attempts), name=f"{self.name}-{slot}")
+            for slot in range(self.workers)
+        ]
+
+    @staticmethod
+    async def _abort_start(processes: WorkerProcesses, spawns: list[asyncio.Task[Worker]]) -> None:
         """Wait for cancelled spawns to clean up; stop the workers that did start."""
         await asyncio.gather(*spawns, return_exceptions=True)
         started = [t.result() for t in spawns if not t.cancelled() and t.exception() is None]
-        await asyncio.gather(*(self._stop_worker(w) for w in started))
+        await asyncio.gather(*(processes.stop(w) for w in started))
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop taking jobs; let running ones finish for up to ``timeout`` s, then kill them.
@@ -404,7 +285,7 @@ class WorkerPool(Generic[State, Job, Result]):
         self._closing.set()
         timeout = self.close_timeout_s if timeout is None else timeout
         for job in self._queue.close(lambda: PoolClosed("worker pool is shutting down")):
-            self._fail(job, PoolClosed("worker pool shut down before the job started"))
+            job.fail(PoolClosed("worker pool shut down before the job started"), self._counters)
         busy = self.stats()["busy"]
         log.info("pool_closing", running=busy, timeout_s=timeout)
         if self._tasks:
@@ -412,8 +293,9 @@ class WorkerPool(Generic[State, Job, Result]):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        # Slots stop their own workers; this only catches one a failed slot left behind.
-        await asyncio.gather(*(self._stop_worker(w) for w in self._slots if w is not None))
+        if self._processes is not None:
+            # Slots stop their own workers; this only catches one a failed slot left behind.
+            await asyncio.gather(*(self._processes.stop(w) for w in self._slots if w is not None))
         self._slots = [None] * self.workers
         if self._atexit_registered:
             atexit.unregister(self._kill_all_now)
@@ -424,19 +306,22 @@ class WorkerPool(Generic[State, Job, Result]):
 
     def _kill_all_now(self) -> None:
         """Last resort at interpreter exit when ``close()`` was never awaited."""
-        for worker in self._slots:
-            if worker is not None and not worker.exited.done():
-                worker.kill()
-                worker.process.join(self.tuning.kill_wait_s)
+        if self._processes is not None:
+            for worker in self._slots:
+                if worker is not None:
+                    self._processes.kill_now(worker)
 
     # --- submitting ---------------------------------------------------------------------------
 
-    async def enqueue(self, job: Job, *, key: str | None = None) -> asyncio.Future[Result]:
+    async def enqueue(
+        self, job: JobT, *, key: str | None = None, on_progress: OnProgress | None = None
+    ) -> asyncio.Future[Result]:
         """Queue ``job`` (waiting while the queue is full) and return the future of its result.
 
         ``key`` labels log lines; the caller's structlog context (``bound_order``) is bound
-        in the pool's and the worker's log lines for this job as well. Cancelling the future
-        withdraws a queued job, or kills and respawns the worker running it.
+        in the pool's and the worker's log lines for this job as well. ``on_progress`` is
+        awaited with each event the job reports (the job waits for it). Cancelling the
+        future withdraws a queued job, or kills and respawns the worker running it.
         """
         if self._phase != "running":
             if self._phase == "closing" or self._phase == "closed":
@@ -454,18 +339,20 @@ class WorkerPool(Generic[State, Job, Result]):
                     error_type=type(exc).__name__,
                 ) from exc
         loop = asyncio.get_running_loop()
-        entry = _Job(next(self._ids), payload, loop.create_future(), _log_context(key))
+        entry = Job(next(self._ids), payload, loop.create_future(), log_context(key), on_progress)
         entry.future.add_done_callback(lambda _: self._queue.remove(entry))
         await self._queue.put(entry)
         self._counters["submitted"] += 1
         return entry.future
 
-    async def submit(self, job: Job, *, key: str | None = None) -> Result:
-        """Run ``job`` on a worker and return its result (see the module docstring for errors).
+    async def submit(
+        self, job: JobT, *, key: str | None = None, on_progress: OnProgress | None = None
+    ) -> Result:
+        """Run ``job`` on a worker and return its result (errors: see ``attempts.py``).
 
         Waits first while ``queue_size`` jobs are already waiting: that is the backpressure.
         """
-        future = await self.enqueue(job, key=key)
+        future = await self.enqueue(job, key=key, on_progress=on_progress)
         return await future
 
     # --- observing ----------------------------------------------------------------------------
@@ -475,7 +362,7 @@ class WorkerPool(Generic[State, Job, Result]):
         live = [w for w in self._slots if w is not None and not w.exited.done()]
         if self.inline:
             alive = int(self._phase == "running")
-            busy = int(self._inline_busy)
+            busy = int(self._inline is not None and self._inline.busy)
         else:
             alive = len(live)
             busy = sum(w.busy for w in live)
@@ -498,141 +385,17 @@ class WorkerPool(Generic[State, Job, Result]):
         """Running with every worker slot able to start a worker (for /health)."""
         return self._phase == "running" and not self._slots_down
 
-    # --- process mode -------------------------------------------------------------------------
+    # --- slots --------------------------------------------------------------------------------
 
-    async def _spawn(self, slot: int) -> _Worker:
-        """Start worker ``slot`` and wait until its ``init_fn`` returned."""
-        loop = asyncio.get_running_loop()
-        parent_sock, child_sock = socket.socketpair()
-        config = ChildConfig(
-            slot=slot,
-            init_fn=self._init_fn_bytes,
-            job_fn=self._job_fn_bytes,
-            env=self._worker_env[slot],
-            log_level=self._log_level,
-            log_format=self._log_format,
-            parent_poll_s=self.tuning.parent_poll_s,
-        )
-        process = self._ctx.Process(
-            target=worker_main, args=(child_sock, config), name=f"{self.name}-{slot}"
-        )
-        try:
-            process.start()  # fork+exec and a small pipe write: milliseconds
-        finally:
-            child_sock.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
-        exited: asyncio.Future[int | None] = loop.create_future()
-
-        def on_exit() -> None:
-            loop.remove_reader(process.sentinel)
-            process.join()  # the sentinel fired: the process has ended, reaping is immediate
-            if not exited.done():
-                exited.set_result(process.exitcode)
-            process.close()  # release its file descriptors now, not at garbage collection
-
-        loop.add_reader(process.sentinel, on_exit)
-        assert process.pid is not None  # started above
-        worker = _Worker(slot, process.pid, process, reader, writer, exited)
-        started = time.monotonic()
-        try:
-            message = await self._await_ready(worker)
-            if message[0] == "init_error":
-                await self._stop_worker(worker)
-                raise self._init_error(slot, message[1])
-        except BaseException:
-            # Cancelled (another worker failed first) or failed: never leave it running.
-            worker.kill()
-            await asyncio.shield(self._reap(worker))
-            raise
-        log.info(
-            "worker_ready",
-            slot=slot,
-            pid=worker.pid,
-            init_s=round(message[2], 3),
-            start_s=round(time.monotonic() - started, 3),
-        )
-        return worker
-
-    @staticmethod
-    def _init_error(slot: int, remote: RemoteError) -> SculptError:
-        """The error ``start()`` raises: the typed one itself, else ``WorkerStartFailed``."""
-        error = rebuild_error(remote)
-        log.error("worker_init_failed", slot=slot, error=str(error))
-        if remote.typed:
-            return error
-        failed = WorkerStartFailed(
-            f"worker {slot} failed to initialise: {error.message}", slot=slot, **error.detail
-        )
-        failed.__cause__ = error.__cause__
-        return failed
-
-    async def _await_ready(self, worker: _Worker) -> tuple[Any, ...]:
-        reply = asyncio.ensure_future(read_message(worker.reader))
-        try:
-            done, _ = await asyncio.wait(
-                {reply, worker.exited},
-                timeout=self.tuning.start_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            _discard(reply)
-        if reply in done and reply.exception() is None:
-            return reply.result()
-        if not done:
-            raise WorkerStartFailed(
-                f"worker {worker.slot} did not finish init within "
-                f"{self.tuning.start_timeout_s:g} s",
-                slot=worker.slot,
-            )
-        exitcode = await self._reap(worker)
-        raise WorkerStartFailed(
-            f"worker {worker.slot} (pid {worker.pid}) died during start-up: "
-            f"{describe_exit(exitcode)}",
-            slot=worker.slot,
-            **_exit_detail(exitcode),
-        )
-
-    async def _reap(self, worker: _Worker) -> int | None:
-        """Wait for the worker's exit (it was killed or died); close its socket."""
-        worker.close_transport()
-        try:
-            return await asyncio.wait_for(asyncio.shield(worker.exited), self.tuning.kill_wait_s)
-        except TimeoutError:
-            # The sentinel stays open while a grandchild holds it; poll the process instead.
-            if not worker.exited.done() and not worker.process.is_alive():
-                worker.exited.set_result(worker.process.exitcode)
-                return worker.process.exitcode
-            log.error("worker_unreaped", slot=worker.slot, pid=worker.pid)
-            return None
-
-    async def _stop_worker(self, worker: _Worker) -> None:
-        """Ask an idle worker to exit; SIGKILL it after the grace period (or if cancelled)."""
-        try:
-            if not worker.exited.done():
-                with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-                    await asyncio.wait_for(
-                        write_message(worker.writer, ("stop",)), self.tuning.stop_grace_s
-                    )
-                worker.close_transport()
-                try:
-                    await asyncio.wait_for(asyncio.shield(worker.exited), self.tuning.stop_grace_s)
-                except TimeoutError:
-                    log.warning("worker_stop_timeout", slot=worker.slot, pid=worker.pid)
-                    worker.kill()
-        except asyncio.CancelledError:
-            worker.kill()
-            await asyncio.shield(self._reap(worker))
-            raise
-        await self._reap(worker)
-
-    async def _respawn(self, slot: int) -> _Worker | None:
+    async def _respawn(self, slot: int) -> Worker | None:
         """A fresh worker for ``slot``, retrying with backoff; ``None`` when the slot is down."""
+        assert self._processes is not None
         delay = self.tuning.respawn_backoff_s
         for attempt in range(1, self.max_attempts + 1):
             if self._closing.is_set():
                 return None
             try:
-                worker = await self._spawn(slot)
+                worker = await self._processes.spawn(slot)
             except SculptError as exc:
                 log.error("worker_respawn_failed", slot=slot, attempt=attempt, error=str(exc))
                 if attempt < self.max_attempts:
@@ -649,18 +412,19 @@ class WorkerPool(Generic[State, Job, Result]):
         if len(self._slots_down) == self.workers:
             error = "no worker can be started: every slot failed to respawn"
             for job in self._queue.close(lambda: WorkerCrashed(error)):
-                self._fail(job, WorkerCrashed(error))
+                job.fail(WorkerCrashed(error), self._counters)
         return None
 
-    async def _slot_main(self, slot: int) -> None:
+    async def _slot_main(self, slot: int, attempts: Attempts) -> None:
         """Own worker ``slot``: take jobs one by one, respawning the worker when it dies."""
+        assert self._processes is not None
         worker = self._slots[slot]
-        job: _Job | None = None
+        job: Job | None = None
         try:
             while True:
                 if worker is None or worker.exited.done():
                     if worker is not None:
-                        await self._reap(worker)
+                        await self._processes.reap(worker)
                         log.warning(
                             "worker_died_idle",
                             slot=slot,
@@ -685,213 +449,31 @@ class WorkerPool(Generic[State, Job, Result]):
                     job = None
                     continue  # withdrawn while queued
                 if worker.exited.done():  # died in the same instant: not the job's fault
-                    await self._reap(worker)
+                    await self._processes.reap(worker)
                     worker = await self._respawn(slot)
                     if worker is None:
-                        self._fail(job, WorkerCrashed("worker died and could not be restarted"))
+                        job.fail(
+                            WorkerCrashed("worker died and could not be restarted"),
+                            self._counters,
+                        )
                         return
-                worker = await self._run(slot, worker, job)
+                worker = await attempts.run(slot, worker, job)
                 job = None
                 if worker is None:
                     return
         except asyncio.CancelledError:
             if job is not None:
-                self._fail(job, PoolClosed("worker pool shut down while the job was running"))
+                job.fail(
+                    PoolClosed("worker pool shut down while the job was running"), self._counters
+                )
             for victim in {worker, self._slots[slot]} - {None}:
                 victim.kill()
             raise
         finally:
-            # ``_run`` may have respawned: the slot's current worker is the one to stop.
+            # ``attempts.run`` may have respawned: the slot's current worker is the one to stop.
             leftovers = {worker, self._slots[slot]} - {None}
             self._slots[slot] = None
-            await asyncio.shield(asyncio.gather(*(self._stop_worker(w) for w in leftovers)))
-
-    async def _run(self, slot: int, worker: _Worker, job: _Job) -> _Worker | None:
-        """Run ``job`` to an outcome (retrying on crashes); return the slot's live worker."""
-        while True:
-            if job.future.done():  # withdrawn while its worker was being respawned
-                return worker
-            job.attempts += 1
-            outcome, exitcode = await self._attempt(worker, job)
-            if outcome == "done":
-                return worker
-            if outcome == "killed":  # timed out or withdrawn: a fresh worker for the next job
-                return await self._respawn(slot)
-            self._counters["crashes"] += 1
-            job.log.warning(
-                "worker_crashed",
-                slot=slot,
-                pid=worker.pid,
-                attempt=job.attempts,
-                exit=describe_exit(exitcode),
-            )
-            if job.attempts >= self.max_attempts or self._closing.is_set():
-                self._fail(
-                    job,
-                    WorkerCrashed(
-                        f"worker crashed running the job ({job.attempts} of "
-                        f"{self.max_attempts} attempts; last: {describe_exit(exitcode)})",
-                        attempts=job.attempts,
-                        **_exit_detail(exitcode),
-                    ),
-                )
-                return await self._respawn(slot)
-            replacement = await self._respawn(slot)
-            if replacement is None:
-                self._fail(
-                    job,
-                    WorkerCrashed(
-                        f"worker crashed ({describe_exit(exitcode)}) and could not be "
-                        f"restarted to retry the job",
-                        attempts=job.attempts,
-                        **_exit_detail(exitcode),
-                    ),
-                )
-                return None
-            self._counters["retries"] += 1
-            worker = replacement
-
-    async def _attempt(
-        self, worker: _Worker, job: _Job
-    ) -> tuple[Literal["done", "crashed", "killed"], int | None]:
-        """One try of ``job`` on ``worker``; settles the job's future unless it crashed."""
-        worker.busy = True
-        started = time.monotonic()
-        send: asyncio.Future[None] | None = None
-        reply: asyncio.Future[Any] | None = None
-        try:
-            send = asyncio.ensure_future(
-                write_message(worker.writer, ("job", job.id, job.payload, job.context))
-            )
-            reply = asyncio.ensure_future(self._read_after(send, worker.reader))
-            done, _ = await asyncio.wait(
-                {reply, worker.exited, job.future},
-                timeout=self.job_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if reply in done and isinstance(reply.exception(), _BadReply):
-                error = ProcessingFailed(f"worker reply cannot be unpickled: {reply.exception()}")
-                job.log.error("job_bad_reply", slot=worker.slot, error=str(error))
-                self._fail(job, error)
-                return "done", None
-            if reply in done and reply.exception() is None:
-                message = reply.result()
-                if message[0] == "result":
-                    self._counters["completed"] += 1
-                    if not job.future.done():
-                        job.future.set_result(message[2])
-                    job.log.info(
-                        "job_done",
-                        slot=worker.slot,
-                        attempt=job.attempts,
-                        job_s=round(message[3], 3),
-                        wait_s=round(started - job.enqueued_at, 3),
-                    )
-                else:
-                    error = rebuild_error(message[2])
-                    job.log.info("job_failed", slot=worker.slot, error=str(error))
-                    self._fail(job, error)
-                return "done", None
-            if reply in done or worker.exited in done:
-                worker.kill()  # take any helpers it spawned down with it
-                return "crashed", await self._reap(worker)
-            if job.future in done:
-                job.log.info("job_cancelled", slot=worker.slot, pid=worker.pid)
-            else:
-                self._counters["timeouts"] += 1
-                job.log.warning("job_timeout", slot=worker.slot, timeout_s=self.job_timeout_s)
-                self._fail(
-                    job,
-                    JobTimeout(
-                        f"job ran over {self.job_timeout_s:g} s; its worker was killed",
-                        timeout_s=self.job_timeout_s,
-                    ),
-                    count=False,
-                )
-            worker.kill()
-            await self._reap(worker)
-            return "killed", None
-        finally:
-            worker.busy = False
-            for task in (send, reply):
-                _discard(task)
-
-    @staticmethod
-    async def _read_after(send: asyncio.Future[None], reader: asyncio.StreamReader) -> Any:
-        """The worker's reply to the job being sent; ``_BadReply`` when it does not unpickle."""
-        await send
-        try:
-            return await read_message(reader)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            raise
-        except Exception as exc:
-            raise _BadReply(f"{type(exc).__name__}: {exc}") from exc
-
-    def _fail(self, job: _Job, error: BaseException, *, count: bool = True) -> None:
-        if count:
-            self._counters["failed"] += 1
-        if not job.future.done():
-            job.future.set_exception(error)
-
-    # --- inline mode --------------------------------------------------------------------------
-
-    async def _inline_slot(self) -> None:
-        """The single in-process 'worker': same queue, same error mapping, no isolation."""
-        job: _Job | None = None
-        try:
-            while (job := await self._queue.get()) is not None:
-                if job.future.done():
-                    continue
-                self._inline_busy = True
-                job.attempts = 1
-                run = asyncio.ensure_future(
-                    asyncio.to_thread(
-                        _run_bound, self._job_fn, self._inline_state, job.payload, job.context
-                    )
-                )
-                done, _ = await asyncio.wait(
-                    {run, job.future},
-                    timeout=self.job_timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if run in done:
-                    self._settle_inline(job, run)
-                elif job.future not in done:
-                    self._counters["timeouts"] += 1
-                    self._fail(
-                        job,
-                        JobTimeout(
-                            f"job ran over {self.job_timeout_s:g} s (in-process mode cannot "
-                            "kill it; the next job waits for it to end)",
-                            timeout_s=self.job_timeout_s,
-                        ),
-                        count=False,
-                    )
-                # A thread cannot be killed: keep the slot busy until the job really ends.
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(run)
-                self._inline_busy = False
-                job = None
-        except asyncio.CancelledError:
-            if job is not None:
-                self._fail(job, PoolClosed("worker pool shut down while the job was running"))
-            raise
-        finally:
-            self._inline_busy = False
-
-    def _settle_inline(self, job: _Job, run: asyncio.Future[Any]) -> None:
-        exc = run.exception()
-        if exc is None:
-            self._counters["completed"] += 1
-            if not job.future.done():
-                job.future.set_result(run.result())
-        elif isinstance(exc, SculptError):
-            self._fail(job, exc)
-        else:
-            cls = type(exc)
-            error = unknown_error(qualified_name(cls.__module__, cls.__qualname__), str(exc))
-            error.__cause__ = exc
-            self._fail(job, error)
+            await asyncio.shield(asyncio.gather(*(self._processes.stop(w) for w in leftovers)))
 
 
 __all__ = ["PoolTuning", "WorkerPool", "describe_exit"]

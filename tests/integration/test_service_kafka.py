@@ -170,3 +170,24 @@ async def test_pipeline_rejection_is_a_status_and_a_dead_letter(
     assert [s["state"] for s in statuses] == ["accepted", "rejected"]
     assert statuses[-1]["error"]["code"] == "no_subject"
     assert letters[0]["error_code"] == "no_subject" and letters[0]["order_id"] == rejected_id
+
+
+@pytest.mark.slow
+async def test_stage_statuses_are_published_when_each_stage_ends(
+    kafka: KafkaHarness, topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real worker pool (stand-in job, which reports its stages like the pipeline):
+    each stage's status is committed on the broker before the worker starts the next stage,
+    and a read_committed consumer sees every status once, in stage order."""
+    seen_log = tmp_path / "seen.log"
+    monkeypatch.setenv("SCULPT_TEST_STATUS_CHECK", f"{kafka.bootstrap},{topics.status},{seen_log}")
+    settings = service_settings(kafka, topics, tmp_path, job_module="tests.service_jobs")
+    async with running_service(settings, None):
+        await asyncio.to_thread(
+            kafka.kcat_produce, topics.orders, "ord-stages-1", order_json("ord-stages-1")
+        )
+        statuses = await read_topic(kafka.bootstrap, topics.status, 6, timeout=90)
+    assert [s["state"] for s in statuses] == SUCCESS_STATES
+    assert seen_log.read_text().split("\n")[:-1] == [
+        f"seen {state}" for state in SUCCESS_STATES[1:-1]
+    ]

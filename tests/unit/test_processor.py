@@ -9,21 +9,28 @@ from pathlib import Path
 
 import pytest
 
+from sculptsvc.artifacts import NAMES
 from sculptsvc.errors import JobTimeout, NoSubject, StorageUnavailable
-from sculptsvc.events import DeadLetter, ModelReady, MoldReady, OrderPlaced, OrderStatus
-from sculptsvc.service.processor import InboundRecord, JobOutput, OrderProcessor, Outgoing
+from sculptsvc.events import DeadLetter, ModelReady, MoldReady, OrderStatus
+from sculptsvc.jobs import JobOutput, OrderJob
+from sculptsvc.service.processor import InboundRecord, OrderProcessor, Outgoing, StageEnded
 from sculptsvc.settings import Settings
 from sculptsvc.store import LocalArtifactStore
+from tests.service_jobs import STAGE_ENDS
 
 PNG = base64.b64encode(b"\x89PNG fake").decode()
 
 
 class FakePublisher:
-    def __init__(self) -> None:
+    def __init__(self, timeline: list[str] | None = None) -> None:
         self.batches: list[tuple[list[Outgoing], bool]] = []
+        self.timeline = [] if timeline is None else timeline
 
     async def publish(self, messages: Sequence[Outgoing], *, source: InboundRecord, commit: bool):
         self.batches.append((list(messages), commit))
+        for m in messages:
+            if m.topic == Settings().topic_status:
+                self.timeline.append(f"published {json.loads(m.value)['state']}")
 
     async def already_committed(self, record: InboundRecord) -> bool:
         return record.offset in self.committed_before
@@ -35,26 +42,22 @@ class FakePublisher:
 
 
 class FakeRunner:
+    """Runs the stages as the pipeline does: each reports its end before the next starts."""
+
     def __init__(self, *errors: Exception) -> None:
         self.errors = list(errors)
         self.calls = 0
+        self.timeline: list[str] = []
 
-    async def run(self, order: OrderPlaced, image: bytes) -> JobOutput:
+    async def run(self, job: OrderJob, on_stage: StageEnded) -> JobOutput:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
+        for state in STAGE_ENDS:
+            self.timeline.append(f"start {state.value}")
+            await on_stage(state)
         return JobOutput(
-            artifacts={
-                n: f"{n}:{order.order_id}".encode()
-                for n in (
-                    "model.glb",
-                    "preview.png",
-                    "mold_a.stl",
-                    "mold_b.stl",
-                    "mold.3mf",
-                    "report.json",
-                )
-            },
+            artifacts={n: f"{n}:{job.order_id}".encode() for n in NAMES},
             triangles=20000,
             watertight=True,
             cavity_volume_ml=42.5,
@@ -81,7 +84,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def make(settings: Settings, runner: FakeRunner) -> tuple[OrderProcessor, FakePublisher]:
-    publisher = FakePublisher()
+    publisher = FakePublisher(runner.timeline)
     store = LocalArtifactStore(settings.artifact_root)
     return OrderProcessor(settings, publisher, runner, store), publisher
 
@@ -89,7 +92,8 @@ def make(settings: Settings, runner: FakeRunner) -> tuple[OrderProcessor, FakePu
 async def test_completed_order_publishes_everything_in_one_committed_batch(settings) -> None:
     processor, pub = make(settings, FakeRunner())
     await processor.handle(record(order_bytes()))
-    assert [commit for _, commit in pub.batches] == [False, True]
+    # accepted, then each stage's status as it ends (at least once), then the outcome
+    assert [commit for _, commit in pub.batches] == [False] * 5 + [True]
     states = [s["state"] for s in pub.on(settings.topic_status)]
     assert states == [
         "accepted",
@@ -258,3 +262,21 @@ async def test_a_store_outage_waits_and_never_dead_letters(settings) -> None:
     assert store.outages_seen[1] == "get_record: connection refused", "/ready can say why"
     assert processor.store_outage is None, "a successful call clears the outage"
     assert processor.metrics.retries.labels("storage_unavailable")._value.get() == 3
+
+
+async def test_each_stage_status_is_published_before_the_next_stage_starts(settings) -> None:
+    runner = FakeRunner()
+    processor, _ = make(settings, runner)
+    await processor.handle(record(order_bytes()))
+    assert runner.timeline == [
+        "published accepted",
+        "start stylized",
+        "published stylized",
+        "start reconstructed",
+        "published reconstructed",
+        "start validated",
+        "published validated",
+        "start mold_ready",
+        "published mold_ready",
+        "published completed",
+    ]

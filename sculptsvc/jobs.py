@@ -1,0 +1,89 @@
+"""The order job: the records both sides of the worker pool share, and the job itself.
+
+The service (``sculptsvc/service``) builds an :class:`OrderJob` from a validated order and
+reads a :class:`JobOutput`; a worker process (``sculptsvc/workers``) runs
+:func:`run_order_job` on it. Neither side owns this module, so neither imports the other.
+
+``Settings.job_module`` names the module whose ``init_worker``/``run_order_job`` the pool
+uses; this one is the real pipeline. Tests point it at slow or crashing stand-ins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sculptsvc.options import PipelineOptions
+from sculptsvc.settings import Settings
+
+if TYPE_CHECKING:
+    from sculptsvc.pipeline import PipelineResult
+
+
+@dataclass(frozen=True)
+class OrderJob:
+    """What crosses the process boundary: the pipeline options and the image bytes, already
+    validated by the service (the worker does not parse the event again). ``order_id`` and
+    ``revision`` only label the job (logs, test stand-ins)."""
+
+    order_id: str
+    revision: int
+    options: PipelineOptions
+    image: bytes
+
+
+@dataclass
+class JobOutput:
+    """What the pipeline hands back: artifacts by file name, plus the few facts events carry."""
+
+    artifacts: dict[str, bytes]
+    triangles: int
+    watertight: bool
+    cavity_volume_ml: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, result: PipelineResult) -> JobOutput:
+        return cls(
+            artifacts=result.artifacts,
+            triangles=result.report.mesh.triangles,
+            watertight=result.report.mesh.watertight,
+            cavity_volume_ml=result.report.mold.cavity_volume_ml,
+            stage_seconds=dict(result.report.timings),
+        )
+
+
+@dataclass
+class WorkerState:
+    settings: Settings
+    stylizer: Any
+    reconstructor: Any
+
+
+def init_worker(settings_json: str) -> WorkerState:
+    """Runs once in each worker process: load (and check) the configured models."""
+    from sculptsvc.ai.backends import load_reconstructor, load_stylizer
+
+    settings = Settings.model_validate_json(settings_json)
+    return WorkerState(settings, load_stylizer(settings), load_reconstructor(settings))
+
+
+def run_pipeline_job(state: WorkerState, job: OrderJob) -> PipelineResult:
+    """The pipeline on ``job``; each stage end is reported to the submitter as it happens
+    (``sculpt make`` runs this in-process and keeps the whole result)."""
+    from sculptsvc.pipeline import run_pipeline
+    from sculptsvc.workers import progress
+
+    return run_pipeline(
+        job.image,
+        job.options,
+        state.stylizer,
+        state.reconstructor,
+        state.settings,
+        on_stage=progress.report,
+    )
+
+
+def run_order_job(state: WorkerState, job: OrderJob) -> JobOutput:
+    """One order on this worker: what the service needs back across the process boundary."""
+    return JobOutput.of(run_pipeline_job(state, job))
