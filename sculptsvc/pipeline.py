@@ -101,6 +101,7 @@ def run_pipeline(
     on_stage: StageEnded | None = None,
 ) -> PipelineResult:
     """Run one order; raises the typed errors of ``sculptsvc.errors`` (reject vs fail)."""
+    from sculptsvc.gltf_validator import prestart as prestart_validator
     from sculptsvc.mesh import MeshParams, export_glb, process_mesh, render_preview
 
     ended = on_stage or (lambda state: None)
@@ -126,6 +127,8 @@ def run_pipeline(
         ended(OrderState.reconstructed)
 
         # 4. mesh: one watertight shell, GLB (validated), preview
+        if options.validate_glb is not False:
+            prestart_validator()  # Node boots on the other core while the mesh is computed
         with timed(timings, "mesh"):
             processed = process_mesh(placed, MeshParams(target_faces=options.target_faces))
         if not processed.report.watertight or processed.report.shells != 1:

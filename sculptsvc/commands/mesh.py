@@ -14,7 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-import structlog
 import typer
 
 from sculptsvc.commands._errors import EXIT_FAILED, exit_with
@@ -55,6 +54,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Repair, smooth and resample a mesh; write a silicone GLB that validates."""
+        import structlog  # here, not at the top: `sculpt --help` need not load it
+
         from sculptsvc.logging import configure_logging
         from sculptsvc.mesh import MeshParams, export_glb, load_mesh, process_mesh, render_preview
         from sculptsvc.mesh.colors import parse_hex
@@ -68,6 +69,10 @@ def register(app: typer.Typer) -> None:
         try:
             if color is not None:
                 parse_hex(color)
+            if validate:
+                from sculptsvc.gltf_validator import prestart
+
+                prestart()  # Node boots while the mesh stage computes
             params = MeshParams(target_faces=faces)  # other knobs: MeshParams defaults
             result = process_mesh(load_mesh(input_path), params)
             glb = export_glb(result, mode=mode.value, color_hex=color)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from datetime import datetime
@@ -53,6 +52,8 @@ def register(app: typer.Typer) -> None:
                 await republish(settings, records, target_topic)
             return records
 
+        import asyncio  # here, not at the top: `sculpt --help` need not load it
+
         records = asyncio.run(run())
         rows = [
             {
@@ -95,6 +96,8 @@ def register(app: typer.Typer) -> None:
             wanted = revision or published.get(ModelReady.event_type, {}).get("revision")
             matching = [o for o in orders if wanted is None or o.revision == wanted]
             return (matching[-1] if matching else None), published
+
+        import asyncio
 
         order, published = asyncio.run(fetch())
         if order is None or not published:

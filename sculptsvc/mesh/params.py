@@ -75,6 +75,20 @@ class MeshParams(BaseModel):
     face_tolerance: float = Field(
         0.02, ge=0, lt=0.5, description="Accepted relative deviation from target_faces."
     )
+    decimator: Literal["fqmr", "pymeshlab"] = Field(
+        "fqmr",
+        description="fqmr: fast-simplification's quadric collapse (~10x faster); pymeshlab: "
+        "MeshLab's (rounder triangles, slower; also the fallback when fqmr misses the budget "
+        "or opens the surface).",
+    )
+    decimation_min_quality: float = Field(
+        0.005,
+        ge=0,
+        lt=1,
+        description="An fqmr result with a triangle rounder than this is refused (MeshLab "
+        "decimates instead); quality = 4*sqrt(3)*area / sum of squared edges, 1 = equilateral, "
+        "0 = degenerate.",
+    )
     decimation_quality: float = Field(
         0.3, ge=0, le=1, description="pymeshlab qualitythr: how hard to avoid thin triangles."
     )

@@ -30,7 +30,7 @@ from sculptsvc.mesh.gltf import PbrMaterial, build_glb, unit_normals
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.mesh.refine import fit_face_budget, smooth
 from sculptsvc.mesh.remesh import voxel_remesh
-from sculptsvc.mesh.repair import RepairLog, is_closed_manifold, repair, signed_volume
+from sculptsvc.mesh.repair import RepairLog, edge_counts, repair, signed_volume
 from sculptsvc.mesh.report import MeshReport, measure, self_intersections
 from sculptsvc.mesh.uv import UVAtlas, bake_texture, unwrap
 from sculptsvc.options import Mode
@@ -130,7 +130,10 @@ def process_mesh(
             final, budget, displacement, repaired, repair_log, params
         )
     with timed(timings, "check"):
-        if not is_closed_manifold(final.faces) or signed_volume(final.vertices, final.faces) <= 0:
+        # Measured once: the report reuses these instead of counting the edges again.
+        edges = edge_counts(final.faces)
+        volume = signed_volume(final.vertices, final.faces)
+        if edges != (0, 0, 0) or volume <= 0:
             raise MeshProcessingFailed("mesh is no longer a closed, outward solid after refining")
         _ = final.vertex_normals  # computed now, cached on the mesh for every consumer
     with timed(timings, "report"):
@@ -143,6 +146,8 @@ def process_mesh(
             color_source=kind,
             hausdorff_samples=params.hausdorff_samples,
             self_intersecting_faces=crossing,
+            edges=edges,
+            volume=volume,
         )
     timings["process_total"] = sum(timings.values())
     log.info(

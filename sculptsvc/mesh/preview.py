@@ -3,16 +3,23 @@
 pyrender renders through OSMesa (Mesa's software rasteriser), so it runs on any worker;
 ``PYOPENGL_PLATFORM`` must be set before PyOpenGL is first imported, hence the lazy import.
 Hosts with EGL may set ``PYOPENGL_PLATFORM=egl`` themselves; we only set a default.
+One offscreen renderer (GL context, compiled shaders) per frame size and thread lives as
+long as its thread: a worker pays the context and shader set-up once, not per order, and
+no frame pays pyrender's ``gc.collect()`` on delete. pyrender's interactive viewer (pyglet,
+a window system) is never imported.
 The view is a 3/4 front view (glTF convention: +Y up, the subject looks along +Z) with a
 key, a fill and a rim light; the background is transparent.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import os
+import sys
 import threading
+import types
 from typing import Any
 
 import numpy as np
@@ -31,15 +38,47 @@ _RIM_INTENSITY = 1.5
 _AMBIENT = 0.25
 _SUPERSAMPLE = 2  # render at 2x and box-filter: smooth silhouettes without MSAA
 _LOCK = threading.Lock()  # OSMesa contexts are not thread-safe
+# Per thread (an OSMesa context is current in one thread only): (width, height) -> renderer.
+# A thread's renderers are freed when the thread ends, in that thread; the main thread's at
+# exit, before interpreter teardown (pyrender's __del__ would then fail and log).
+_LOCAL = threading.local()
 
 
 def _pyrender() -> Any:
     os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
     # PyOpenGL announces its missing optional C accelerator on every start; it is optional.
     logging.getLogger("OpenGL.acceleratesupport").setLevel(logging.ERROR)
+    if "pyrender" not in sys.modules and "pyrender.viewer" not in sys.modules:
+        # pyrender's __init__ imports its on-screen Viewer, which loads pyglet and probes
+        # for X11 (~0.1 s per process). Offscreen rendering never uses it.
+        viewer = types.ModuleType("pyrender.viewer")
+        viewer.Viewer = None  # type: ignore[attr-defined]
+        sys.modules["pyrender.viewer"] = viewer
     import pyrender
 
     return pyrender
+
+
+def _renderer(pyrender: Any, width: int, height: int) -> Any:
+    """This thread's offscreen renderer of this size (call with ``_LOCK`` held)."""
+    renderers: dict[tuple[int, int], Any] | None = getattr(_LOCAL, "renderers", None)
+    if renderers is None:
+        renderers = _LOCAL.renderers = {}
+        if threading.current_thread() is threading.main_thread():
+            atexit.register(_release_renderers)
+    renderer = renderers.get((width, height))
+    if renderer is None:
+        renderer = renderers[(width, height)] = pyrender.OffscreenRenderer(width, height)
+    return renderer
+
+
+def _release_renderers() -> None:
+    """Free the calling thread's GL contexts."""
+    with _LOCK:
+        renderers = getattr(_LOCAL, "renderers", {})
+        for renderer in renderers.values():
+            renderer.delete()
+        renderers.clear()
 
 
 def _look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -137,11 +176,8 @@ def render_preview(
             pose=_look_at(light_eye, center, up),
         )
     with _LOCK:
-        renderer = pyrender.OffscreenRenderer(size * _SUPERSAMPLE, size * _SUPERSAMPLE)
-        try:
-            color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
-        finally:
-            renderer.delete()
+        renderer = _renderer(pyrender, size * _SUPERSAMPLE, size * _SUPERSAMPLE)
+        color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     buffer = io.BytesIO()
     Image.fromarray(_downsample(color, depth, _SUPERSAMPLE)).save(
         buffer, format="PNG", compress_level=6
@@ -153,13 +189,17 @@ def _downsample(color: np.ndarray, depth: np.ndarray, factor: int) -> np.ndarray
     """RGBA at 1/factor size with anti-aliased edges.
 
     OSMesa has no framebuffer objects, so pyrender reads back RGB only: coverage comes from
-    the depth buffer (geometry where depth > 0) and edges are box-filtered (premultiplied).
+    the depth buffer (geometry where depth > 0) and edges are box-filtered (premultiplied):
+    per output pixel, the mean colour of its covered samples and alpha = covered share.
+    Sums and counts are exact integers and factor is a power of two, so this equals the
+    float64 box filter bit for bit.
     """
-    alpha = (depth > 0).astype(np.float64)
-    rgb = np.asarray(color, dtype=np.float64)[..., :3] * alpha[..., None]
-    h, w = alpha.shape[0] // factor, alpha.shape[1] // factor
-    rgb = rgb.reshape(h, factor, w, factor, 3).mean(axis=(1, 3))
-    alpha = alpha.reshape(h, factor, w, factor).mean(axis=(1, 3))
-    straight = rgb / np.maximum(alpha, 1e-12)[..., None]
-    out = np.dstack([straight, alpha * 255.0])
+    covered = depth > 0
+    rgb = np.where(covered[..., None], np.asarray(color)[..., :3], 0).astype(np.int32)
+    h, w = covered.shape[0] // factor, covered.shape[1] // factor
+    total = rgb.reshape(h, factor, w, factor, 3).sum(axis=(1, 3))
+    count = covered.reshape(h, factor, w, factor).sum(axis=(1, 3), dtype=np.int32)
+    straight = total / np.maximum(count, 1)[..., None]
+    alpha = count / (factor * factor) * 255.0
+    out = np.dstack([straight, alpha])
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

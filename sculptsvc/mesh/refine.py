@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fast_simplification
 import numpy as np
 import pymeshlab
 import trimesh
 
 from sculptsvc.errors import MeshProcessingFailed
 from sculptsvc.mesh.params import MeshParams
-from sculptsvc.mesh.repair import diagonal, is_closed_manifold
+from sculptsvc.mesh.repair import diagonal, is_closed_manifold, signed_volume
 
 
 def _meshset(mesh: trimesh.Trimesh) -> pymeshlab.MeshSet:
@@ -64,9 +65,21 @@ def subdivide(mesh: trimesh.Trimesh, target: int, method: str) -> trimesh.Trimes
 def decimate(mesh: trimesh.Trimesh, target: int, params: MeshParams) -> trimesh.Trimesh:
     """Quadric edge collapse to ``target`` triangles, keeping the surface closed.
 
-    Topology preservation first (no new holes or handles); if that stops early, a second
-    pass without it; the result is checked to be closed and oriented either way.
+    ``params.decimator == "fqmr"``: fast-simplification (Fast-Quadric-Mesh-Simplification,
+    which also refuses collapses that flip a face), about 10x faster than MeshLab's; its
+    result must pass the same gate as MeshLab's (budget met, closed, oriented) and hold no
+    sliver below ``decimation_min_quality`` (fqmr has no quality threshold; MeshLab has
+    ``qualitythr``), or MeshLab decimates instead. MeshLab: topology preservation first (no
+    new holes or handles); if that stops early, a second pass without it. Every result is
+    checked the same way.
     """
+    if params.decimator == "fqmr":
+        result = _decimate_fqmr(mesh, target)
+        if (
+            _fits(result, target, params)
+            and triangle_quality(result.triangles).min(initial=1.0) >= params.decimation_min_quality
+        ):
+            return result
     for preserve_topology in (True, False):
         ms = _meshset(mesh)
         ms.meshing_decimation_quadric_edge_collapse(
@@ -79,14 +92,41 @@ def decimate(mesh: trimesh.Trimesh, target: int, params: MeshParams) -> trimesh.
         )
         result = _to_trimesh(ms)
         result.remove_unreferenced_vertices()
-        if within(len(result.faces), target, params.face_tolerance) and is_closed_manifold(
-            result.faces
-        ):
+        if _fits(result, target, params):
             return result
     raise MeshProcessingFailed(
         f"decimation to {target} triangles did not keep the surface closed "
         f"(got {len(result.faces)} triangles)",
         faces=len(result.faces),
+    )
+
+
+def _decimate_fqmr(mesh: trimesh.Trimesh, target: int) -> trimesh.Trimesh:
+    vertices, faces = fast_simplification.simplify(
+        np.asarray(mesh.vertices, dtype=np.float64),
+        np.asarray(mesh.faces, dtype=np.int32),
+        target_count=target,
+    )
+    result = trimesh.Trimesh(vertices, np.asarray(faces, dtype=np.int64), process=False)
+    result.remove_unreferenced_vertices()
+    return result
+
+
+def triangle_quality(triangles: np.ndarray) -> np.ndarray:
+    """(m, 3, 3) float corners -> (m,) 4*sqrt(3)*area / sum of squared edge lengths:
+    1 for an equilateral triangle, 0 for a degenerate one (no defined normal)."""
+    edges = np.roll(triangles, -1, axis=1) - triangles
+    squared = np.einsum("mij,mij->m", edges, edges)
+    doubled_area = np.linalg.norm(np.cross(edges[:, 0], edges[:, 1]), axis=1)
+    return 2.0 * np.sqrt(3.0) * doubled_area / np.maximum(squared, 1e-300)
+
+
+def _fits(result: trimesh.Trimesh, target: int, params: MeshParams) -> bool:
+    """Budget met, every edge shared by two faces, positive volume (normals outward)."""
+    return (
+        within(len(result.faces), target, params.face_tolerance)
+        and is_closed_manifold(result.faces)
+        and signed_volume(result.vertices, result.faces) > 0
     )
 
 

@@ -107,19 +107,24 @@ def measure(
     color_source: str,
     hausdorff_samples: int,
     self_intersecting_faces: int,
+    edges: tuple[int, int, int] | None = None,
+    volume: float | None = None,
 ) -> MeshReport:
     """The report of ``mesh`` against its ``source``.
 
     ``self_intersecting_faces`` comes from the pipeline, which already ran pymeshlab's
     exact test on this very mesh: counting again would double the stage's costliest check.
+    ``edges`` (``edge_counts``) and ``volume`` (``signed_volume``) likewise, when the caller
+    already measured them on ``mesh``.
     """
     faces = np.asarray(mesh.faces)
-    boundary, nonmanifold, repeated = edge_counts(faces)
+    boundary, nonmanifold, repeated = edges if edges is not None else edge_counts(faces)
     shells = len(split_shells(mesh))
     euler = int(mesh.euler_number)
     diag = diagonal(np.asarray(source.vertices))
     (out_in, mean), (in_out, _) = _hausdorff(mesh, source, hausdorff_samples)
-    volume = signed_volume(mesh.vertices, faces)
+    if volume is None:
+        volume = signed_volume(mesh.vertices, faces)
     lo, hi = mesh.bounds
     return MeshReport(
         triangles=len(faces),

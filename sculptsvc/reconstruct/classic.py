@@ -84,8 +84,8 @@ class ProjectedTexture:
         h = self.front.shape[0]
         cols = points[:, 0] - 0.5
         rows = (h - points[:, 1]) - 0.5
-        front = _bilinear(self.front, rows, cols)
-        back = _bilinear(self.back, rows, cols)
+        taps = _BilinearTaps.at(self.front.shape[:2], rows, cols)
+        front, back = taps.sample(self.front), taps.sample(self.back)
         t = np.clip((normals[:, 2] + self.blend_width) / (2.0 * self.blend_width), 0.0, 1.0)
         weight = (t * t * (3.0 - 2.0 * t))[:, None]
         rgb = weight * front + (1.0 - weight) * back
@@ -321,21 +321,44 @@ def _blur_rgb(rgb: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
 
 
-def _bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Bilinear samples (n, c) float64 of an (h, w, c) image; coordinates clamp to the edge."""
-    h, w = image.shape[:2]
-    rows = np.clip(rows, 0.0, h - 1.0)
-    cols = np.clip(cols, 0.0, w - 1.0)
-    r0 = np.floor(rows).astype(np.int64)
-    c0 = np.floor(cols).astype(np.int64)
-    r1 = np.minimum(r0 + 1, h - 1)
-    c1 = np.minimum(c0 + 1, w - 1)
-    fr = (rows - r0)[:, None]
-    fc = (cols - c0)[:, None]
-    img = image.astype(np.float64)
-    top = img[r0, c0] * (1 - fc) + img[r0, c1] * fc
-    bottom = img[r1, c0] * (1 - fc) + img[r1, c1] * fc
-    return top * (1 - fr) + bottom * fr
+@dataclass(frozen=True)
+class _BilinearTaps:
+    """The four texels and weights of bilinear samples at (rows, cols), found once for
+    every image of the same (h, w); coordinates clamp to the edge. Flat texel indices:
+    one gather per corner instead of a 2-D fancy index."""
+
+    i00: np.ndarray
+    i01: np.ndarray
+    i10: np.ndarray
+    i11: np.ndarray
+    fr: np.ndarray
+    fc: np.ndarray
+
+    @classmethod
+    def at(cls, shape: tuple[int, ...], rows: np.ndarray, cols: np.ndarray) -> _BilinearTaps:
+        h, w = shape
+        rows = np.clip(rows, 0.0, h - 1.0)
+        cols = np.clip(cols, 0.0, w - 1.0)
+        r0 = np.floor(rows).astype(np.int64)
+        c0 = np.floor(cols).astype(np.int64)
+        r1 = np.minimum(r0 + 1, h - 1)
+        c1 = np.minimum(c0 + 1, w - 1)
+        return cls(
+            i00=r0 * w + c0,
+            i01=r0 * w + c1,
+            i10=r1 * w + c0,
+            i11=r1 * w + c1,
+            fr=(rows - r0)[:, None],
+            fc=(cols - c0)[:, None],
+        )
+
+    def sample(self, image: np.ndarray) -> np.ndarray:
+        """(n, c) float64 samples of an (h, w, c) image."""
+        flat = image.reshape(-1, image.shape[2]).astype(np.float64)
+        fr, fc = self.fr, self.fc
+        top = flat[self.i00] * (1 - fc) + flat[self.i01] * fc
+        bottom = flat[self.i10] * (1 - fc) + flat[self.i11] * fc
+        return top * (1 - fr) + bottom * fr
 
 
 def front_silhouette(vertices: np.ndarray, faces: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -261,3 +261,18 @@ def test_cpu_image_runs_the_classic_service_without_torch() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["ClassicStylizer", "ClassicReconstructor"]
+
+
+def test_images_and_bootstrap_compile_bytecode_at_install(steps: list[Instruction]) -> None:
+    """The runtime sets PYTHONDONTWRITEBYTECODE: without .pyc from the install, every
+    process would compile each module it imports (seconds per start)."""
+    build_env: dict[str, str] = {}
+    for step in steps:
+        if step.stage == "build" and step.keyword == "ENV":
+            build_env.update(env_pairs(step.args))
+    assert build_env.get("UV_COMPILE_BYTECODE") == "1"
+    stages = {s.stage for s in steps if s.keyword == "RUN" and "uv pip install" in s.args}
+    assert {"build-cpu", "build-cuda"} <= stages  # both inherit the build stage's ENV
+    bootstrap = (REPO / "scripts" / "bootstrap").read_text()
+    assert "--compile-bytecode" in bootstrap
+    assert "compileall" in bootstrap  # the editable project's own modules

@@ -7,7 +7,7 @@ import pytest
 import trimesh
 
 from sculptsvc.mesh import MeshParams
-from sculptsvc.mesh.refine import fit_face_budget, smooth
+from sculptsvc.mesh.refine import decimate, fit_face_budget, smooth, subdivide, triangle_quality
 from sculptsvc.mesh.repair import diagonal, is_closed_manifold
 
 
@@ -50,11 +50,14 @@ def test_zero_steps_is_identity() -> None:
     assert out is mesh and moved == 0.0
 
 
+@pytest.mark.parametrize("decimator", ["fqmr", "pymeshlab"])
 @pytest.mark.parametrize("target", [2_000, 5_000])
-def test_decimation_hits_target_and_stays_closed(target: int) -> None:
+def test_decimation_hits_target_and_stays_closed(target: int, decimator: str) -> None:
     mesh = noisy_sphere()  # 5120 faces
     dense = trimesh.Trimesh(*trimesh.remesh.subdivide(mesh.vertices, mesh.faces))  # 20480
-    out, how = fit_face_budget(dense, MeshParams(target_faces=target))
+    params = MeshParams(target_faces=target, decimator=decimator)
+    out, how = fit_face_budget(dense, params)
+    assert triangle_quality(out.triangles).min() >= params.decimation_min_quality
     assert how == "decimated"
     assert abs(len(out.faces) - target) <= 0.02 * target
     assert is_closed_manifold(out.faces)
@@ -77,3 +80,15 @@ def test_count_already_in_range_is_kept() -> None:
     mesh = trimesh.creation.icosphere(subdivisions=3)  # 1280 faces
     out, how = fit_face_budget(mesh, MeshParams(target_faces=1_270))
     assert how == "kept" and out is mesh
+
+
+def test_fqmr_slivers_fall_back_to_meshlab() -> None:
+    """Midpoint subdivision puts vertices on straight edges; fqmr then leaves degenerate
+    triangles there, so the MeshLab decimation (quality threshold) runs instead."""
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    dense = subdivide(sphere, 5_000, "midpoint")
+    fast = decimate(dense, 2_000, MeshParams(target_faces=2_000, decimation_min_quality=0.0))
+    assert triangle_quality(fast.triangles).min() < 0.005  # what the floor is there for
+    out = decimate(dense, 2_000, MeshParams(target_faces=2_000))
+    assert triangle_quality(out.triangles).min() >= 0.005
+    assert is_closed_manifold(out.faces) and abs(len(out.faces) - 2_000) <= 40
