@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint schemas docs docker-lock bench clean
+.PHONY: setup demo test test-fast lint schemas docs docker-lock bench bench-gpu clean
 
 setup:
 	bash scripts/bootstrap
@@ -42,6 +42,10 @@ docker-lock:
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Full-size random models on a CUDA GPU (one table, < 8 min on an H100); reduced sizes on CPU.
+bench-gpu: setup
+	$(BIN)/python -m bench gpu
 
 clean:
 	rm -rf $(VENV) build tools/node_modules var

@@ -1,4 +1,5 @@
-"""Run every benchmark module (``bench/bench_*.py``, each with a ``main()``) in turn."""
+"""Run every benchmark module (``bench/bench_*.py``, each with a ``main()``) in turn; those
+with ``ONLY_WHEN_NAMED = True`` (the GPU benchmark) run only when named, e.g. ``bench gpu``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ def main() -> int:
         name = path.stem
         if selected and name.removeprefix("bench_") not in selected:
             continue
-        importlib.import_module(f"bench.{name}").main()
+        module = importlib.import_module(f"bench.{name}")
+        if not selected and getattr(module, "ONLY_WHEN_NAMED", False):
+            continue
+        module.main()
     return 0
 
 

@@ -4,9 +4,10 @@
 
 Each row runs in a fresh spawned process so its peak RSS is its own (imports included).
 The tiny models measure the plumbing (framing, scheduler loop, grid query, marching cubes),
-not real-model quality or speed. Real-size TripoSR is counted in FLOPs on the meta device
-(no weights, no time); set ``SCULPT_BENCH_FULL_TRIPOSR=1`` to also time a random-initialised
-full-size forward on this CPU (about a minute of 2 cores and ~3.5 GB of memory).
+not real-model quality or speed. Real-size TripoSR and TripoSG are counted in FLOPs on the
+meta device (no weights, no time); set ``SCULPT_BENCH_FULL_TRIPOSR=1`` to also time a
+random-initialised full-size TripoSR forward on this CPU (about a minute of 2 cores and
+~3.5 GB of memory). GPU timings: ``python -m bench gpu``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from bench.common import print_table
 REPEATS = 3
 """Timed runs per row after one warm-up run; the median is reported."""
 TRIPOSR_RESOLUTIONS = (64, 128, 256)
+TRIPOSG_TOKENS = 2048
+TRIPOSG_STEPS = 50
+"""The release's defaults (SCULPT_TRIPOSG_LATENT_TOKENS / _STEPS)."""
 H100_PUBLISHED_S = 0.3
 """TripoSR seconds per object on an H100 (SF3D paper), for scale."""
 
@@ -120,6 +124,44 @@ def _full_triposr_flops_row() -> dict[str, object]:
     }
 
 
+def _full_triposg_flops_row() -> dict[str, object]:
+    """FLOPs of a full-size TripoSG order (meta device): sampling, DINOv2, SDF decoder."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sculptsvc.ai.triposg.config import OFFICIAL_CONFIG
+    from sculptsvc.ai.triposg.weights import build_model
+
+    model = build_model(OFFICIAL_CONFIG, "meta")
+    meta = {"device": "meta"}
+
+    def flops(fn: Any) -> int:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            fn()
+        return counter.get_total_flops()
+
+    width = OFFICIAL_CONFIG.image_encoder.hidden_size
+    latents = torch.empty(1, TRIPOSG_TOKENS, OFFICIAL_CONFIG.vae.latent_channels, **meta)
+    step = flops(
+        lambda: model.transformer(
+            torch.cat((latents, latents)),
+            torch.empty(2, **meta),
+            torch.empty(2, 257, width, **meta),
+        )
+    )
+    cache = model.vae.keys_values(latents)
+    per_point = flops(lambda: model.vae.sdf(cache, torch.empty(1, 4096, 3, **meta))) / 4096
+    return {
+        "stage": "reconstruct",
+        "model": "TripoSG full (1.99B params)",
+        "setting": f"FLOPs only (meta device), {TRIPOSG_TOKENS} tokens, CFG",
+        "s_per_image": f"{TRIPOSG_STEPS} x {step / 1e12:.1f} TFLOP + {per_point / 1e6:.1f} "
+        "MFLOP per SDF point",
+        "peak_rss_mb": _peak_rss_mb(),
+        "triangles": "",
+    }
+
+
 def _full_triposr_timed_row() -> dict[str, object]:
     import torch
 
@@ -168,6 +210,7 @@ def main() -> None:
         rows = [_run(_diffusion_row, str(paths["diffusion"]), steps) for steps in (4, 20)]
         rows += [_run(_triposr_row, str(paths["triposr"]), r) for r in TRIPOSR_RESOLUTIONS]
     rows.append(_run(_full_triposr_flops_row))
+    rows.append(_run(_full_triposg_flops_row))
     if os.environ.get("SCULPT_BENCH_FULL_TRIPOSR") == "1":
         rows.append(_run(_full_triposr_timed_row))
     print_table(f"AI stages on CPU ({os.cpu_count()} cores), median of {REPEATS}", rows)

@@ -112,14 +112,41 @@ class Settings(BaseSettings):
     stylizer: Literal["classic", "diffusion"] = Field(
         "classic", description="Stylizer backend; `diffusion` needs `diffusion_model_dir`."
     )
-    reconstructor: Literal["classic", "triposr"] = Field(
-        "classic", description="Reconstructor backend; `triposr` needs `triposr_model_dir`."
+    reconstructor: Literal["classic", "triposr", "triposg"] = Field(
+        "classic",
+        description="Reconstructor backend; `triposr` needs `triposr_model_dir`, "
+        "`triposg` needs `triposg_model_dir`.",
     )
     diffusion_model_dir: Path | None = Field(
         None, description="Local diffusers image-to-image pipeline folder."
     )
     triposr_model_dir: Path | None = Field(
         None, description="Local TripoSR folder (config.yaml + model.ckpt or .safetensors)."
+    )
+    triposg_model_dir: Path | None = Field(
+        None, description="Local TripoSG release folder (model_index.json + its 5 parts)."
+    )
+    triposg_steps: int = Field(50, ge=1, le=200, description="TripoSG flow (Euler) steps.")
+    triposg_guidance_scale: float = Field(
+        7.0, ge=0.0, le=30.0, description="TripoSG classifier-free guidance (<= 1: off)."
+    )
+    triposg_latent_tokens: int = Field(
+        2048, ge=16, le=8192, description="TripoSG latent tokens (the release uses 2048)."
+    )
+    triposg_grid_resolution: int = Field(
+        256, ge=16, le=1024, description="TripoSG SDF grid cells per axis (64 x a power of 2)."
+    )
+    triposg_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="TripoSG precision; auto: bf16/fp16 on CUDA, fp32 on CPU."
+    )
+    triposg_chunk_points: int = Field(
+        65_536, ge=1024, description="SDF query points per batch; bounds the grid's peak memory."
+    )
+    gpu_memory_limit_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Cap on each worker's CUDA memory (torch's per-process fraction); "
+        "a stage that needs more fails instead of starving other processes.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device.")
     diffusion_prompt: str | None = Field(

@@ -4,6 +4,7 @@
                            diffusion -> DiffusionStylizer(settings.diffusion_model_dir)
     settings.reconstructor classic -> sculptsvc.reconstruct.classic.ClassicReconstructor
                            triposr -> TripoSRReconstructor(settings.triposr_model_dir)
+                           triposg -> TripoSGReconstructor(settings.triposg_model_dir)
 
 torch, diffusers and transformers are imported only when an AI backend is chosen, so the
 classic service starts without them. ``check_backends`` is the cheap start-up gate (files,
@@ -16,12 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sculptsvc.errors import ModelUnavailable
+from sculptsvc.errors import ConfigurationError, ModelUnavailable
 from sculptsvc.logging import get_logger
 from sculptsvc.reconstruct.base import Reconstructor
 from sculptsvc.settings import Settings
 from sculptsvc.stylize.base import Stylizer
+
+if TYPE_CHECKING:
+    from sculptsvc.ai.triposg.reconstructor import TripoSGParams
 
 log = get_logger(__name__)
 
@@ -56,6 +61,7 @@ def load_stylizer(settings: Settings) -> Stylizer:
         from sculptsvc.stylize.classic import ClassicStylizer
 
         return ClassicStylizer()
+    _limit_gpu_memory(settings)
     folder = _folder(settings, "diffusion_model_dir", "diffusion")
     from sculptsvc.ai.diffusion import DiffusionParams, DiffusionStylizer
 
@@ -70,10 +76,42 @@ def load_reconstructor(settings: Settings) -> Reconstructor:
         from sculptsvc.reconstruct.classic import ClassicReconstructor
 
         return ClassicReconstructor()
+    _limit_gpu_memory(settings)
+    if settings.reconstructor == "triposg":
+        folder = _folder(settings, "triposg_model_dir", "triposg")
+        from sculptsvc.ai.triposg.reconstructor import TripoSGReconstructor
+
+        return TripoSGReconstructor.from_folder(folder, settings.device, triposg_params(settings))
     folder = _folder(settings, "triposr_model_dir", "triposr")
     from sculptsvc.ai.triposr.reconstructor import TripoSRParams, TripoSRReconstructor
 
     return TripoSRReconstructor.from_folder(folder, settings.device, TripoSRParams())
+
+
+def triposg_params(settings: Settings) -> TripoSGParams:
+    """The TripoSG knobs of the one Settings class."""
+    from pydantic import ValidationError
+
+    from sculptsvc.ai.triposg.reconstructor import TripoSGParams
+
+    try:
+        return TripoSGParams(
+            steps=settings.triposg_steps,
+            guidance_scale=settings.triposg_guidance_scale,
+            num_tokens=settings.triposg_latent_tokens,
+            resolution=settings.triposg_grid_resolution,
+            chunk_points=settings.triposg_chunk_points,
+            dtype=settings.triposg_dtype,
+        )
+    except ValidationError as exc:
+        raise ConfigurationError(f"TripoSG settings (SCULPT_TRIPOSG_*) are invalid: {exc}") from exc
+
+
+def _limit_gpu_memory(settings: Settings) -> None:
+    if settings.gpu_memory_limit_gb is not None:
+        from sculptsvc.ai.torchutil import limit_gpu_memory, resolve_device
+
+        limit_gpu_memory(resolve_device(settings.device), settings.gpu_memory_limit_gb)
 
 
 def check_backends(settings: Settings) -> list[BackendCheck]:
@@ -97,6 +135,20 @@ def check_backends(settings: Settings) -> list[BackendCheck]:
         config = check_folder(folder)
         checks.append(
             BackendCheck("reconstruct", "triposr", folder, f"{config.backbone.num_layers} blocks")
+        )
+    elif settings.reconstructor == "triposg":
+        folder = _folder(settings, "triposg_model_dir", "triposg")
+        from sculptsvc.ai.triposg.weights import check_folder as check_triposg_folder
+
+        sg_config = check_triposg_folder(folder)
+        triposg_params(settings)  # grid resolution vs coarse pass, checked before any order
+        checks.append(
+            BackendCheck(
+                "reconstruct",
+                "triposg",
+                folder,
+                f"{sg_config.transformer.num_layers} blocks x {sg_config.transformer.width}",
+            )
         )
     else:
         checks.append(BackendCheck("reconstruct", settings.reconstructor))

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 
 from sculptsvc.errors import ModelUnavailable
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 """The format's own limit on the header size."""
+MAX_LISTED = 5
+"""How many missing/unexpected keys an error message names before it counts the rest."""
 
 
 def read_header(path: Path) -> dict[str, dict[str, object]]:
@@ -46,3 +49,33 @@ def check_safetensors(path: Path) -> dict[str, list[int]]:
             path=str(path),
         )
     return {name: list(entry["shape"]) for name, entry in header.items()}  # type: ignore[call-overload]
+
+
+def compare_tensor_shapes(
+    expected: Mapping[str, list[int]],
+    found: Mapping[str, list[int]],
+    source: Path,
+    what: str,
+    against: Path,
+) -> None:
+    """Raise ``ModelUnavailable`` naming missing, unexpected and mis-shaped keys."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    wrong = [
+        f"{k} {found[k]} != {expected[k]}"
+        for k in expected
+        if k in found and list(found[k]) != list(expected[k])
+    ]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)):
+        if keys:
+            more = f" (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
+            problems.append(f"{label}: {', '.join(keys[:MAX_LISTED])}{more}")
+    if problems:
+        raise ModelUnavailable(
+            f"{what} do not match {against}: " + "; ".join(problems),
+            path=str(source),
+            missing=len(missing),
+            unexpected=len(unexpected),
+            mismatched=len(wrong),
+        )

@@ -4,14 +4,18 @@
 
 writes ``OUT_DIR/diffusion`` (a diffusers Stable Diffusion folder: tiny UNet2DConditionModel,
 AutoencoderKL, CLIPTextModel, a CLIPTokenizer on a locally written byte-level vocabulary, a
-DDIM scheduler, ``model_index.json``) and ``OUT_DIR/triposr`` (``config.yaml`` +
-``model.ckpt`` + ``model.safetensors``). Tests use them, and operators can try the AI path
-end to end without real weights (the outputs are meaningless, the plumbing is real).
+DDIM scheduler, ``model_index.json``), ``OUT_DIR/triposr`` (``config.yaml`` +
+``model.ckpt`` + ``model.safetensors``) and ``OUT_DIR/triposg`` (the TripoSG release layout:
+``model_index.json``, ``transformer/``, ``vae/``, ``image_encoder_dinov2/``,
+``feature_extractor_dinov2/``, ``scheduler/``). Tests use them, and operators can try the AI
+path end to end without real weights (the outputs are meaningless, the plumbing is real).
 
-A random TripoSR decoder gives random density, so isosurfaces would be noise or empty. The
-tiny TripoSR is therefore briefly fitted (a few hundred Adam steps, seeded) so that, for any
-picture, its density is a smooth blob of radius ``blob_radius`` crossing the default
-threshold: a deterministic, closed, single-piece surface through the real code path.
+A random decoder gives random density (TripoSR) or SDF (TripoSG), so isosurfaces would be
+noise or empty. The tiny models therefore have hand-set decoders whose surface, for any
+picture, is a smooth blob (TripoSR: radius ``blob_radius``; TripoSG: the level set
+``cos x + cos y + cos z = 2 + cos r``, nearly a sphere of radius r), nudged a little by the
+random rest of the network: a deterministic, closed, single-piece surface through the real
+code path.
 """
 
 from __future__ import annotations
@@ -21,9 +25,21 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from sculptsvc.ai.triposg.config import (
+    Dinov2Config,
+    ImageProcessorConfig,
+    SchedulerConfig,
+    Size,
+    TransformerConfig,
+    TripoSGConfig,
+    VAEConfig,
+)
+from sculptsvc.ai.triposg.model import TripoSGModel
+from sculptsvc.ai.triposg.weights import save_folder as save_triposg_folder
 from sculptsvc.ai.triposr.config import EXPECTED_CLASSES, TripoSRConfig, parse_config
 from sculptsvc.ai.triposr.model import TripoSRModel
 from sculptsvc.ai.triposr.weights import save_folder
@@ -57,7 +73,7 @@ class TinyTripoSRSpec:
     """Raw density change per unit of squared normalised distance: how crisp the surface is."""
     linear_bias: float = 10.0
     """Offset that keeps SiLU in its linear range (SiLU(z) ~ z for z >> 1)."""
-    image_influence: float = 0.05
+    image_influence: float = 0.02
     """Scale of the backbone's output projection: the picture nudges the blob, never breaks it."""
     seed: int = 0
 
@@ -136,17 +152,24 @@ def make_tiny_triposr(spec: TinyTripoSRSpec | None = None) -> TripoSRModel:
     the picture only nudges the result. Instant and deterministic, unlike fitting.
     """
     spec = spec or TinyTripoSRSpec()
-    used = 4  # channels per plane used by _plane_fields
-    if spec.width < 4 * spec.plane_channels or spec.plane_channels < used:
-        raise ValueError("tiny spec needs width >= 4 x plane_channels and plane_channels >= 4")
     torch.manual_seed(spec.seed)
-    model = TripoSRModel(tiny_triposr_config(spec))
+    return blob_triposr(TripoSRModel(tiny_triposr_config(spec)), spec)
+
+
+@torch.no_grad()
+def blob_triposr(model: TripoSRModel, spec: TinyTripoSRSpec) -> TripoSRModel:
+    """Set ``model``'s triplane tokens, up-sampler and decoder (any size) so its density is
+    the blob of ``spec`` (see ``make_tiny_triposr``); the benchmark uses it at full size."""
+    used = 4  # channels per plane used by _plane_fields
+    width, plane_size = model.cfg.tokenizer.num_channels, model.cfg.tokenizer.plane_size
+    c_out = model.cfg.post_processor.out_channels
+    if width < 4 * c_out or c_out < used:
+        raise ValueError("the blob needs width >= 4 x plane channels and plane channels >= 4")
     model.backbone.proj_out.weight.mul_(spec.image_influence)
     model.backbone.proj_out.bias.mul_(spec.image_influence)
 
     # Up-sampler: output channel o at sub-pixel (a, b) = token channel 4 o + 2 a + b.
-    c_out = spec.plane_channels
-    weight = torch.zeros(spec.width, c_out, 2, 2)
+    weight = torch.zeros(width, c_out, 2, 2)
     for o in range(c_out):
         for a in range(2):
             for b in range(2):
@@ -154,8 +177,8 @@ def make_tiny_triposr(spec: TinyTripoSRSpec | None = None) -> TripoSRModel:
     model.post_processor.upsample.weight.copy_(weight)
     model.post_processor.upsample.bias.zero_()
 
-    fields = _plane_fields(2 * spec.plane_size)  # (3, 4, 2P, 2P)
-    tokens = torch.zeros(3, spec.width, spec.plane_size, spec.plane_size)
+    fields = _plane_fields(2 * plane_size)  # (3, 4, 2P, 2P)
+    tokens = torch.zeros(3, width, plane_size, plane_size)
     for o in range(used):
         for a in range(2):
             for b in range(2):
@@ -176,13 +199,117 @@ def make_tiny_triposr(spec: TinyTripoSRSpec | None = None) -> TripoSRModel:
         for layer in hidden:
             layer.weight[n, n] = 1.0
     renderer = model.cfg.renderer
-    norm_radius_sq = (spec.blob_radius / spec.radius) ** 2
+    norm_radius_sq = (spec.blob_radius / renderer.radius) ** 2
     surface_raw = math.log(DEFAULT_THRESHOLD) - renderer.density_bias
     last.weight[0, 0] = spec.blob_slope
     last.bias[0] = surface_raw + spec.blob_slope * (norm_radius_sq - spec.linear_bias)
     for n in range(1, used):
         last.weight[n, n] = 1.0
         last.bias[n] = -spec.linear_bias
+    return model.eval()
+
+
+# --- TripoSG -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TinyTripoSGSpec:
+    """Sizes of the tiny TripoSG and the blob its decoder is set to produce."""
+
+    image_size: int = 70
+    """DINOv2 position grid 5 x 5 (patch 14) against a 56 px input (4 x 4): the resize runs."""
+    input_size: int = 56
+    dino_hidden: int = 32
+    dino_layers: int = 2
+    heads: int = 2
+    width: int = 32
+    layers: int = 3
+    latent_channels: int = 8
+    vae_width: int = 32
+    embed_frequency: int = 2
+    blob_radius: float = 0.6
+    """Radius (in the [-1, 1] box) of the nearly spherical surface."""
+    anchor: float = 50.0
+    """Constant channels that pin the decoder's output LayerNorm to a linear regime."""
+    image_influence: float = 0.02
+    """Scale of the query block's attention/MLP outputs: the latents nudge the blob."""
+    seed: int = 0
+
+
+def tiny_triposg_config(spec: TinyTripoSGSpec) -> TripoSGConfig:
+    size = spec.input_size
+    return TripoSGConfig(
+        transformer=TransformerConfig(
+            num_attention_heads=spec.heads,
+            width=spec.width,
+            in_channels=spec.latent_channels,
+            num_layers=spec.layers,
+            cross_attention_dim=spec.dino_hidden,
+        ),
+        vae=VAEConfig(
+            latent_channels=spec.latent_channels,
+            num_attention_heads=spec.heads,
+            width_encoder=spec.vae_width // 2,
+            width_decoder=spec.vae_width,
+            num_layers_encoder=1,
+            num_layers_decoder=1,
+            embed_frequency=spec.embed_frequency,
+        ),
+        image_encoder=Dinov2Config(
+            hidden_size=spec.dino_hidden,
+            num_hidden_layers=spec.dino_layers,
+            num_attention_heads=spec.heads,
+            image_size=spec.image_size,
+        ),
+        image_processor=ImageProcessorConfig(
+            size=Size(shortest_edge=size), crop_size=Size(height=size, width=size)
+        ),
+        scheduler=SchedulerConfig(),
+    )
+
+
+@torch.no_grad()
+def make_tiny_triposg(spec: TinyTripoSGSpec | None = None) -> TripoSGModel:
+    """A tiny random TripoSG whose SDF, for any picture and seed, is a near-sphere.
+
+    Random: DINOv2, the flow transformer, the decoder's self-attention. Set by hand: the
+    query projection computes ``s = cos x + cos y + cos z`` (from the Fourier features' first
+    frequency) next to two large constant channels, so the output LayerNorm is linear in
+    ``s``; the output projection turns that into ``(s - s0) / sin r`` (about r - |p| near the
+    surface, > 0 inside).
+    """
+    spec = spec or TinyTripoSGSpec()
+    torch.manual_seed(spec.seed)
+    return blob_triposg(TripoSGModel(tiny_triposg_config(spec)), spec)
+
+
+@torch.no_grad()
+def blob_triposg(model: TripoSGModel, spec: TinyTripoSGSpec) -> TripoSGModel:
+    """Set ``model``'s query projection and SDF head (any size) so its surface is the
+    near-sphere of ``spec`` (see ``make_tiny_triposg``); the benchmark uses it at full size."""
+    dec = model.vae.decoder
+    query_block = dec.blocks[-1]
+    for layer in (query_block.attn2.to_out[0], query_block.ff.net[2]):
+        layer.weight.mul_(spec.image_influence)
+        layer.bias.mul_(spec.image_influence)
+    freqs = model.cfg.vae.embed_frequency
+    width = model.cfg.vae.width_decoder
+    if freqs < 1:
+        raise ValueError("the blob needs at least one Fourier frequency")
+    cos_first = [3 + 3 * freqs + axis * freqs for axis in range(3)]
+    dec.proj_query.weight.zero_()
+    dec.proj_query.bias.zero_()
+    dec.proj_query.weight[0, cos_first] = 1.0
+    dec.proj_query.weight[1, cos_first] = -1.0
+    dec.proj_query.bias[2] = spec.anchor
+    dec.proj_query.bias[3] = -spec.anchor
+    # LayerNorm of [s, -s, A, -A, 0 ...]: channel 0 becomes ~ s / (A sqrt(2 / width)).
+    gain = 1.0 / (spec.anchor * math.sqrt(2.0 / width))
+    s0 = 2.0 + math.cos(spec.blob_radius)
+    slope = 1.0 / math.sin(spec.blob_radius)
+    dec.proj_out.weight.zero_()
+    dec.proj_out.weight[0, 0] = -slope / gain  # the decoder negates: sdf = slope (s - s0)
+    dec.proj_out.bias.fill_(slope * s0)
     return model.eval()
 
 
@@ -206,14 +333,36 @@ def _byte_level_vocab() -> tuple[dict[str, int], list[str]]:
     return {t: i for i, t in enumerate(tokens)}, ["#version: 0.2"]
 
 
+def sd_pipeline(
+    pipeline_cls: type[Any], *, unet: Any, vae: Any, text_encoder: Any, tokenizer: Any
+) -> Any:
+    """A Stable Diffusion pipeline of given parts: SD's DDIM noise schedule, no safety
+    checker (moderation belongs at order intake; see docs/models.md)."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return pipeline_cls(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 def make_tiny_diffusion(folder: Path, seed: int = 0) -> None:
     """Write a tiny Stable-Diffusion-layout pipeline folder with ``save_pretrained``."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
@@ -263,23 +412,8 @@ def make_tiny_diffusion(folder: Path, seed: int = 0) -> None:
         norm_num_groups=32,
         sample_size=32,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+    pipe = sd_pipeline(
+        StableDiffusionPipeline, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     for path in vocab_dir.iterdir():
@@ -288,13 +422,15 @@ def make_tiny_diffusion(folder: Path, seed: int = 0) -> None:
 
 
 def make_tiny_models(out_dir: Path, *, seed: int = 0) -> dict[str, Path]:
-    """Write both tiny model folders under ``out_dir``; returns their paths."""
+    """Write the tiny model folders under ``out_dir``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     diffusion = out_dir / "diffusion"
     triposr = out_dir / "triposr"
+    triposg = out_dir / "triposg"
     make_tiny_diffusion(diffusion, seed=seed)
     save_folder(make_tiny_triposr(TinyTripoSRSpec(seed=seed)), triposr)
-    return {"diffusion": diffusion, "triposr": triposr}
+    save_triposg_folder(make_tiny_triposg(TinyTripoSGSpec(seed=seed)), triposg)
+    return {"diffusion": diffusion, "triposr": triposr, "triposg": triposg}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"try: SCULPT_STYLIZER=diffusion SCULPT_DIFFUSION_MODEL_DIR={paths['diffusion']} "
         f"SCULPT_RECONSTRUCTOR=triposr SCULPT_TRIPOSR_MODEL_DIR={paths['triposr']}"
+        f"  (or SCULPT_RECONSTRUCTOR=triposg SCULPT_TRIPOSG_MODEL_DIR={paths['triposg']})"
     )
     return 0
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import torch
 
 from sculptsvc.errors import ConfigurationError
 
+Model = TypeVar("Model", bound=torch.nn.Module)
 DeviceName = Literal["auto", "cpu", "cuda"]
 DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
 
@@ -48,3 +52,56 @@ def make_deterministic(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+def limit_gpu_memory(device: torch.device, limit_gb: float) -> None:
+    """Cap this process's CUDA caching allocator at ``limit_gb`` (no-op off CUDA): a stage
+    that needs more raises torch's out-of-memory error instead of starving other workers."""
+    if device.type != "cuda":
+        return
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = min(1.0, limit_gb * 2**30 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+
+
+def load_from_folder(
+    folder: Path,
+    device: DeviceName,
+    dtype: DtypeName,
+    params: Mapping[str, Any],
+    loader: Callable[[Path, torch.device, torch.dtype], Model],
+    event: str,
+) -> tuple[Model, str]:
+    """Resolve device and dtype, load a model folder, fingerprint it with its params and log
+    one ``event`` line (parameters, seconds, fingerprint). Returns (model, fingerprint)."""
+    from sculptsvc.ai.identity import folder_fingerprint
+    from sculptsvc.logging import get_logger
+
+    dev = resolve_device(device)
+    make_deterministic(dev)
+    started = time.perf_counter()
+    model = loader(folder, dev, resolve_dtype(dtype, dev))
+    fingerprint = folder_fingerprint(folder, params)
+    get_logger(__name__).info(
+        event,
+        folder=str(folder),
+        device=str(dev),
+        parameters=sum(p.numel() for p in model.parameters()),
+        seconds=round(time.perf_counter() - started, 3),
+        fingerprint=fingerprint[:16],
+    )
+    return model, fingerprint
+
+
+class OnDevice:
+    """Mixin for backends holding a ``model``: where and in what precision it runs."""
+
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype

@@ -95,6 +95,18 @@ class ProjectedTexture:
         return out
 
 
+def picture_texture(
+    image: StylizedImage, back_blur: float = InflateParams.back_texture_blur
+) -> ProjectedTexture:
+    """The stylized picture as a front/back ``ProjectedTexture`` in its pixel units (y up);
+    the back shows the front blurred by ``back_blur`` of the longest side. AI reconstructors
+    project it onto their shapes too."""
+    texture = _albedo(image)
+    return ProjectedTexture(
+        front=texture, back=_blur_rgb(texture, back_blur * max(texture.shape[:2]))
+    )
+
+
 class ClassicReconstructor:
     """The ``Reconstructor`` that needs no weights and no GPU (see the module docstring)."""
 

@@ -97,3 +97,48 @@ def test_cuda_without_a_gpu_fails_at_start(tiny_models: dict[str, Path]) -> None
         pytest.skip("this host has a GPU")
     with pytest.raises(Exception, match="CUDA"):
         check_backends(ai_settings(tiny_models, device="cuda"))
+
+
+def test_triposg_backend_is_checked_and_loaded_from_settings(tiny_models: dict[str, Path]) -> None:
+    settings = ai_settings(
+        tiny_models,
+        reconstructor="triposg",
+        triposg_model_dir=tiny_models["triposg"],
+        triposg_steps=3,
+        triposg_guidance_scale=4.0,
+        triposg_latent_tokens=64,
+        triposg_grid_resolution=128,
+        triposg_dtype="float32",
+        triposg_chunk_points=8192,
+    )
+    checks = check_backends(settings)
+    assert (checks[1].stage, checks[1].backend, checks[1].folder) == (
+        "reconstruct",
+        "triposg",
+        tiny_models["triposg"],
+    )
+    reconstructor = load_reconstructor(settings)
+    assert reconstructor.name == "triposg"
+    params = reconstructor.params  # type: ignore[attr-defined]
+    assert (params.steps, params.guidance_scale, params.num_tokens) == (3, 4.0, 64)
+    assert (params.resolution, params.chunk_points, params.dtype) == (128, 8192, "float32")
+
+
+def test_triposg_grid_that_the_coarse_pass_cannot_reach_fails_at_start(
+    tiny_models: dict[str, Path],
+) -> None:
+    from sculptsvc.errors import ConfigurationError
+
+    settings = ai_settings(
+        tiny_models,
+        reconstructor="triposg",
+        triposg_model_dir=tiny_models["triposg"],
+        triposg_grid_resolution=100,
+    )
+    with pytest.raises(ConfigurationError, match="power of two"):
+        check_backends(settings)
+
+
+def test_triposg_without_its_folder_setting_is_named() -> None:
+    with pytest.raises(ModelUnavailable, match="SCULPT_TRIPOSG_MODEL_DIR"):
+        check_backends(Settings(reconstructor="triposg"))

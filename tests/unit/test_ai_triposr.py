@@ -257,7 +257,8 @@ def test_tiny_model_reconstructs_a_closed_coloured_blob(tiny_folder: Path) -> No
     mesh = trimesh.Trimesh(out.vertices, out.faces, process=False)
     assert mesh.is_watertight and mesh.is_winding_consistent
     assert len(mesh.split(only_watertight=False)) == 1
-    assert mesh.volume == pytest.approx(SPHERE_VOLUME, rel=0.05)
+    # The picture nudges the blob by design (TinyTripoSRSpec.image_influence): within 10%.
+    assert mesh.volume == pytest.approx(SPHERE_VOLUME, rel=0.1)
     assert out.vertex_colors is not None and out.vertex_colors.shape == (len(out.vertices), 4)
     assert out.vertex_colors[:, :3].std(axis=0).min() > 10  # a colour field, not one colour
     assert (out.vertex_colors[:, 3] == 255).all()

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from sculptsvc.ai import manifest_cli
 from sculptsvc.ai.triposr.weights import MANIFEST_PATH, write_manifest
 
-
-def main(argv: list[str]) -> int:
-    if argv != ["manifest"]:
-        print("usage: python -m sculptsvc.ai.triposr manifest", file=sys.stderr)
-        return 2
-    write_manifest()
-    print(f"wrote {MANIFEST_PATH}")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(
+        manifest_cli(sys.argv[1:], "sculptsvc.ai.triposr", write_manifest, MANIFEST_PATH)
+    )

@@ -7,8 +7,9 @@ and the decoder's first (linear) layer is split per plane,
 projections plus broadcast sums. The remaining layers run in slabs of x-slices
 (``chunk_points`` points at a time) to bound memory.
 
-The volume is padded with an "outside" layer before marching cubes, so the surface is always
-closed (watertight) even where the object touches the bounding box (upstream leaves a hole).
+Marching cubes (``sculptsvc.ai.surface``) pads the volume with an "outside" layer, so the
+surface is always closed (watertight) even where the object touches the bounding box
+(upstream leaves a hole).
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage import measure
 
+from sculptsvc.ai.surface import marching_cubes
 from sculptsvc.ai.triposr.config import RendererConfig
 from sculptsvc.ai.triposr.model import NeRFMLP
-from sculptsvc.errors import ModelOutputInvalid
 
-PAD_DEPTH = 1e9
-"""How far below the threshold the padding layer lies (float64 volume)."""
 MAX_LOG_DENSITY = 80.0
 """exp() of more overflows float32; a density of e^80 is 'inside' for any sane threshold."""
 
@@ -147,43 +145,6 @@ def query_points(
         density[start:end] = activate_density(out[:, 0], cfg).cpu().numpy()
         color[start:end] = torch.sigmoid(out[:, 1:4].float()).cpu().numpy()
     return density, color
-
-
-def marching_cubes(
-    density: np.ndarray, threshold: float, radius: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Closed isosurface ``density == threshold`` of a grid over [-radius, radius]^3.
-
-    Returns vertices (n, 3) float64 and faces (m, 3) int64 wound so normals face outward
-    (towards lower density). Raises ``ModelOutputInvalid`` when there is no surface.
-    """
-    if not np.isfinite(density).all():
-        raise ModelOutputInvalid("the density grid has NaN values")
-    inside = density > threshold
-    if not inside.any():
-        raise ModelOutputInvalid(f"no density above the threshold {threshold}: empty object")
-    # Far below the threshold, so where the object meets the box the closing cap sits on
-    # the box face (within ~1e-6 voxel) instead of bulging a voxel beyond it.
-    outside_value = min(float(density.min()), threshold) - PAD_DEPTH
-    padded = np.pad(density.astype(np.float64), 1, constant_values=outside_value)
-    step = 2.0 * radius / (density.shape[0] - 1)
-    verts, faces, _, _ = measure.marching_cubes(
-        padded,
-        level=threshold,
-        spacing=(step, step, step),
-        gradient_direction="descent",
-        allow_degenerate=False,
-    )
-    verts = verts.astype(np.float64) - step - radius
-    faces = faces.astype(np.int64)
-    if _signed_volume(verts, faces) < 0:
-        faces = faces[:, ::-1].copy()
-    return verts, faces
-
-
-def _signed_volume(verts: np.ndarray, faces: np.ndarray) -> float:
-    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
 def extract_mesh(

@@ -1,8 +1,9 @@
 """The TripoSR network, written from the published architecture (LRM-style).
 
     image (B, 3, S, S) in [0, 1]
-      -> image_tokenizer   DINO ViT-B/16 (transformers ``ViTModel``), ImageNet-normalised,
-                           position encoding interpolated: (B, 1 + (S/16)^2, 768)
+      -> image_tokenizer   DINO ViT-B/16 (our ``sculptsvc.ai.vit.DinoViT``), ImageNet-
+                           normalised, position grid resized by transformers 4.35's rule:
+                           (B, 1 + (S/16)^2, 768)
       tokenizer            learned triplane tokens (3, C, P, P) -> (B, C, 3 P P)
       -> backbone          GroupNorm + proj_in, N x [self-attn, cross-attn to the image
                            tokens, GEGLU feed-forward], proj_out, residual
@@ -11,23 +12,19 @@
 
 Module and parameter names follow the official checkpoint's state-dict keys exactly
 (``backbone.transformer_blocks.3.attn2.to_k.weight`` ...), so ``model.ckpt`` loads strictly.
-transformers 5 renamed ViT's modules (``encoder.layer.N.attention.attention.query`` became
-``layers.N.attention.q_proj``); ``ImageTokenizer`` translates both ways with state-dict hooks,
-so ``state_dict()`` always speaks the official names whichever transformers is installed.
+Nothing here imports transformers: the ViT is ours, so neither its renamed modules (v5) nor
+its changed position-embedding resize (4.45+) can alter what this network computes.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections import OrderedDict
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import ViTConfig, ViTModel
 
 from sculptsvc.ai.triposr.config import (
     BackboneConfig,
@@ -35,102 +32,35 @@ from sculptsvc.ai.triposr.config import (
     ImageTokenizerConfig,
     TripoSRConfig,
 )
-from sculptsvc.errors import ConfigurationError
+from sculptsvc.ai.vit import DinoViT, ResizeRule, ViTSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 GROUPNORM_EPS = 1e-6
 """Transformer1D's input GroupNorm epsilon in the official code."""
-
-# --- ViT key translation (official = transformers 4.x names) ---------------------------------
-
-_LAYER = r"^encoder\.layer\.(\d+)\."
-_OFFICIAL_TO_V5: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(_LAYER + r"attention\.attention\.query\."), r"layers.\1.attention.q_proj."),
-    (re.compile(_LAYER + r"attention\.attention\.key\."), r"layers.\1.attention.k_proj."),
-    (re.compile(_LAYER + r"attention\.attention\.value\."), r"layers.\1.attention.v_proj."),
-    (re.compile(_LAYER + r"attention\.output\.dense\."), r"layers.\1.attention.o_proj."),
-    (re.compile(_LAYER + r"intermediate\.dense\."), r"layers.\1.mlp.fc1."),
-    (re.compile(_LAYER + r"output\.dense\."), r"layers.\1.mlp.fc2."),
-    (re.compile(_LAYER), r"layers.\1."),
-]
-_V5 = r"^layers\.(\d+)\."
-_V5_TO_OFFICIAL: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(_V5 + r"attention\.q_proj\."), r"encoder.layer.\1.attention.attention.query."),
-    (re.compile(_V5 + r"attention\.k_proj\."), r"encoder.layer.\1.attention.attention.key."),
-    (re.compile(_V5 + r"attention\.v_proj\."), r"encoder.layer.\1.attention.attention.value."),
-    (re.compile(_V5 + r"attention\.o_proj\."), r"encoder.layer.\1.attention.output.dense."),
-    (re.compile(_V5 + r"mlp\.fc1\."), r"encoder.layer.\1.intermediate.dense."),
-    (re.compile(_V5 + r"mlp\.fc2\."), r"encoder.layer.\1.output.dense."),
-    (re.compile(_V5), r"encoder.layer.\1."),
-]
-
-
-def _rename(key: str, rules: list[tuple[re.Pattern[str], str]]) -> str:
-    for pattern, template in rules:
-        new, count = pattern.subn(template, key, count=1)
-        if count:
-            return new
-    return key
-
-
-def _vit_layout(vit: nn.Module) -> str:
-    """``official`` (transformers 4.x) or ``v5``; anything else is refused at start-up."""
-    keys = [name for name, _ in vit.named_parameters()]
-    if any(k.startswith("encoder.layer.") for k in keys):
-        return "official"
-    if any(k.startswith("layers.") for k in keys):
-        translated = {_rename(k, _V5_TO_OFFICIAL) for k in keys}
-        if {_rename(k, _OFFICIAL_TO_V5) for k in translated} == set(keys):
-            return "v5"
-    raise ConfigurationError(
-        "the installed transformers names ViT parameters in an unknown way; "
-        "TripoSR checkpoints cannot be mapped onto it"
-    )
+TRIPOSR_RESIZE_RULE: ResizeRule = "dino_scale_factor"
+"""TripoSR pins transformers 4.35, whose ViT resizes position embeddings DINO's way."""
 
 
 class ImageTokenizer(nn.Module):
-    """DINO ViT: image (B, 3, H, W) in [0, 1] -> tokens (B, 1 + H W / 256, hidden)."""
+    """DINO ViT: image (B, 3, H, W) in [0, 1] -> tokens (B, 1 + H W / 256, hidden).
+
+    The ViT is our own (``sculptsvc.ai.vit``) with the checkpoint's transformers-4.x names,
+    and resizes its 14 x 14 position grid with transformers 4.35's rule (what TripoSR pins),
+    whatever transformers is installed.
+    """
 
     def __init__(self, cfg: ImageTokenizerConfig) -> None:
         super().__init__()
-        self.model = ViTModel(ViTConfig(**cfg.vit_kwargs()), add_pooling_layer=True)
+        self.model = DinoViT(ViTSpec(**cfg.vit_kwargs()), rule=TRIPOSR_RESIZE_RULE)
         mean = torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
         self.register_buffer("image_mean", mean, persistent=False)
         self.register_buffer("image_std", std, persistent=False)
-        self._layout = _vit_layout(self.model)
-        if self._layout == "v5":
-            self.register_state_dict_post_hook(_official_names_hook)
-            self.register_load_state_dict_pre_hook(_native_names_hook)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         images = (images - self.image_mean) / self.image_std
-        out = self.model(pixel_values=images, interpolate_pos_encoding=True)
-        return out.last_hidden_state
-
-
-def _official_names_hook(
-    module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any
-) -> None:
-    """state_dict(): native (v5) ViT names -> official names, order kept."""
-    head = prefix + "model."
-    items = list(state_dict.items())
-    for key, _ in items:
-        del state_dict[key]
-    for key, value in items:
-        if key.startswith(head):
-            key = head + _rename(key[len(head) :], _V5_TO_OFFICIAL)
-        state_dict[key] = value
-
-
-def _native_names_hook(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
-    """load_state_dict(): official ViT names -> native (v5) names, before children load."""
-    head = prefix + "model."
-    for key in [k for k in state_dict if k.startswith(head)]:
-        new = head + _rename(key[len(head) :], _OFFICIAL_TO_V5)
-        if new != key:
-            state_dict[new] = state_dict.pop(key)
+        return self.model(images)
 
 
 class TriplaneTokenizer(nn.Module):

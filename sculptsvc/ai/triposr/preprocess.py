@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sculptsvc.errors import NoSubject
+from sculptsvc.ai.framing import subject_on_background
 from sculptsvc.stylize.base import StylizedImage
 
 BACKGROUND_GREY = 0.5
@@ -24,14 +24,7 @@ def conditioning_image(image: StylizedImage, size: int, foreground_ratio: float)
     Alpha is the stylized image's own alpha, limited to the mask (soft edges kept).
     Raises ``NoSubject`` for an empty mask.
     """
-    mask = np.asarray(image.mask, dtype=bool)
-    if not mask.any():
-        raise NoSubject("the stylized image has an empty subject mask")
-    rows, cols = np.nonzero(mask)
-    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    rgba = image.rgba[top:bottom, left:right].astype(np.float32) / 255.0
-    alpha = rgba[..., 3:4] * mask[top:bottom, left:right, None]
-    rgb = rgba[..., :3] * alpha + BACKGROUND_GREY * (1.0 - alpha)
+    rgb = subject_on_background(image, BACKGROUND_GREY)
 
     height, width = rgb.shape[:2]
     side = int(np.ceil(max(height, width) / foreground_ratio))

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from sculptsvc.ai.identity import folder_fingerprint
-from sculptsvc.ai.torchutil import DeviceName, DtypeName, resolve_device, resolve_dtype
+from sculptsvc.ai.torchutil import DeviceName, DtypeName, OnDevice, load_from_folder
 from sculptsvc.ai.triposr.isosurface import extract_mesh
 from sculptsvc.ai.triposr.model import TripoSRModel
 from sculptsvc.ai.triposr.preprocess import conditioning_image
@@ -52,7 +51,7 @@ class TripoSRParams(BaseModel):
     )
 
 
-class TripoSRReconstructor:
+class TripoSRReconstructor(OnDevice):
     """Implements ``sculptsvc.reconstruct.base.Reconstructor`` with a TripoSR network.
 
     The forward pass has no randomness (no dropout, no sampling), so ``seed`` is unused and
@@ -78,27 +77,10 @@ class TripoSRReconstructor:
     ) -> TripoSRReconstructor:
         """Load (and check) a TripoSR folder: config.yaml + model.ckpt or model.safetensors."""
         params = params or TripoSRParams()
-        dev = resolve_device(device)
-        started = time.perf_counter()
-        model = load_model(folder, dev, resolve_dtype(params.dtype, dev))
-        fingerprint = folder_fingerprint(folder, params.model_dump())
-        log.info(
-            "triposr_loaded",
-            folder=str(folder),
-            device=str(dev),
-            parameters=sum(p.numel() for p in model.parameters()),
-            seconds=round(time.perf_counter() - started, 3),
-            fingerprint=fingerprint[:16],
+        model, fingerprint = load_from_folder(
+            folder, device, params.dtype, params.model_dump(), load_model, "triposr_loaded"
         )
         return cls(model, params, fingerprint=fingerprint)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def scene_code(self, image: StylizedImage) -> torch.Tensor:
         """The triplane (3, C, H, W) the network predicts for ``image``."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from sculptsvc.ai.safetensors_check import check_safetensors
+from sculptsvc.ai.safetensors_check import check_safetensors, compare_tensor_shapes
 from sculptsvc.ai.triposr.config import (
     OFFICIAL_CONFIG,
     TripoSRConfig,
@@ -37,8 +37,6 @@ CONFIG_NAME = "config.yaml"
 WEIGHT_NAMES = ("model.safetensors", "model.ckpt")
 """Preference order: safetensors maps lazily and cannot carry code."""
 MANIFEST_PATH = Path(__file__).resolve().parents[1] / "triposr_manifest.json"
-MAX_LISTED = 5
-"""How many missing/unexpected keys an error message names before it counts the rest."""
 
 
 def weights_path(folder: Path) -> Path:
@@ -88,27 +86,9 @@ def compare_shapes(
     expected: Mapping[str, list[int]], found: Mapping[str, list[int]], source: Path
 ) -> None:
     """Raise ``ModelUnavailable`` naming missing, unexpected and mis-shaped keys."""
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    wrong = [
-        f"{k} {found[k]} != {expected[k]}"
-        for k in expected
-        if k in found and list(found[k]) != list(expected[k])
-    ]
-    problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)):
-        if keys:
-            more = f" (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
-            problems.append(f"{label}: {', '.join(keys[:MAX_LISTED])}{more}")
-    if problems:
-        raise ModelUnavailable(
-            f"TripoSR weights {source} do not match {source.parent / CONFIG_NAME}: "
-            + "; ".join(problems),
-            path=str(source),
-            missing=len(missing),
-            unexpected=len(unexpected),
-            mismatched=len(wrong),
-        )
+    compare_tensor_shapes(
+        expected, found, source, f"TripoSR weights {source}", source.parent / CONFIG_NAME
+    )
 
 
 def check_folder(folder: Path) -> TripoSRConfig:
