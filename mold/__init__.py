@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mold.core import MoldResult, make_mold
+    from mold.core import MoldResult, make_mold, part_self_intersections
     from mold.errors import (
         InvalidPart,
         InvalidSpec,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "MoldResult": "mold.core",
     "make_mold": "mold.core",
+    "part_self_intersections": "mold.core",
     "MoldReport": "mold.report",
     "MoldParams": "mold.spec",
     "MoldSpec": "mold.spec",
@@ -64,4 +65,5 @@ __all__ = [
     "PartNotManifold",
     "PartSelfIntersecting",
     "make_mold",
+    "part_self_intersections",
 ]

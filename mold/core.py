@@ -3,24 +3,26 @@
 Steps (each a plain function in its own module):
  1. validate the arrays, build the solid, merge overlapping shells  (geometry)
  2. scale the longest side to ``size_mm`` (unless the part is in mm already), centre it
- 3. choose the pull direction and parting plane                      (parting)
+ 3. rank pull directions and parting planes                          (parting)
  4. move the part into the mold frame, lay out block/keys/channels    (features)
  5. booleans: block - part - channels, split, + keys on B, - sockets on A
  6. place each half for printing, export canonical STLs and the 3MF   (export)
  7. gate: nothing leaves unless every check passes                    (gate)
+    steps 4-7 run per parting, best-ranked first, until one passes every gate
  8. report (rounded floats, stable order)                             (report)
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import manifold3d as m3
 import numpy as np
 
 from mold import files
-from mold.errors import MoldGateFailed, PartDegenerate, PartDisconnected
+from mold.errors import MoldGateFailed, MoldGenerationFailed, PartDegenerate, PartDisconnected
 from mold.export import MeshObject, stl_bytes, three_mf_bytes
 from mold.features import Channel, Layout, plan_layout
 from mold.gate import GateInput, GateResult, check_three_mf, fail_on, run_gate
@@ -32,11 +34,12 @@ from mold.geometry import (
     canonical_float32,
     check_not_self_intersecting,
     from_manifold,
+    self_intersecting_faces,
     to_manifold,
     transform_manifold,
     validate_arrays,
 )
-from mold.parting import Parting, choose_parting
+from mold.parting import Parting, choose_parting, parting_for, ranked_candidates
 from mold.report import (
     CandidateInfo,
     ChannelInfo,
@@ -45,6 +48,7 @@ from mold.report import (
     KeyInfo,
     MoldReport,
     PartInfo,
+    PartingAttempt,
     PartingInfo,
     software_versions,
 )
@@ -99,11 +103,14 @@ def _matrix(m: Affine, decimals: int) -> tuple[tuple[float, float, float, float]
     return tuple(tuple(_round(x, decimals + 4) for x in row) for row in m)  # type: ignore[misc]
 
 
-def prepare_part(
+def scaled_part(
     vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
 ) -> _Part:
     """Validate, merge overlapping shells, scale the longest side to ``size_mm`` (kept
-    as given when ``size_mm`` is None), centre."""
+    as given when ``size_mm`` is None), centre.
+
+    No self-intersection check yet: see :func:`part_self_intersections`.
+    """
     mesh = validate_arrays(vertices, faces)
     solid = to_manifold(mesh)
     bodies = solid.decompose()
@@ -123,9 +130,6 @@ def prepare_part(
         )
     if dropped:
         solid = bodies[int(np.argmax(volumes))]
-    if params.check_self_intersections:
-        # after the union: overlapping shells are fine, a shell through itself is not
-        check_not_self_intersecting(from_manifold(solid))
     lo = np.array(solid.bounding_box()[:3])
     hi = np.array(solid.bounding_box()[3:])
     longest = float((hi - lo).max())
@@ -135,6 +139,34 @@ def prepare_part(
     to_part = affine(np.eye(3) * scale, -scale * 0.5 * (lo + hi))
     solid = transform_manifold(solid, to_part)
     return _Part(from_manifold(solid), solid, to_part, merged, dropped)
+
+
+def part_self_intersections(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    spec: MoldSpec | None = None,
+    params: MoldParams | None = None,
+) -> int:
+    """Faces of the part that pass through another face, counted as :func:`make_mold`
+    counts them before it refuses a part: after the shells are united (overlapping shells
+    are fine, a shell through itself is not), at the mold's scale (longest side
+    ``spec.size_mm``, or as given when it is None), on exactly the coordinates given. The
+    mesh stage calls this on the float32 positions its GLB stores, so what it hands on is
+    what the mold accepts.
+    """
+    spec = spec or MoldSpec()
+    params = params or MoldParams()
+    return self_intersecting_faces(scaled_part(vertices, faces, spec, params).mesh)
+
+
+def prepare_part(
+    vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
+) -> _Part:
+    """:func:`scaled_part`, then refuse a surface through itself (in the part frame, mm)."""
+    part = scaled_part(vertices, faces, spec, params)
+    if params.check_self_intersections:
+        check_not_self_intersecting(part.mesh)
+    return part
 
 
 def build_halves(
@@ -225,14 +257,8 @@ class ExportedHalves:
     stl_b: bytes
 
 
-def build_geometry(
-    vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
-) -> MoldGeometry:
-    """Part, parting, layout and booleans (steps 1-5)."""
-    # 1-2. the part, scaled and centred
-    part = prepare_part(vertices, faces, spec, params)
-    # 3. pull direction and parting plane
-    parting = choose_parting(part.mesh, part.solid, spec, params)
+def geometry_for(part: _Part, parting: Parting, spec: MoldSpec, params: MoldParams) -> MoldGeometry:
+    """Mold frame, layout and booleans (steps 4-5) for one parting of the prepared part."""
     # 4. mold frame: pull direction -> +z, plane -> z = 0, bounding box centred on the z axis
     rotated = part.mesh.vertices @ parting.rotation.T
     centre_xy = 0.5 * (rotated.min(axis=0) + rotated.max(axis=0))
@@ -243,6 +269,14 @@ def build_geometry(
     # 5. booleans
     half_a, half_b = build_halves(solid, layout, params)
     return MoldGeometry(part, parting, to_mold, solid, mesh, layout, half_a, half_b)
+
+
+def build_geometry(
+    vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
+) -> MoldGeometry:
+    """Part, best-ranked parting, layout and booleans (steps 1-5), no fallback."""
+    part = prepare_part(vertices, faces, spec, params)
+    return geometry_for(part, choose_parting(part.mesh, part.solid, spec, params), spec, params)
 
 
 def export_halves(geom: MoldGeometry, spec: MoldSpec) -> ExportedHalves:
@@ -308,19 +342,63 @@ def make_mold(
     """
     spec = spec or MoldSpec()
     params = params or MoldParams()
-    geom = build_geometry(vertices, faces, spec, params)  # steps 1-5
+    part = prepare_part(vertices, faces, spec, params)  # steps 1-2
+    # 3. partings best first; the first that passes every gate is kept
+    order, scores = ranked_candidates(part.mesh, part.solid, spec, params)
+    tried: list[tuple[Parting, MoldGenerationFailed | None]] = []
+    for candidate in order[: params.parting_fallback_candidates]:
+        parting = parting_for(candidate, part.mesh, part.solid, params, scores)
+        try:
+            geom, out, gated, gate, three_mf = _gated_mold(part, parting, spec, params)
+        except MoldGenerationFailed as err:  # a gate, or keys that do not fit: try the next
+            tried.append((parting, err))
+            continue
+        tried.append((parting, None))
+        report = build_report(
+            geom, out, gated, gate, three_mf, (len(vertices), len(faces)), spec, params, tried
+        )
+        return MoldResult(stl_a=out.stl_a, stl_b=out.stl_b, three_mf=three_mf, report=report)
+    raise _no_parting_passes(tried, params)
+
+
+def _gated_mold(
+    part: _Part, parting: Parting, spec: MoldSpec, params: MoldParams
+) -> tuple[MoldGeometry, ExportedHalves, GateResult, GateInfo, bytes]:
+    """Steps 4-7 for one parting; raises ``MoldGenerationFailed`` when a gate refuses it."""
+    geom = geometry_for(part, parting, spec, params)  # steps 4-5
     out = export_halves(geom, spec)  # step 6
     # 7. gate the geometry, then write the 3MF of the gated halves and check it too
     gated = run_gate(gate_input(geom, out, params), spec, params)
     three_mf = write_three_mf(out, params)
     checks = [*gated.info.checks, check_three_mf(three_mf, (len(out.fa), len(out.fb)))]
     fail_on(checks)
-    gate = GateInfo(passed=True, checks=tuple(checks))
-    # 8. report
-    report = build_report(
-        geom, out, gated, gate, three_mf, (len(vertices), len(faces)), spec, params
+    return geom, out, gated, GateInfo(passed=True, checks=tuple(checks)), three_mf
+
+
+def _no_parting_passes(
+    tried: Sequence[tuple[Parting, MoldGenerationFailed | None]], params: MoldParams
+) -> MoldGenerationFailed:
+    """The error naming the best-ranked failing parting, with every attempt in detail."""
+    best, first = tried[0]
+    assert first is not None
+    d = params.report_decimals
+    attempts = [
+        {
+            "name": p.name,
+            "pull_direction": list(_vec(p.direction, d + 2)),
+            "plane_offset_mm": _round(p.level_mm, d),
+            "refused": str(err) if err else "",
+        }
+        for p, err in tried
+    ]
+    message = (
+        f"none of {len(tried)} partings passes every gate; the best-ranked, {best.name} at "
+        f"{best.level_mm:.2f} mm, failed: {first.message}"
     )
-    return MoldResult(stl_a=out.stl_a, stl_b=out.stl_b, three_mf=three_mf, report=report)
+    detail = {k: v for k, v in first.detail.items() if k != "check"}
+    if isinstance(first, MoldGateFailed):
+        return MoldGateFailed(first.check, message, **detail, partings_tried=attempts)
+    return type(first)(message, **detail, partings_tried=attempts)
 
 
 def build_report(
@@ -332,6 +410,7 @@ def build_report(
     input_size: tuple[int, int],
     spec: MoldSpec,
     params: MoldParams,
+    tried: Sequence[tuple[Parting, MoldGenerationFailed | None]] = (),
 ) -> MoldReport:
     """Everything the factory and QA read, floats rounded to ``report_decimals``."""
     d = params.report_decimals
@@ -416,6 +495,16 @@ def build_report(
                     cross_section_mm2=_round(c.cross_section_mm2, d),
                 )
                 for c in parting.candidates
+            ),
+            tried=tuple(
+                PartingAttempt(
+                    name=p.name,
+                    pull_direction=_vec(p.direction, d + 2),
+                    plane_offset_mm=_round(p.level_mm, d),
+                    passed=err is None,
+                    refused=str(err) if err is not None else "",
+                )
+                for p, err in tried
             ),
         ),
         cavity_volume_ml=_round(gated.cavity_mm3 / MM3_PER_ML, d),

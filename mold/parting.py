@@ -9,8 +9,11 @@ is within a small tie of the best, the one with the largest cross-section wins (
 parting face gives the shallowest cavities and the most room for keys).
 
 Candidates: the part's three axes and its three principal axes (area-weighted covariance of
-the surface). Directions are ranked on a deterministic area-weighted sample of faces; the
-chosen one is then re-scored on every face for the report.
+the surface). Directions are ranked on a deterministic area-weighted sample of faces; each
+one the mold tries is then re-scored on every face for the report. The ranking is only a
+forecast: the mold gates the best-ranked parting and, when a gate refuses it (a loose
+island of mold material, keys that do not fit, a wall too thin), the next ones: other
+directions at their best level, then other levels (:func:`ranked_candidates`).
 """
 
 from __future__ import annotations
@@ -144,47 +147,18 @@ def _pick_level(levels: np.ndarray, undercut: np.ndarray, areas: np.ndarray, tie
     return min(keys)[2]
 
 
-def choose_parting(
-    part: TriMesh, solid: m3.Manifold, spec: MoldSpec, params: MoldParams
+def parting_for(
+    chosen: CandidateScore,
+    part: TriMesh,
+    solid: m3.Manifold,
+    params: MoldParams,
+    scores: tuple[CandidateScore, ...],
 ) -> Parting:
-    """Pick pull direction and plane for the part (part frame, mm); see the module docstring."""
+    """Re-score one (direction, level) on every face for the report; move the plane off
+    vertices."""
     tris = part.triangles
     centroids, normals, areas = face_geometry(tris)
-    size = float(np.ptp(part.vertices, axis=0).max())
-    eps = params.ray_epsilon_fraction * size
-    tie = params.undercut_tie_fraction
-
-    n_faces = len(areas)
-    if n_faces > params.parting_sample_faces:
-        rng = np.random.default_rng(params.parting_seed)
-        sample = np.sort(
-            rng.choice(n_faces, params.parting_sample_faces, replace=False, p=areas / areas.sum())
-        )
-        weights = np.ones(len(sample))
-    else:
-        sample = np.arange(n_faces)
-        weights = areas
-
-    scores: list[CandidateScore] = []
-    for name, direction in candidate_directions(centroids, areas, spec, params):
-        rotation = frame_for_direction(direction)
-        up, down = release_rays(tris, centroids[sample], normals[sample], rotation, eps)
-        heights = centroids[sample] @ direction
-        levels = _levels(part.vertices @ direction, spec, params)
-        undercut = _score_levels(levels, heights, up, down, weights)
-        rotated = transform_manifold(solid, affine(rotation))
-        sections = np.array([rotated.slice(float(h)).area() for h in levels])
-        best = _pick_level(levels, undercut, sections, tie)
-        scores.append(
-            CandidateScore(
-                name, direction, float(levels[best]), float(undercut[best]), float(sections[best])
-            )
-        )
-
-    best_undercut = min(s.undercut_fraction for s in scores)
-    eligible = [s for s in scores if s.undercut_fraction <= best_undercut + tie]
-    chosen = max(eligible, key=lambda s: s.cross_section_mm2)  # first wins ties
-
+    eps = params.ray_epsilon_fraction * float(np.ptp(part.vertices, axis=0).max())
     rotation = frame_for_direction(chosen.direction)
     level = clear_level(
         chosen.level_mm,
@@ -208,5 +182,86 @@ def choose_parting(
         undercut_fraction_b=under_b / area_b if area_b > 0 else 0.0,
         undercut_area_a_mm2=under_a,
         undercut_area_b_mm2=under_b,
-        candidates=tuple(scores),
+        candidates=scores,
     )
+
+
+def ranked_candidates(
+    part: TriMesh, solid: m3.Manifold, spec: MoldSpec, params: MoldParams
+) -> tuple[list[CandidateScore], tuple[CandidateScore, ...]]:
+    """(partings to try, best first; each direction's best) in the part frame, mm.
+
+    1. the best: among directions whose best level is within the tie of the lowest
+       undercut, the largest cross-section (what :func:`choose_parting` returns);
+    2. every other direction at its best level, by undercut, then cross-section;
+    3. other levels of each direction (``parting_alternate_levels`` per direction, at
+       least ``parting_level_separation`` of the extent apart), by undercut, then section.
+
+    The mold tries them in this order when a parting fails a gate (at most
+    ``parting_fallback_candidates``); :func:`parting_for` completes each one it tries.
+    """
+    tris = part.triangles
+    centroids, normals, areas = face_geometry(tris)
+    size = float(np.ptp(part.vertices, axis=0).max())
+    eps = params.ray_epsilon_fraction * size
+    tie = params.undercut_tie_fraction
+
+    n_faces = len(areas)
+    if n_faces > params.parting_sample_faces:
+        rng = np.random.default_rng(params.parting_seed)
+        sample = np.sort(
+            rng.choice(n_faces, params.parting_sample_faces, replace=False, p=areas / areas.sum())
+        )
+        weights = np.ones(len(sample))
+    else:
+        sample = np.arange(n_faces)
+        weights = areas
+
+    scores: list[CandidateScore] = []
+    alternates: list[CandidateScore] = []
+    for name, direction in candidate_directions(centroids, areas, spec, params):
+        rotation = frame_for_direction(direction)
+        up, down = release_rays(tris, centroids[sample], normals[sample], rotation, eps)
+        heights = centroids[sample] @ direction
+        projections = part.vertices @ direction
+        levels = _levels(projections, spec, params)
+        undercut = _score_levels(levels, heights, up, down, weights)
+        rotated = transform_manifold(solid, affine(rotation))
+        sections = np.array([rotated.slice(float(h)).area() for h in levels])
+        best = _pick_level(levels, undercut, sections, tie)
+        scores.append(
+            CandidateScore(
+                name, direction, float(levels[best]), float(undercut[best]), float(sections[best])
+            )
+        )
+        gap = params.parting_level_separation * float(np.ptp(projections))
+        taken = [float(levels[best])]
+        for i in sorted(range(len(levels)), key=lambda i: (undercut[i], -sections[i], i)):
+            if len(taken) > params.parting_alternate_levels:
+                break
+            if all(abs(float(levels[i]) - t) >= gap for t in taken) and sections[i] > 0:
+                taken.append(float(levels[i]))
+                alternates.append(
+                    CandidateScore(
+                        name, direction, float(levels[i]), float(undercut[i]), float(sections[i])
+                    )
+                )
+
+    best_undercut = min(s.undercut_fraction for s in scores)
+    eligible = [s for s in scores if s.undercut_fraction <= best_undercut + tie]
+    chosen = max(eligible, key=lambda s: s.cross_section_mm2)  # first wins ties
+
+    def rank(c: CandidateScore) -> tuple[float, float]:
+        return (c.undercut_fraction, -c.cross_section_mm2)
+
+    others = sorted((s for s in scores if s is not chosen), key=rank)
+    order = [chosen, *others, *sorted(alternates, key=rank)]
+    return order, tuple(scores)
+
+
+def choose_parting(
+    part: TriMesh, solid: m3.Manifold, spec: MoldSpec, params: MoldParams
+) -> Parting:
+    """The best-ranked parting (see :func:`ranked_candidates`)."""
+    order, scores = ranked_candidates(part, solid, spec, params)
+    return parting_for(order[0], part, solid, params, scores)

@@ -46,6 +46,16 @@ class CandidateInfo(_Frozen):
     cross_section_mm2: float
 
 
+class PartingAttempt(_Frozen):
+    """One parting the mold tried, in the order tried; ``refused``: why a gate refused it."""
+
+    name: str
+    pull_direction: Vec3
+    plane_offset_mm: float
+    passed: bool
+    refused: str
+
+
 class PartingInfo(_Frozen):
     mode: str
     chosen: str
@@ -57,6 +67,7 @@ class PartingInfo(_Frozen):
     undercut_area_a_mm2: float
     undercut_area_b_mm2: float
     candidates: tuple[CandidateInfo, ...]
+    tried: tuple[PartingAttempt, ...] = ()  # best-ranked first; the last one passed
 
 
 class HalfInfo(_Frozen):

@@ -94,6 +94,15 @@ class MoldParams(BaseModel):
     )
     # parting
     parting_levels: int = Field(33, ge=3, description="Plane levels tried per pull direction.")
+    parting_fallback_candidates: int = Field(
+        8, ge=1, description="Partings tried, best first, until one passes every gate."
+    )
+    parting_alternate_levels: int = Field(
+        2, ge=0, description="Fallback levels per pull direction besides its best one."
+    )
+    parting_level_separation: float = Field(
+        0.1, gt=0, lt=1, description="Fallback levels keep this fraction of the extent apart."
+    )
     parting_level_margin: float = Field(
         0.05, gt=0, lt=0.5, description="Levels kept this fraction away from the part's ends."
     )

@@ -46,6 +46,9 @@ def type_label(annotation: Any) -> str:
     if origin in (list, tuple, set, frozenset):
         (item, *_) = get_args(annotation) or (str,)
         return f"JSON list of {type_label(item)}"
+    if origin is dict:
+        _, value = get_args(annotation) or (str, str)
+        return f"JSON object of {type_label(value)}"
     if annotation is SecretStr:
         return "secret str"
     if isinstance(annotation, type) and issubclass(annotation, Path):

@@ -8,6 +8,7 @@
     │   ├── NoSubject
     │   ├── UriNotAllowed
     │   └── UnrepairableMesh
+    │       └── UnreadableMesh       no reader parses the file into triangles
     ├── ProcessingFailed             the input was fine but the pipeline could not make a
     │   ├── MoldFailed               castable result: status ``failed`` + dead letter
     │   ├── ModelOutputInvalid
@@ -100,6 +101,12 @@ class UnrepairableMesh(RejectedInput):
     """A mesh that cannot be made one watertight, consistently oriented solid."""
 
     code = "mesh_unrepairable"
+
+
+class UnreadableMesh(UnrepairableMesh):
+    """A mesh file no reader can parse into triangles; the message names the format problem."""
+
+    code = "mesh_unreadable"
 
 
 class ProcessingFailed(SculptError):

@@ -29,7 +29,21 @@ from pydantic import (
 )
 
 from mold.spec import SIZE_MM_DEFAULT, WALL_MM_DEFAULT
-from sculptsvc.options import SEED_MAX, HexColor, Mode, Seed, SizeMm, WallMm, color_problem
+from sculptsvc.options import (
+    PARTING_DEFAULT,
+    SEED_MAX,
+    HexColor,
+    Mode,
+    Parting,
+    ReliefDepth,
+    Seed,
+    SizeMm,
+    Smoothing,
+    SubjectHint,
+    Thickness,
+    WallMm,
+    color_problem,
+)
 
 SCHEMA_VERSION = 1
 EVENT_NAMESPACE = uuid.UUID("7d0c7c55-2f1e-4d0e-9a51-5c0f8f5b9e21")
@@ -122,6 +136,18 @@ class MoldOptions(BaseModel):
 
     wall_mm: WallMm = WALL_MM_DEFAULT
     material: MoldMaterial = MoldMaterial.pla
+    parting: Parting = PARTING_DEFAULT
+
+
+class ShapeOptions(BaseModel):
+    """How the picture becomes a shape: what a person set in the Studio's editor. Every field
+    is optional; omitted means the service's default, so older orders are unchanged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    relief_depth: ReliefDepth | None = None
+    thickness: Thickness | None = None
+    smoothing: Smoothing | None = None
 
 
 class OrderPlaced(Event):
@@ -140,10 +166,14 @@ class OrderPlaced(Event):
     color: HexColor | None = Field(None, description="Required for mode 'solid'.")
     size_mm: SizeMm = SIZE_MM_DEFAULT
     mold: MoldOptions = Field(default_factory=MoldOptions)
+    shape: ShapeOptions = Field(default_factory=ShapeOptions)
     seed: Seed | None = Field(
         None,
         description="Fixes every random choice; default derives "
         "from order id and revision so replays repeat.",
+    )
+    subject_hint: SubjectHint | None = Field(
+        None, description="Optional: where the subject is; both stylizers honour it."
     )
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ import numpy as np
 
 from sculptsvc import artifacts
 from sculptsvc.errors import (
+    InvalidEvent,
     MeshProcessingFailed,
     ModelOutputInvalid,
     NoSubject,
@@ -38,8 +39,8 @@ from sculptsvc.errors import (
 from sculptsvc.events import OrderState
 from sculptsvc.imaging import decode_image_with_settings, encode_png
 from sculptsvc.logging import get_logger
-from sculptsvc.options import PipelineOptions, options_from_order
-from sculptsvc.reconstruct.base import ColoredMesh, Reconstructor
+from sculptsvc.options import SHAPE_NEUTRAL, PipelineOptions, options_from_order
+from sculptsvc.reconstruct.base import ColoredMesh, Reconstructor, ShapeAdjustable
 from sculptsvc.reconstruct.place import place_in_mm
 from sculptsvc.report import (
     ArtifactInfo,
@@ -103,6 +104,7 @@ def run_pipeline(
     """Run one order; raises the typed errors of ``sculptsvc.errors`` (reject vs fail)."""
     from sculptsvc.gltf_validator import prestart as prestart_validator
     from sculptsvc.mesh import MeshParams, export_glb, process_mesh, render_preview
+    from sculptsvc.stylize.subject import hint_from_event
 
     ended = on_stage or (lambda state: None)
     timings: dict[str, float] = {}
@@ -113,11 +115,15 @@ def run_pipeline(
 
         # 2. stylize
         with timed(timings, "stylize"):
-            styled = stylizer.stylize(image, seed=options.seed)
+            styled = stylizer.stylize(
+                image, seed=options.seed, hint=hint_from_event(options.subject_hint)
+            )
         _check_stylized(styled, stylizer)
         ended(OrderState.stylized)
 
-        # 3. reconstruct, then millimetres standing on y = 0 (the only scaling to size_mm)
+        # 3. reconstruct (with the order's relief depth and thickness), then millimetres
+        #    standing on y = 0 (the only scaling to size_mm)
+        reconstructor = shaped_reconstructor(reconstructor, options)
         with timed(timings, "reconstruct"):
             raw = reconstructor.reconstruct(styled, seed=options.seed)
         _check_mesh(raw, reconstructor)
@@ -130,7 +136,7 @@ def run_pipeline(
         if options.validate_glb is not False:
             prestart_validator()  # Node boots on the other core while the mesh is computed
         with timed(timings, "mesh"):
-            processed = process_mesh(placed, MeshParams(target_faces=options.target_faces))
+            processed = process_mesh(placed, _mesh_params(MeshParams, options))
         if not processed.report.watertight or processed.report.shells != 1:
             raise MeshProcessingFailed(
                 "the processed sculpture is not one watertight shell",
@@ -231,11 +237,34 @@ def _make_mold(vertices: np.ndarray, faces: np.ndarray, options: PipelineOptions
     """``mold.make_mold`` on the placed sculpture; its errors enter the service's tree."""
     from mold import MoldError, MoldSpec, make_mold
 
-    spec = MoldSpec(size_mm=None, wall_mm=options.wall_mm)  # None: already options.size_mm
+    # size None: the sculpture is already options.size_mm
+    spec = MoldSpec(size_mm=None, wall_mm=options.wall_mm, parting=options.parting)
     try:
         return make_mold(np.asarray(vertices), np.asarray(faces), spec)
     except MoldError as exc:
         raise from_mold_error(exc) from exc
+
+
+def shaped_reconstructor(reconstructor: Reconstructor, options: PipelineOptions) -> Reconstructor:
+    """The reconstructor with the order's relief depth and thickness applied; an order that
+    asks for them from a backend that cannot build them is rejected, never silently changed."""
+    if options.relief_depth == SHAPE_NEUTRAL and options.thickness == SHAPE_NEUTRAL:
+        return reconstructor
+    if not isinstance(reconstructor, ShapeAdjustable):
+        raise InvalidEvent(
+            f"reconstructor {reconstructor.name!r} cannot apply shape.relief_depth or "
+            "shape.thickness; leave them out (or 1) for this backend",
+            relief_depth=options.relief_depth,
+            thickness=options.thickness,
+        )
+    return reconstructor.reshaped(relief_depth=options.relief_depth, thickness=options.thickness)
+
+
+def _mesh_params(params_cls: Any, options: PipelineOptions) -> Any:
+    """The mesh stage's parameters for this order (smoothing: the order's or the default)."""
+    smoothing = {} if options.smoothing is None else {"smooth_steps": options.smoothing}
+    # mold_size_mm=None: the hand-off check runs as the mold will, on the placed size
+    return params_cls(target_faces=options.target_faces, mold_size_mm=None, **smoothing)
 
 
 def _mold_summary(report: Any) -> MoldSummary:

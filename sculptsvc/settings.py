@@ -223,6 +223,32 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level.")
     log_format: Literal["json", "console"] = Field("json", description="Log renderer.")
 
+    # --- Studio (`sculpt studio`: its own process, never inside `sculpt serve`) ---------
+    studio_host: str = Field(
+        "127.0.0.1", description="Bind address of the Studio (loopback: this machine only)."
+    )
+    studio_port: int = Field(8090, description="Port of the Studio's web pages.")
+    studio_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Who may replay, reproduce and send orders: JSON `{"name": "token"}`; '
+        "the name is logged with each action. Empty: those actions are off.",
+    )
+    studio_workers: int = Field(
+        1, ge=1, description="Processes running design and reproduce jobs (the real pipeline)."
+    )
+    studio_max_orders: int = Field(
+        5000, ge=1, description="Most recent orders the Studio keeps in memory."
+    )
+    studio_page_size: int = Field(200, ge=1, description="Orders listed per page.")
+    studio_max_designs: int = Field(
+        100, ge=1, description="Design sessions kept in memory (the oldest is dropped)."
+    )
+    studio_assets_dir: Path = Field(
+        Path("tools/node_modules"),
+        description="npm packages the Studio serves (model-viewer, three), installed by "
+        "scripts/bootstrap; nothing is loaded from a CDN.",
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -46,6 +46,7 @@ from sculptsvc.imaging import single_threaded_cv2
 from sculptsvc.logging import get_logger
 from sculptsvc.settings import Settings
 from sculptsvc.stylize.base import StylizedImage
+from sculptsvc.stylize.subject import SubjectHint, subject_mask
 
 log = get_logger(__name__)
 
@@ -114,15 +115,12 @@ class DiffusionParams(BaseModel):
         return cls(**{k: v for k, v in chosen.items() if v is not None or k not in unset_prompts})
 
 
-def classic_subject_mask(image: np.ndarray, seed: int) -> np.ndarray:
-    """Full-resolution subject mask from the classic stylizer's extraction."""
-    from sculptsvc.stylize.classic import find_subject
-
+def classic_subject_mask(
+    image: np.ndarray, seed: int, hint: SubjectHint | None = None
+) -> np.ndarray:
+    """Full-resolution subject mask from the shared extraction (``stylize.subject``)."""
     with single_threaded_cv2():
-        small, _scale = find_subject(image, seed=seed)
-    h, w = image.shape[:2]
-    resized = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return resized >= 0.5
+        return subject_mask(image, seed=seed, hint=hint)
 
 
 def frame_subject(
@@ -203,13 +201,21 @@ class DiffusionStylizer:
         )
         return cls(pipe, params, mask_fn=mask_fn, fingerprint=fingerprint)
 
-    def stylize(self, image: np.ndarray, *, seed: int) -> StylizedImage:
-        """image: (h, w, 3|4) uint8 RGB(A) -> square stylized subject at ``self.resolution``."""
+    def stylize(
+        self, image: np.ndarray, *, seed: int, hint: SubjectHint | None = None
+    ) -> StylizedImage:
+        """image: (h, w, 3|4) uint8 RGB(A) -> square stylized subject at ``self.resolution``.
+
+        A shop's ``hint`` replaces ``mask_fn`` by the shared extraction, which honours it.
+        """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
             raise InvalidImage(f"expected (h, w, 3|4) uint8, got {image.shape} {image.dtype}")
         started = time.perf_counter()
         # 1. Subject.
-        mask = np.asarray(self.mask_fn(image, seed), dtype=bool)
+        if hint is None:
+            mask = np.asarray(self.mask_fn(image, seed), dtype=bool)
+        else:
+            mask = classic_subject_mask(image, seed, hint)
         if mask.shape != image.shape[:2] or not mask.any():
             raise NoSubject("no subject found to stylize")
         # 2. Frame.

@@ -66,9 +66,14 @@ def _welded(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
 
 def _usable(vertices: np.ndarray, faces: np.ndarray) -> bool:
     """Closed, and no face passing through another: what ``make_mold`` accepts."""
-    from mold.geometry import TriMesh, self_intersecting_faces
+    from mold import MoldError, part_self_intersections
 
-    return _is_closed(vertices, faces) and self_intersecting_faces(TriMesh(vertices, faces)) == 0
+    if not _is_closed(vertices, faces):
+        return False
+    try:
+        return part_self_intersections(vertices, faces) == 0  # the mold's own check
+    except MoldError:
+        return True  # closed but refused for another reason: make_mold names it
 
 
 def _mesh_stage(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,15 +90,9 @@ def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
 
     Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
     """
-    import trimesh
+    from sculptsvc.mesh.io import load_mesh
 
-    try:
-        loaded = trimesh.load(str(path), force="mesh", process=False)
-    except Exception as exc:  # trimesh raises many types for unreadable files
-        raise UnrepairableMesh(f"cannot read {path.name}: {exc}") from exc
-    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
-        raise UnrepairableMesh(f"{path.name} holds no triangles")
-    vertices, faces = _welded(loaded)
+    vertices, faces = _welded(load_mesh(path))  # UnreadableMesh names the format problem
     if _usable(vertices, faces):
         return LoadedPart(vertices, faces, "none")
     if not repair:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from enum import StrEnum
 
 import typer
-
-from sculptsvc.artifacts import DETERMINISTIC
 
 
 class Source(StrEnum):
@@ -82,7 +79,7 @@ def register(app: typer.Typer) -> None:
         from sculptsvc.events import ModelReady, OrderPlaced
         from sculptsvc.pipeline import options_from_order, run_pipeline
         from sculptsvc.service.intake import resolve_image
-        from sculptsvc.service.replay import Selection, published_outcome, scan
+        from sculptsvc.service.replay import Selection, compare_hashes, published_outcome, scan
         from sculptsvc.settings import Settings
 
         settings = Settings()
@@ -113,18 +110,7 @@ def register(app: typer.Typer) -> None:
             load_reconstructor(settings),
             settings,
         )
-        rows = []
-        for artifact in DETERMINISTIC:  # report.json carries timings: not compared
-            expected = published.get(artifact.event, {}).get(artifact.field, {}).get("sha256")
-            actual = hashlib.sha256(result.artifacts[artifact.name]).hexdigest()
-            rows.append(
-                {
-                    "artifact": artifact.name,
-                    "published": expected,
-                    "local": actual,
-                    "equal": expected == actual,
-                }
-            )
+        rows = compare_hashes(published, result.artifacts)
         same = all(r["equal"] for r in rows)
         if as_json:
             typer.echo(

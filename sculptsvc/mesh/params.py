@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mold.spec import SIZE_MM_DEFAULT, SIZE_MM_MAX, SIZE_MM_MIN
+
 
 class MeshParams(BaseModel):
     """Knobs of :func:`sculptsvc.mesh.process_mesh` and the exporters.
@@ -53,6 +55,39 @@ class MeshParams(BaseModel):
     )
     remesh_closing_voxels: int = Field(
         2, ge=0, le=8, description="Cracks up to about twice this many voxels are sealed."
+    )
+    coarsen_above_faces: int = Field(
+        400_000,
+        ge=1,
+        description="Inputs with more triangles are first coarsened by vertex clustering "
+        "(fast, O(n)) to about coarsen_to_faces, before repair and quadric decimation.",
+    )
+    coarsen_to_faces: int = Field(
+        60_000, ge=1000, description="Triangles the coarsening aims at (~3-4x the output)."
+    )
+    mold_size_mm: float | None = Field(
+        SIZE_MM_DEFAULT,
+        ge=SIZE_MM_MIN,
+        le=SIZE_MM_MAX,
+        description="Longest side the mold scales the part to (its default, as `sculpt mold` "
+        "uses); None: the mold keeps the part's size (the pipeline, already in mm). The "
+        "hand-off check counts self-intersections at that scale.",
+    )
+    crossing_repair_rounds: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Rounds of local re-triangulation around faces the mold's check refuses, "
+        "before the voxel rebuild.",
+    )
+    crossing_repair_rings: int = Field(
+        1, ge=0, le=8, description="Rings of neighbours removed with each refused face."
+    )
+    crossing_repair_max_deviation_rel: float = Field(
+        0.005,
+        ge=0,
+        description="A local re-triangulation that moves the surface further than this "
+        "(x diagonal) is discarded for the voxel rebuild.",
     )
     min_volume_ratio: float = Field(
         1e-4,

@@ -27,11 +27,12 @@ from sculptsvc.mesh.colors import (
     vertex_color_source,
 )
 from sculptsvc.mesh.gltf import PbrMaterial, build_glb, unit_normals
+from sculptsvc.mesh.handoff import as_stored, check_handoff, mold_size, repair_crossings
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.mesh.refine import fit_face_budget, smooth
 from sculptsvc.mesh.remesh import voxel_remesh
 from sculptsvc.mesh.repair import RepairLog, edge_counts, repair, signed_volume
-from sculptsvc.mesh.report import MeshReport, measure, self_intersections
+from sculptsvc.mesh.report import MeshReport, measure
 from sculptsvc.mesh.uv import UVAtlas, bake_texture, unwrap
 from sculptsvc.options import Mode
 from sculptsvc.reconstruct.base import ColoredMesh, ColorSource
@@ -171,19 +172,32 @@ def _without_self_intersections(
     params: MeshParams,
 ) -> tuple[trimesh.Trimesh, str, float, int]:
     """A surface that passes through itself is closed but not a solid: mold booleans turn
-    it inside out. Resampling low-poly input can cause that; rebuild such a surface from a
-    voxel field (always an embedded surface), then smooth and fit the budget again.
+    it inside out. The decision uses the mold's own check on the positions as the GLB
+    stores them (:mod:`sculptsvc.mesh.handoff`), so nothing leaves that the mold refuses.
 
-    Returns the mesh, how the budget was met, the smoothing displacement and the count of
-    self-intersecting triangles of the returned mesh (the report's figure: counted once).
+    Repairs, in order: the local ones of :func:`~sculptsvc.mesh.handoff.repair_crossings`
+    (separate touching surfaces, re-triangulate); else rebuild the surface from a voxel
+    field (always embedded), then smooth and fit the budget again.
+    Returns the float32-exact mesh, how the budget was met, the smoothing displacement and
+    the crossing count of the returned mesh (the report's figure: counted once).
     """
-    crossing = self_intersections(mesh)
-    if crossing == 0:
-        return mesh, budget, displacement, crossing
+    mesh = as_stored(mesh)
+    check = check_handoff(mesh, params)
+    if check.passed:
+        return mesh, budget, displacement, 0
+    size = mold_size(params)
+    scale = "the placed size" if size is None else f"{size:g} mm"
+    where = f"the mold's check at {scale} on float32 positions"
+    found = check.refusal or f"{check.crossing_faces} triangles crossed the surface"
+    repaired_locally = repair_crossings(mesh, params)
+    if repaired_locally is not None:
+        fixed, action = repaired_locally
+        repair_log.add(f"{found} ({where}): {action}")
+        return fixed, budget, displacement, 0
     if not params.remesh_fallback:
         raise MeshProcessingFailed(
-            f"{crossing} triangles intersect the surface and the remesh fallback is off",
-            self_intersecting_faces=crossing,
+            f"{found} ({where}) and the remesh fallback is off",
+            self_intersecting_faces=check.crossing_faces,
         )
     remeshed = voxel_remesh(repaired, params.remesh_resolution, params.remesh_closing_voxels)
     try:
@@ -194,18 +208,20 @@ def _without_self_intersections(
         ) from exc
     repair_log.method = "remesh"
     repair_log.add(
-        f"rebuilt from a {params.remesh_resolution}-voxel field: {crossing} triangles "
-        "intersected the surface after resampling"
+        f"rebuilt from a {params.remesh_resolution}-voxel field: {found} ({where}); "
+        "local re-triangulation did not clear it"
     )
     smoothed, displacement = smooth(rebuilt, params)
     final, budget = fit_face_budget(smoothed, params)
-    crossing = self_intersections(final)
-    if crossing:
+    final = as_stored(final)
+    check = check_handoff(final, params)
+    if not check.passed:
         raise MeshProcessingFailed(
-            f"{crossing} triangles still intersect the surface after a voxel rebuild",
-            self_intersecting_faces=crossing,
+            f"{check.refusal or f'{check.crossing_faces} triangles'} still fail {where} "
+            "after a voxel rebuild",
+            self_intersecting_faces=check.crossing_faces,
         )
-    return final, budget, displacement, crossing
+    return final, budget, displacement, 0
 
 
 def silicone_material(

@@ -9,11 +9,18 @@ no frame pays pyrender's ``gc.collect()`` on delete. pyrender's interactive view
 a window system) is never imported.
 The view is a 3/4 front view (glTF convention: +Y up, the subject looks along +Z) with a
 key, a fill and a rim light; the background is transparent.
+
+The PNG is a pure function of the mesh. Left to itself, pyrender keeps lights in sets of
+nodes hashed by ``id()``, so the order in which it binds them (and the shader adds their
+light up) changes from frame to frame; float addition is not associative, and about one
+pixel in 250,000 came out one level apart. ``_Scene`` yields them in ``_LIGHTS`` order.
+llvmpipe's output does not depend on its thread count (``LP_NUM_THREADS``) or on load.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import io
 import logging
 import os
@@ -36,6 +43,13 @@ _KEY_INTENSITY = 3.0
 _FILL_INTENSITY = 1.2
 _RIM_INTENSITY = 1.5
 _AMBIENT = 0.25
+# (name, azimuth from the camera's, elevation, intensity), in the order the shader sums them
+_LIGHTS = (
+    ("key", -30.0, 45.0, _KEY_INTENSITY),
+    ("fill", 70.0, 10.0, _FILL_INTENSITY),
+    ("rim", 180.0, 30.0, _RIM_INTENSITY),
+)
+_LIGHT_NAMES = tuple(f"light:{name}" for name, *_ in _LIGHTS)
 _SUPERSAMPLE = 2  # render at 2x and box-filter: smooth silhouettes without MSAA
 _LOCK = threading.Lock()  # OSMesa contexts are not thread-safe
 # Per thread (an OSMesa context is current in one thread only): (width, height) -> renderer.
@@ -57,6 +71,18 @@ def _pyrender() -> Any:
     import pyrender
 
     return pyrender
+
+
+@functools.cache
+def _scene_type(pyrender: Any) -> Any:
+    """A pyrender ``Scene`` whose lights come out in ``_LIGHTS`` order, not set order."""
+
+    class _Scene(pyrender.Scene):
+        @property
+        def light_nodes(self) -> list[Any]:
+            return sorted(super().light_nodes, key=lambda node: _LIGHT_NAMES.index(node.name))
+
+    return _Scene
 
 
 def _renderer(pyrender: Any, width: int, height: int) -> Any:
@@ -158,21 +184,18 @@ def render_preview(
     center, distance = _frame(np.asarray(result.mesh.vertices))
     up = np.array([0.0, 1.0, 0.0])
 
-    scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[_AMBIENT] * 3)
+    scene = _scene_type(pyrender)(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[_AMBIENT] * 3)
     scene.add(pyrender.Mesh([primitive]))
     eye = center + _direction(_AZIMUTH_DEG, _ELEVATION_DEG) * distance
     camera = pyrender.PerspectiveCamera(
         yfov=np.radians(_FOV_DEG), znear=distance * 0.05, zfar=distance * 4
     )
     scene.add(camera, pose=_look_at(eye, center, up))
-    for azimuth, elevation, intensity in (
-        (_AZIMUTH_DEG - 30.0, 45.0, _KEY_INTENSITY),
-        (_AZIMUTH_DEG + 70.0, 10.0, _FILL_INTENSITY),
-        (_AZIMUTH_DEG + 180.0, 30.0, _RIM_INTENSITY),
-    ):
-        light_eye = center + _direction(azimuth, elevation) * distance
+    for name, (_, azimuth, elevation, intensity) in zip(_LIGHT_NAMES, _LIGHTS, strict=True):
+        light_eye = center + _direction(_AZIMUTH_DEG + azimuth, elevation) * distance
         scene.add(
             pyrender.DirectionalLight(color=[1.0, 1.0, 1.0], intensity=intensity),
+            name=name,
             pose=_look_at(light_eye, center, up),
         )
     with _LOCK:

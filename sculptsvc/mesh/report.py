@@ -34,7 +34,8 @@ class MeshReport(BaseModel):
     bbox_max: Vec3
     extents: Vec3
     self_intersecting_faces: int = Field(
-        description="Triangles crossing another triangle (0 wanted: booleans need it)."
+        description="Triangles crossing another triangle, counted by the mold's own check on the "
+        "float32 positions the GLB stores, at the mold's scale (always 0: the stage repairs)."
     )
     hausdorff_rel: float = Field(
         description="Symmetric Hausdorff distance to the input / input bounding-box diagonal."
@@ -58,7 +59,7 @@ class MeshReport(BaseModel):
     color_source: str = Field(description="callable | vertex | texture | none")
 
 
-def _hausdorff(
+def hausdorff(
     output: trimesh.Trimesh, source: trimesh.Trimesh, samples: int
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """(max, mean) distance output -> source surface, and (max, mean) source -> output.
@@ -89,14 +90,6 @@ def _hausdorff(
     )
 
 
-def self_intersections(mesh: trimesh.Trimesh) -> int:
-    """Triangles that intersect another triangle of the mesh (pymeshlab's exact test)."""
-    ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)))
-    ms.compute_selection_by_self_intersections_per_face()
-    return int(ms.current_mesh().selected_face_number())
-
-
 def measure(
     mesh: trimesh.Trimesh,
     source: trimesh.Trimesh,
@@ -122,7 +115,7 @@ def measure(
     shells = len(split_shells(mesh))
     euler = int(mesh.euler_number)
     diag = diagonal(np.asarray(source.vertices))
-    (out_in, mean), (in_out, _) = _hausdorff(mesh, source, hausdorff_samples)
+    (out_in, mean), (in_out, _) = hausdorff(mesh, source, hausdorff_samples)
     if volume is None:
         volume = signed_volume(mesh.vertices, faces)
     lo, hi = mesh.bounds

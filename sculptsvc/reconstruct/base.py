@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -38,3 +38,10 @@ class Reconstructor(Protocol):
     name: str
 
     def reconstruct(self, image: StylizedImage, *, seed: int) -> ColoredMesh: ...
+
+
+@runtime_checkable
+class ShapeAdjustable(Protocol):
+    """A reconstructor that can honour an order's shape options (relief depth, thickness)."""
+
+    def reshaped(self, *, relief_depth: float, thickness: float) -> Reconstructor: ...

@@ -20,7 +20,7 @@ Units: pixels of the stylized image, x right, y up, z toward the viewer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import manifold3d
@@ -118,6 +118,22 @@ class ClassicReconstructor:
     def reconstruct(self, image: StylizedImage, *, seed: int) -> ColoredMesh:
         """Deterministic: ``seed`` is accepted for the seam and not needed."""
         return inflate(image, params=self.params)
+
+    def reshaped(self, *, relief_depth: float, thickness: float) -> ClassicReconstructor:
+        """This reconstructor with the relief and the depth multiplied (an order's shape
+        options). Depth, its soft floor and its soft cap scale together, so the solid's
+        heights are ``thickness`` times the default ones (before the relief), except in the
+        thin band by the outline where the floor blends in (within a few per cent there)."""
+        p = self.params
+        return ClassicReconstructor(
+            replace(
+                p,
+                relief_amplitude=p.relief_amplitude * relief_depth,
+                depth_scale=p.depth_scale * thickness,
+                min_half_depth=p.min_half_depth * thickness,
+                max_half_depth=p.max_half_depth * thickness,
+            )
+        )
 
 
 def inflate(image: StylizedImage, *, params: InflateParams | None = None) -> ColoredMesh:

@@ -8,6 +8,7 @@ so a replay is a deliberate second run, never silently de-duplicated.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from sculptsvc.artifacts import DETERMINISTIC
 from sculptsvc.events import DeadLetter, ModelReady, MoldReady
 from sculptsvc.service.kafka import client_kwargs
 from sculptsvc.service.processor import REPLAY_HEADER
@@ -174,3 +176,22 @@ async def published_outcome(
         if events:
             outcome[kind] = max(events, key=lambda e: e.get("revision", 0))
     return outcome
+
+
+def compare_hashes(published: dict[str, dict], artifacts: dict[str, bytes]) -> list[dict]:
+    """One row per deterministic artifact (``report.json`` carries timings: not compared):
+    the published sha256 (``published_outcome``'s events as JSON, by event type), the
+    re-run's, and whether they are equal."""
+    rows = []
+    for artifact in DETERMINISTIC:
+        expected = published.get(artifact.event, {}).get(artifact.field, {}).get("sha256")
+        local = hashlib.sha256(artifacts[artifact.name]).hexdigest()
+        rows.append(
+            {
+                "artifact": artifact.name,
+                "published": expected,
+                "local": local,
+                "equal": expected == local,
+            }
+        )
+    return rows

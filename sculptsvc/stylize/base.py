@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sculptsvc.stylize.subject import SubjectHint
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,11 @@ class Stylizer(Protocol):
 
     name: str
 
-    def stylize(self, image: np.ndarray, *, seed: int) -> StylizedImage:
-        """image: (h, w, 3|4) uint8 RGB(A). Raises ``NoSubject`` when nothing stands out."""
+    def stylize(
+        self, image: np.ndarray, *, seed: int, hint: SubjectHint | None = None
+    ) -> StylizedImage:
+        """image: (h, w, 3|4) uint8 RGB(A). Raises ``NoSubject`` when nothing stands out.
+
+        ``hint``: what the shop knows about the subject (a mask or a box); honoured.
+        """
         ...

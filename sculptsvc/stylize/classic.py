@@ -1,9 +1,8 @@
 """Weight-free stylizer: find the subject, then give it a moulded-silicone look.
 
-1. Subject mask: the alpha channel when it carries one; otherwise a background model
-   from the picture's border colours seeds OpenCV's GrabCut. The largest part is kept,
-   its small holes are filled and its outline smoothed. Nothing that stands out from the
-   background -> ``NoSubject``.
+1. Subject mask (:mod:`sculptsvc.stylize.subject`, shared with the diffusion stylizer):
+   the shop's hint, the alpha channel, or a background model of the photo's frame seeding
+   OpenCV's GrabCut; every part of the subject kept and joined. Unsure -> ``NoSubject``.
 2. Silicone look: edge-preserving smoothing (bilateral), a small palette (k-means in Lab
    with a fixed seed), then a soft glossy highlight shaded from the inflated silhouette.
    The flat-coloured version (no highlight) goes out as ``albedo`` so the 3D texture does
@@ -27,35 +26,17 @@ from sculptsvc.errors import NoSubject
 from sculptsvc.imaging import single_threaded_cv2
 from sculptsvc.logging import get_logger
 from sculptsvc.stylize.base import StylizedImage
+from sculptsvc.stylize.subject import (
+    CUSTOMER_ADVICE,
+    SubjectHint,
+    SubjectParams,
+    clean_mask,
+    find_subject,
+    has_informative_alpha,
+    to_lab,
+)
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class SubjectParams:
-    """Tunables of subject extraction (pixel sizes are at ``work_size``)."""
-
-    alpha_threshold: int = 128
-    """Alpha at or above this is subject."""
-    min_transparent_fraction: float = 0.01
-    """An alpha channel is trusted only if at least this share of pixels is transparent."""
-    border_px: int = 4
-    """Width of the frame sampled as certain background."""
-    border_clusters: int = 4
-    """Colours the border is summarised by (walls, floors, gradients)."""
-    background_distance: float = 12.0
-    """Lab distance (about 2-3 just-noticeable differences) under which a pixel looks like
-    the background; GrabCut starts from it as 'probably background'."""
-    grabcut_iterations: int = 5
-    min_subject_fraction: float = 0.005
-    """A subject smaller than this share of the picture is noise, not a subject."""
-    max_subject_fraction: float = 0.97
-    """A 'subject' filling the frame means the background was not found."""
-    fill_hole_fraction: float = 0.02
-    """Holes smaller than this share of the subject are filled; larger ones (a teapot's
-    handle, the gap under a chair's arm) stay as through-holes of the sculpture."""
-    outline_sigma_px: float = 1.5
-    """Gaussian smoothing of the outline, in pixels."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +73,7 @@ class ClassicStylizeParams:
     light_direction: tuple[float, float, float] = (-0.45, 0.55, 0.70)
     """Key light (x right, y up, z to the viewer), upper left as in product photos."""
     subject: SubjectParams = field(default_factory=SubjectParams)
-    grabcut_size: int = 320
-    """Longest side GrabCut runs at: its cost grows with the pixel count."""
+    """Subject extraction (:mod:`sculptsvc.stylize.subject`)."""
 
 
 class ClassicStylizer:
@@ -104,13 +84,19 @@ class ClassicStylizer:
     def __init__(self, params: ClassicStylizeParams | None = None) -> None:
         self.params = params or ClassicStylizeParams()
 
-    def stylize(self, image: np.ndarray, *, seed: int) -> StylizedImage:
+    def stylize(
+        self, image: np.ndarray, *, seed: int, hint: SubjectHint | None = None
+    ) -> StylizedImage:
         """image: (h, w, 3|4) uint8 RGB(A). Raises ``NoSubject`` when nothing stands out."""
-        return stylize_classic(image, seed=seed, params=self.params)
+        return stylize_classic(image, seed=seed, params=self.params, hint=hint)
 
 
 def stylize_classic(
-    image: np.ndarray, *, seed: int, params: ClassicStylizeParams | None = None
+    image: np.ndarray,
+    *,
+    seed: int,
+    params: ClassicStylizeParams | None = None,
+    hint: SubjectHint | None = None,
 ) -> StylizedImage:
     """Subject mask, crop to it, silicone look; see the module docstring for the steps."""
     p = params or ClassicStylizeParams()
@@ -118,13 +104,16 @@ def stylize_classic(
     with single_threaded_cv2():
         # 1. Find the subject on a small copy and crop the full picture to it, so small
         #    subjects still get the whole texture resolution.
-        mask_small, scale = find_subject(image, seed=seed, params=p)
+        mask_small, scale = find_subject(image, seed=seed, params=p.subject, hint=hint)
         crop = _crop_box(mask_small, scale, image.shape[:2], p.margin_fraction)
         rgb, subject_weight = _crop_and_resize(image, mask_small, scale, crop, p.work_size)
         # 2. Clean the mask at the final resolution.
         mask = clean_mask(subject_weight >= 0.5, p.subject, reference_size=p.work_size)
         if not mask.any():
-            raise NoSubject("the subject vanished when cleaned: it is too thin or too small")
+            raise NoSubject(
+                f"The subject is too thin or too small to sculpt. {CUSTOMER_ADVICE}",
+                reason="the subject vanished when cleaned",
+            )
         # 3. Silicone look.
         albedo = silicone_albedo(rgb, mask, seed=seed, params=p)
         lit = add_highlight(albedo, mask, params=p)
@@ -144,180 +133,7 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"expected (h, w, 3|4) uint8, got {image.shape} {image.dtype}")
 
 
-# --- 1. Subject ----------------------------------------------------------------------------
-
-
-def has_informative_alpha(image: np.ndarray, params: SubjectParams | None = None) -> bool:
-    """True when the picture's alpha channel cuts out a subject (not a near-opaque layer)."""
-    p = params or SubjectParams()
-    if image.shape[2] != 4:
-        return False
-    transparent = float((image[..., 3] < p.alpha_threshold).mean())
-    return transparent >= p.min_transparent_fraction
-
-
-def find_subject(
-    image: np.ndarray, *, seed: int, params: ClassicStylizeParams | None = None
-) -> tuple[np.ndarray, float]:
-    """The subject's mask at analysis size, and that size's scale relative to ``image``.
-
-    Returns ``(mask (h', w') bool, scale)`` with ``h' = round(h * scale)``.
-    Raises ``NoSubject`` when nothing stands out or the subject is implausibly small/large.
-    """
-    p = params or ClassicStylizeParams()
-    sp = p.subject
-    h, w = image.shape[:2]
-    if has_informative_alpha(image, sp):
-        scale = min(1.0, p.work_size / max(h, w))
-        alpha = _resize(image[..., 3], scale, cv2.INTER_AREA)
-        raw = alpha >= sp.alpha_threshold
-        reference = p.work_size
-    else:
-        scale = min(1.0, p.grabcut_size / max(h, w))
-        rgb = _resize(np.ascontiguousarray(image[..., :3]), scale, cv2.INTER_AREA)
-        raw = _grabcut_subject(rgb, seed=seed, params=sp)
-        reference = p.grabcut_size
-    mask = clean_mask(raw, sp, reference_size=reference)
-    fraction = float(mask.mean())
-    if fraction < sp.min_subject_fraction:
-        raise NoSubject(
-            "no subject stands out from the background",
-            subject_fraction=round(fraction, 5),
-        )
-    if fraction > sp.max_subject_fraction:
-        raise NoSubject(
-            "the subject fills the whole frame: no background to separate it from",
-            subject_fraction=round(fraction, 5),
-        )
-    return mask, scale
-
-
-def _grabcut_subject(rgb: np.ndarray, *, seed: int, params: SubjectParams) -> np.ndarray:
-    """Background model from the border colours seeds GrabCut (border = certain background)."""
-    h, w = rgb.shape[:2]
-    lab = _to_lab(rgb)
-    b = max(1, min(params.border_px, min(h, w) // 8))
-    border = np.zeros((h, w), dtype=bool)
-    border[:b] = border[-b:] = True
-    border[:, :b] = border[:, -b:] = True
-    centres = _border_colours(lab[border], params.border_clusters, seed)
-    distance = np.full((h, w), np.inf, dtype=np.float32)
-    for centre in centres:
-        distance = np.minimum(distance, np.linalg.norm(lab - centre, axis=-1))
-    looks_background = distance < params.background_distance
-    probable_fg = ~looks_background & ~border
-    if probable_fg.mean() < params.min_subject_fraction:
-        raise NoSubject(
-            "the picture is (nearly) uniform: no subject stands out from the background",
-            subject_fraction=round(float(probable_fg.mean()), 5),
-        )
-    gc = np.where(looks_background, cv2.GC_PR_BGD, cv2.GC_PR_FGD).astype(np.uint8)
-    gc[border] = cv2.GC_BGD
-    bgd_model = np.zeros((1, 65), np.float64)
-    fgd_model = np.zeros((1, 65), np.float64)
-    # GrabCut's GMM initialisation draws from OpenCV's RNG, whose seed is a C int: order
-    # seeds go up to 2**32 - 1.
-    cv2.setRNGSeed(seed % 2**31)
-    cv2.grabCut(
-        np.ascontiguousarray(rgb[..., ::-1]),
-        gc,
-        None,
-        bgd_model,
-        fgd_model,
-        params.grabcut_iterations,
-        cv2.GC_INIT_WITH_MASK,
-    )
-    return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
-
-
-def _border_colours(samples: np.ndarray, clusters: int, seed: int) -> np.ndarray:
-    """A few Lab colours summarising the border (k-means, seeded; exact for flat borders)."""
-    rounded = np.unique(np.round(samples, 1), axis=0)
-    if len(rounded) <= clusters:
-        return rounded.astype(np.float32)
-    centres, _ = kmeans2(
-        samples.astype(np.float64), clusters, seed=np.random.default_rng(seed), minit="++"
-    )
-    return centres.astype(np.float32)
-
-
-def clean_mask(mask: np.ndarray, params: SubjectParams, *, reference_size: int) -> np.ndarray:
-    """Main subject only: bridge its split parts, fill small holes, smooth the outline.
-
-    Pixel sizes scale with ``reference_size`` (the image's longest side the params assume).
-    """
-    if not mask.any():
-        return mask
-    px = max(mask.shape) / reference_size
-    mask = _smooth_outline(mask, params.outline_sigma_px * px)
-    mask = _join_large_parts(mask, radius=max(1, round(0.015 * max(mask.shape))))
-    mask = _largest_component(mask)
-    mask = _fill_small_holes(mask, params.fill_hole_fraction)
-    return _largest_component(_smooth_outline(mask, params.outline_sigma_px * px))
-
-
-def _smooth_outline(mask: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma <= 0:
-        return mask
-    return ndimage.gaussian_filter(mask.astype(np.float32), sigma) >= 0.5
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
-
-
-def _join_large_parts(mask: np.ndarray, *, radius: int, keep_fraction: float = 0.15) -> np.ndarray:
-    """Bridge narrow gaps between big parts of one subject (a logo cut by a white stripe).
-
-    Only the pixels a morphological closing adds *between two different parts* are kept,
-    so concavities of a single part are left alone.
-    """
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    big = np.flatnonzero(sizes >= keep_fraction * sizes.max())
-    if len(big) <= 1:
-        return mask
-    parts = np.isin(labels, big)
-    disk = _disk(radius)
-    closed = ndimage.binary_closing(np.pad(parts, radius + 1), structure=disk)[
-        radius + 1 : -radius - 1, radius + 1 : -radius - 1
-    ]
-    added, n_added = ndimage.label(closed & ~mask)
-    if n_added == 0:
-        return mask
-    bridges = np.zeros(n_added + 1, dtype=bool)
-    for index, region in enumerate(ndimage.find_objects(added), start=1):
-        if region is None:
-            continue
-        around = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in region)
-        ring = ndimage.binary_dilation(added[around] == index)
-        touched = np.unique(labels[around][ring & parts[around]])
-        bridges[index] = len(touched) >= 2
-    return mask | bridges[added]
-
-
-def _fill_small_holes(mask: np.ndarray, max_fraction: float) -> np.ndarray:
-    filled = ndimage.binary_fill_holes(mask)
-    holes, count = ndimage.label(filled & ~mask)
-    if count == 0:
-        return mask
-    sizes = np.bincount(holes.ravel())
-    small = sizes <= max_fraction * filled.sum()
-    small[0] = False
-    return mask | small[holes]
-
-
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-    return (x * x + y * y) <= radius * radius
+# --- 1. Subject (found by sculptsvc.stylize.subject), crop ---------------------------------
 
 
 def _crop_box(
@@ -377,20 +193,6 @@ def _crop_and_resize(
     return rgb.astype(np.uint8), weight
 
 
-def _resize(array: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
-    if scale == 1.0:
-        return array
-    h, w = array.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(np.ascontiguousarray(array), size, interpolation=interpolation)
-
-
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
-    """CIE Lab in float32 (L 0-100, a/b around 0) from sRGB uint8."""
-    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
-    return lab.astype(np.float32)
-
-
 # --- 2. Silicone look ----------------------------------------------------------------------
 
 
@@ -420,7 +222,7 @@ def silicone_albedo(
         smooth = cv2.bilateralFilter(
             smooth, p.bilateral_diameter, p.bilateral_sigma_color, p.bilateral_sigma_space
         )
-    lab = _to_lab(smooth)
+    lab = to_lab(smooth)
     weights = np.array([p.palette_lightness_weight, 1.0, 1.0], dtype=np.float32)
     subject_lab = (lab[mask] * weights).astype(np.float64)
     rng = np.random.default_rng(seed)

@@ -104,6 +104,11 @@ def make_topic(kafka: KafkaHarness) -> Callable[..., str]:
 
 @pytest.fixture
 def topics(kafka: KafkaHarness) -> Topics:
+    return create_service_topics(kafka)
+
+
+def create_service_topics(kafka: KafkaHarness) -> Topics:
+    """The service's topics under fresh names, created (for fixtures of any scope)."""
     suffix = uuid.uuid4().hex[:12]
     created = Topics(
         orders=f"sculpt.orders.{suffix}",

@@ -197,3 +197,15 @@ def test_property_damaged_shapes_come_back_closed_outward_and_same_size(
     assert is_closed_manifold(out.faces)
     assert len(out.split(only_watertight=False)) == 1
     assert out.volume == pytest.approx(volume, rel=0.05)
+
+
+def test_large_inputs_are_coarsened_by_clustering_first_and_stay_a_closed_solid() -> None:
+    mesh = sphere(sub=5)  # 20,480 triangles stand in for a million
+    params = MeshParams(coarsen_above_faces=10_000, coarsen_to_faces=2_000)
+    out, log = repair(mesh, params)
+    assert is_closed_manifold(out.faces)
+    assert 1_000 < len(out.faces) < 6_000
+    assert out.volume == pytest.approx(mesh.volume, rel=0.02)
+    assert any(a.startswith("coarsened 20480 triangles") for a in log.actions)
+    below, _ = repair(mesh, MeshParams(coarsen_above_faces=len(mesh.faces)))
+    assert len(below.faces) == len(mesh.faces)  # at or under the threshold: untouched

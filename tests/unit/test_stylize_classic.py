@@ -9,13 +9,8 @@ from scipy import ndimage
 
 from sculptsvc.errors import NoSubject
 from sculptsvc.stylize.base import Stylizer
-from sculptsvc.stylize.classic import (
-    ClassicStylizeParams,
-    ClassicStylizer,
-    SubjectParams,
-    clean_mask,
-    find_subject,
-)
+from sculptsvc.stylize.classic import ClassicStylizeParams, ClassicStylizer
+from sculptsvc.stylize.subject import SubjectParams, clean_mask, find_subject
 
 SIZE = 256
 

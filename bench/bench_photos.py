@@ -1,0 +1,114 @@
+"""Subject extraction on the measured photo set (``bench/photo_set.py``): silhouette IoU
+per case against the exact composited mask, rejected (``no_subject``) cases, median and
+worst, and background sculptures (accepted masks of which less than ``BACKGROUND_PRECISION``
+lies on the subject: mostly background).
+
+``iou_box_hint`` is the same case with a shop's box hint (the subject's box, 5 % margin).
+
+Targets (issue #13): median IoU >= 0.95, worst >= 0.85 or a ``no_subject`` rejection, zero
+background sculptures. Writes ``bench/results/photos.png`` (image | truth | found per case).
+Run: ``.venv/bin/python -m bench photos``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+from bench.common import REPO_ROOT, corpus_dir, print_table
+from bench.photo_set import photo_cases
+from sculptsvc.errors import NoSubject
+from sculptsvc.stylize.subject import SubjectHint, subject_mask
+
+TARGET_MEDIAN = 0.95
+TARGET_WORST = 0.85
+BACKGROUND_PRECISION = 0.5  # below this an accepted mask is mostly not the subject
+BOX_MARGIN = 0.05  # the hint column: a crop box 5 % larger than the subject
+RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def box_hint(truth: np.ndarray, margin: float = BOX_MARGIN) -> SubjectHint:
+    """The subject's bounding box grown by ``margin`` of its size, as fractions."""
+    h, w = truth.shape
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    dy, dx = margin * (rows[-1] - rows[0]), margin * (cols[-1] - cols[0])
+    return SubjectHint(
+        box=(
+            max(0.0, (cols[0] - dx) / w),
+            max(0.0, (rows[0] - dy) / h),
+            min(1.0, (cols[-1] + 1 + dx) / w),
+            min(1.0, (rows[-1] + 1 + dy) / h),
+        )
+    )
+
+
+def main() -> list[dict[str, object]]:
+    cases = photo_cases(corpus_dir())
+    rows: list[dict[str, object]] = []
+    tiles = []
+    for case in cases:
+        started = time.perf_counter()
+        try:
+            found = subject_mask(case.image, seed=0)
+            outcome, score = "ok", iou(found, case.truth)
+            precision = float((found & case.truth).sum() / max(1, found.sum()))
+        except NoSubject as err:
+            found = np.zeros_like(case.truth)
+            outcome, score = f"no_subject ({err.detail.get('reason', '')})", float("nan")
+            precision = float("nan")
+        if outcome == "ok" and precision < BACKGROUND_PRECISION:
+            outcome = "BACKGROUND"
+        try:  # what a shop's crop box (the subject's box + a margin) gives
+            boxed = iou(subject_mask(case.image, seed=0, hint=box_hint(case.truth)), case.truth)
+        except NoSubject:
+            boxed = float("nan")
+        rows.append(
+            {
+                "case": case.name,
+                "kinds": ",".join(case.kinds),
+                "iou": score,
+                "precision": precision,
+                "result": outcome,
+                "iou_box_hint": boxed,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        tiles.append(
+            np.hstack(
+                [case.image, np.dstack([case.truth * 255] * 3), np.dstack([found * 255] * 3)]
+            ).astype(np.uint8)
+        )
+    print_table(f"subject extraction on {len(cases)} composited photos (IoU vs exact mask)", rows)
+    accepted = [float(r["iou"]) for r in rows if r["result"] in ("ok", "BACKGROUND")]
+    rejected = sum(1 for r in rows if str(r["result"]).startswith("no_subject"))
+    background = sum(1 for r in rows if r["result"] == "BACKGROUND")
+    with_rejections_as_zero = [0.0 if np.isnan(float(r["iou"])) else float(r["iou"]) for r in rows]
+    summary = [
+        {
+            "cases": len(rows),
+            "accepted": len(accepted),
+            "rejected_no_subject": rejected,
+            "background_sculptures": background,
+            "median_iou_accepted": float(np.median(accepted)) if accepted else float("nan"),
+            "median_iou_all (rejected=0)": float(np.median(with_rejections_as_zero)),
+            "worst_iou_accepted": min(accepted) if accepted else float("nan"),
+            "median_iou_box_hint": float(np.nanmedian([float(r["iou_box_hint"]) for r in rows])),
+            "worst_iou_box_hint": float(np.nanmin([float(r["iou_box_hint"]) for r in rows])),
+            "targets": f"median>={TARGET_MEDIAN}, worst>={TARGET_WORST} or no_subject, 0 bg",
+        }
+    ]
+    print_table("photo set summary", summary)
+    if tiles:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.vstack(tiles)).save(RESULTS / "photos.png")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The hand-off check: would the mold accept this mesh exactly as the GLB stores it?
+
+The mesh stage and the mold used to count self-intersections differently (input scale vs
+the mold's scale, float64 vs the GLB's float32 positions), so a mesh could leave the mesh
+stage "clean" and be refused by ``sculpt mold``. Here there is one check,
+:func:`mold.part_self_intersections`, run on the positions rounded to float32 (what the
+GLB's POSITION accessor holds and what ``sculpt mold`` reads back) at the mold's scale.
+
+When it finds crossings the mesh is repaired locally: the refused faces and a few rings of
+neighbours are cut out and the holes closed again (pymeshlab), a few rounds at most. The
+caller falls back to the voxel rebuild when that does not end clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymeshlab
+import trimesh
+
+from mold import MoldError, MoldSpec, PartDisconnected, part_self_intersections
+from mold.geometry import TriMesh, self_intersecting_faces
+from sculptsvc.mesh.params import MeshParams
+from sculptsvc.mesh.repair import diagonal, is_closed_manifold, signed_volume
+from sculptsvc.mesh.report import hausdorff
+
+_SEPARATION_ULPS = (4, 16, 64)  # float32 steps: far below any visible or printable detail
+
+
+def mold_size(params: MeshParams) -> float | None:
+    """Longest side the mold will scale the part to (mm); None: kept as it is."""
+    return params.mold_size_mm
+
+
+def _mold_scale(vertices: np.ndarray, params: MeshParams) -> float:
+    """The factor the mold applies to these positions."""
+    size = mold_size(params)
+    return 1.0 if size is None else size / float(np.ptp(vertices, axis=0).max())
+
+
+def as_stored(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """The mesh with its positions rounded to float32, as the GLB stores them."""
+    stored = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64)
+    return trimesh.Trimesh(stored, np.asarray(mesh.faces, dtype=np.int64), process=False)
+
+
+@dataclass(frozen=True)
+class HandoffCheck:
+    """What the mold's check says about a mesh: crossing faces, or why it refused it."""
+
+    crossing_faces: int
+    refusal: str = ""  # the mold error's code and message when it refused for another reason
+
+    @property
+    def passed(self) -> bool:
+        return self.crossing_faces == 0 and not self.refusal
+
+
+def check_handoff(mesh: trimesh.Trimesh, params: MeshParams) -> HandoffCheck:
+    """Run the mold's own self-intersection check on ``mesh`` (already float32-exact)."""
+    spec = MoldSpec(size_mm=mold_size(params))
+    try:
+        return HandoffCheck(part_self_intersections(mesh.vertices, mesh.faces, spec))
+    except PartDisconnected:  # allowed by max_parts > 1; the mold says so itself
+        vertices = np.asarray(mesh.vertices, dtype=np.float64)
+        scale = _mold_scale(vertices, params)
+        return HandoffCheck(self_intersecting_faces(TriMesh(vertices * scale, mesh.faces)))
+    except MoldError as err:  # e.g. float32 rounding pinched the surface
+        return HandoffCheck(0, f"{err.code}: {err.message}")
+
+
+def _crossing_selection(mesh: trimesh.Trimesh, params: MeshParams) -> pymeshlab.MeshSet:
+    """A MeshSet of ``mesh`` at the mold's scale with the crossing faces selected."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    scale = _mold_scale(vertices, params)
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(vertices * scale, np.asarray(mesh.faces, dtype=np.int32)))
+    ms.compute_selection_by_self_intersections_per_face()
+    return ms
+
+
+def separate_crossings(
+    mesh: trimesh.Trimesh, params: MeshParams, ulps: int
+) -> tuple[trimesh.Trimesh, int, float] | None:
+    """Move the corners of crossing faces inward along their normals by ``ulps`` float32
+    steps of the largest coordinate: two surfaces that touch only through rounding (a
+    gap of less than a float32 step) come apart without any visible change.
+
+    Returns (mesh, vertices moved, distance moved) or ``None`` when nothing crosses.
+    """
+    ms = _crossing_selection(mesh, params)
+    selected = ms.current_mesh().face_selection_array()
+    if not selected.any():
+        return None
+    corners = np.unique(np.asarray(mesh.faces)[selected])
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    step = float(np.spacing(np.float32(np.abs(vertices).max()))) * ulps
+    normals = trimesh.Trimesh(vertices, mesh.faces, process=False).vertex_normals
+    moved = vertices.copy()
+    moved[corners] -= step * normals[corners]
+    return as_stored(trimesh.Trimesh(moved, mesh.faces, process=False)), len(corners), step
+
+
+def retriangulate_crossings(mesh: trimesh.Trimesh, params: MeshParams) -> trimesh.Trimesh | None:
+    """Cut out the faces that cross the surface (plus ``crossing_repair_rings`` rings) and
+    close the holes; ``None`` when the result is not a closed, outward solid.
+
+    The selection runs at the mold's scale, as the check does; the result is float32-exact.
+    """
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    scale = _mold_scale(vertices, params)
+    ms = _crossing_selection(mesh, params)
+    if ms.current_mesh().selected_face_number() == 0:
+        return None
+    for _ in range(params.crossing_repair_rings):
+        ms.apply_selection_dilatation()
+    ms.meshing_remove_selected_vertices_and_faces()
+    ms.meshing_remove_unreferenced_vertices()
+    ms.meshing_repair_non_manifold_edges(method="Remove Faces")
+    ms.meshing_repair_non_manifold_vertices()
+    # as in repair: the first pass refuses fills that would cross, a second closes the rest
+    for refuse_crossing in (True, False):
+        ms.meshing_close_holes(
+            maxholesize=params.max_hole_edges,
+            newfaceselected=False,
+            selfintersection=refuse_crossing,
+        )
+    out = ms.current_mesh()
+    faces = np.asarray(out.face_matrix(), dtype=np.int64)
+    if len(faces) == 0 or not is_closed_manifold(faces):
+        return None
+    fixed = as_stored(
+        trimesh.Trimesh(np.asarray(out.vertex_matrix()) / scale, faces, process=False)
+    )
+    fixed.remove_unreferenced_vertices()
+    volume = signed_volume(fixed.vertices, fixed.faces)
+    if volume == 0:
+        return None
+    if volume < 0:
+        fixed.invert()
+    if deviation(fixed, mesh) > params.crossing_repair_max_deviation_rel * diagonal(vertices):
+        return None
+    return fixed
+
+
+def deviation(a: trimesh.Trimesh, b: trimesh.Trimesh) -> float:
+    """Symmetric Hausdorff distance between two surfaces (the report's vertex sampling)."""
+    (ab, _), (ba, _) = hausdorff(a, b, samples=0)
+    return max(ab, ba)
+
+
+def repair_crossings(
+    mesh: trimesh.Trimesh, params: MeshParams
+) -> tuple[trimesh.Trimesh, str] | None:
+    """Local repairs of a mesh the mold's check refuses, cheapest first; (mesh, what was
+    done) for the first that passes the check, ``None`` when the caller must rebuild.
+
+    1. separate: corners of crossing faces moved inward by 4, 16, then 64 float32 steps
+       (surfaces that only meet through rounding);
+    2. re-triangulate: crossing faces and ``crossing_repair_rings`` rings cut out, holes
+       closed, up to ``crossing_repair_rounds`` times, each within the deviation limit.
+    """
+    for ulps in _SEPARATION_ULPS:
+        separated = separate_crossings(mesh, params, ulps)
+        if separated is None:
+            break
+        candidate, count, step = separated
+        if check_handoff(candidate, params).passed:
+            return candidate, (
+                f"moved {count} corners of crossing faces {step * 1e3:.3g} um inward "
+                "(surfaces touching through float32 rounding)"
+            )
+    candidate = mesh
+    for round_ in range(1, params.crossing_repair_rounds + 1):
+        fixed = retriangulate_crossings(candidate, params)
+        if fixed is None:
+            return None
+        candidate = fixed
+        if check_handoff(candidate, params).passed:
+            return candidate, (
+                f"re-triangulated around crossing faces in {round_} round(s), "
+                f"now {len(candidate.faces)} triangles"
+            )
+    return None

@@ -1,0 +1,493 @@
+"""Subject extraction: which pixels of a customer's picture are the thing to sculpt.
+
+Used by both stylizers (classic and diffusion). Sources, in order of trust:
+
+1. a hint from the shop (:class:`SubjectHint`): a mask is taken as the subject; a box
+   makes everything outside it certain background;
+2. the picture's alpha channel, when it cuts out a subject;
+3. a background estimate for ordinary photos: the frame of the picture is modelled by a
+   smooth colour surface (a gradient sky, a vignetted studio wall) and by a few colour
+   clusters (a floor and a wall); pixels far from both seed OpenCV's GrabCut. Frame pixels
+   that do not fit the model (a subject standing on the bottom edge) are not forced to
+   background.
+
+Then every part of the subject is kept (letters of a logo, a loose handle or limb), not
+only the largest: parts at least ``min_part_fraction`` of the largest that lie within
+``max_part_gap`` of the subject grow it, nearest first; specks and far-away clutter do not.
+The parts are joined by thin bridges along their shortest gaps (a minimum spanning tree),
+because a sculpture is cast in one piece. Small holes are filled, the outline smoothed.
+
+When the result cannot be trusted, ``NoSubject`` is raised with a message a shop can show
+its customer: nothing stands out, the "subject" fills or frames the picture (that is
+background), or the background model and GrabCut disagree about most of the subject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from scipy.cluster.vq import kmeans2
+from scipy.sparse.csgraph import minimum_spanning_tree
+
+from sculptsvc.errors import InvalidImage, NoSubject
+
+_MIN_MATTING_CONTRAST = 6.0  # Lab units: below, subject and background are too alike to
+# place the outline by colour, and GrabCut's cut stays
+_MASK_LEVEL = 128  # a hint mask's alpha (or grey) at or above this is subject
+CUSTOMER_ADVICE = (
+    "Please send a photo in which the subject stands out clearly from a plainer "
+    "background, or mark the subject when you order."
+)
+
+
+@dataclass(frozen=True)
+class SubjectHint:
+    """What a shop knows about the subject; coordinates are fractions of the picture.
+
+    box: (left, top, right, bottom) in [0, 1]; mask: (h, w) bool at any resolution.
+    """
+
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = None
+
+
+def hint_from_event(hint: Any) -> SubjectHint | None:
+    """The stylizers' hint from ``events.SubjectHint`` (box fractions, or an inline PNG
+    mask); ``InvalidImage`` when the mask PNG cannot be decoded."""
+    if hint is None:
+        return None
+    if hint.box is not None:
+        b = hint.box
+        return SubjectHint(box=(b.left, b.top, b.right, b.bottom))
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(hint.mask.decoded())) as img:
+            img.load()
+            if "A" in img.getbands():
+                values = np.asarray(img.getchannel("A"))
+            else:
+                values = np.asarray(img.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidImage(f"subject_hint.mask is not a readable image: {exc}") from exc
+    return SubjectHint(mask=values >= _MASK_LEVEL)
+
+
+@dataclass(frozen=True)
+class SubjectParams:
+    """Tunables of subject extraction (pixel sizes are at ``analysis_size``)."""
+
+    analysis_size: int = 400
+    """Longest side the photo path runs at (GrabCut's cost grows with the pixel count)."""
+    alpha_size: int = 512
+    """Longest side the alpha path runs at."""
+    alpha_threshold: int = 128
+    """Alpha at or above this is subject."""
+    min_transparent_fraction: float = 0.01
+    """An alpha channel is trusted only if at least this share of pixels is transparent."""
+    border_px: int = 4
+    """Width of the frame sampled as the background model."""
+    border_clusters: int = 4
+    """Colours the frame is summarised by (walls, floors)."""
+    background_distance: float = 12.0
+    """Lab distance (about 2-3 just-noticeable differences) under which a pixel looks like
+    the background, or more where the frame itself is that noisy."""
+    noise_factor: float = 3.0
+    """The 'looks like background' distance is at least this x the frame's own spread."""
+    grabcut_iterations: int = 5
+    min_subject_fraction: float = 0.005
+    """A subject smaller than this share of the picture is noise, not a subject."""
+    max_subject_fraction: float = 0.9
+    """A 'subject' filling the frame means the background was not found."""
+    max_frame_contact: float = 0.45
+    """A 'subject' covering more of the picture's frame than this is background."""
+    min_agreement: float = 0.6
+    """Least share of the final subject that the colour model also calls foreground."""
+    min_part_fraction: float = 0.01
+    """Parts smaller than this share of the largest part are specks, not parts."""
+    max_part_gap: float = 0.75
+    """A part joins the subject when its gap to it is at most this x the smaller of the
+    two sizes (letters and words are spaced by less than a letter's size)."""
+    bridge_width: float = 0.012
+    """Width of the bridges that join separate parts, x the picture's longest side."""
+    fill_hole_fraction: float = 0.02
+    """Holes smaller than this share of the subject are filled; larger ones (a teapot's
+    handle, the gap under a chair's arm) stay as through-holes of the sculpture."""
+    outline_sigma_px: float = 1.5
+    """Gaussian smoothing of the outline, in pixels."""
+    outline_band_px: int = 2
+    """Photo path: the outline is re-placed at half coverage within this many pixels."""
+
+
+def has_informative_alpha(image: np.ndarray, params: SubjectParams | None = None) -> bool:
+    """True when the picture's alpha channel cuts out a subject (not a near-opaque layer)."""
+    p = params or SubjectParams()
+    if image.shape[2] != 4:
+        return False
+    transparent = float((image[..., 3] < p.alpha_threshold).mean())
+    return transparent >= p.min_transparent_fraction
+
+
+def find_subject(
+    image: np.ndarray,
+    *,
+    seed: int,
+    params: SubjectParams | None = None,
+    hint: SubjectHint | None = None,
+) -> tuple[np.ndarray, float]:
+    """The subject's mask at analysis size and that size's scale relative to ``image``.
+
+    image: (h, w, 3|4) uint8. Returns ``(mask (h', w') bool, scale)``, ``h' = round(h *
+    scale)``, one connected piece. Raises ``NoSubject`` (message for the customer).
+    """
+    p = params or SubjectParams()
+    h, w = image.shape[:2]
+    box = _box_mask(hint.box, h, w) if hint is not None and hint.box is not None else None
+    if hint is not None and hint.mask is not None:
+        scale = min(1.0, p.alpha_size / max(h, w))
+        raw = _resize_mask(hint.mask, _scaled_shape(h, w, scale))
+        reference, source = p.alpha_size, "hint"
+    elif has_informative_alpha(image, p):
+        scale = min(1.0, p.alpha_size / max(h, w))
+        raw = _resize(image[..., 3], scale, cv2.INTER_AREA) >= p.alpha_threshold
+        reference, source = p.alpha_size, "alpha"
+    else:
+        scale = min(1.0, p.analysis_size / max(h, w))
+        rgb = _resize(np.ascontiguousarray(image[..., :3]), scale, cv2.INTER_AREA)
+        small_box = None if box is None else _resize_mask(box, rgb.shape[:2])
+        raw = _photo_subject(rgb, seed=seed, params=p, box=small_box)
+        reference, source = p.analysis_size, "photo"
+    if box is not None:
+        raw = raw & _resize_mask(box, raw.shape)
+    mask = clean_mask(raw, p, reference_size=reference)
+    _check_plausible(mask, p, photo=source == "photo" and box is None)
+    return mask, scale
+
+
+def subject_mask(
+    image: np.ndarray,
+    *,
+    seed: int,
+    params: SubjectParams | None = None,
+    hint: SubjectHint | None = None,
+) -> np.ndarray:
+    """:func:`find_subject` at the picture's own resolution, (h, w) bool."""
+    small, _scale = find_subject(image, seed=seed, params=params, hint=hint)
+    h, w = image.shape[:2]
+    resized = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return resized >= 0.5
+
+
+def _check_plausible(mask: np.ndarray, p: SubjectParams, *, photo: bool) -> None:
+    fraction = float(mask.mean())
+    if fraction < p.min_subject_fraction:
+        raise NoSubject(
+            f"We could not find a subject in this picture. {CUSTOMER_ADVICE}",
+            reason="nothing stands out from the background",
+            subject_fraction=round(fraction, 5),
+        )
+    if fraction > p.max_subject_fraction:
+        raise NoSubject(
+            f"The subject seems to fill the whole picture, so we cannot tell it apart from "
+            f"the background. {CUSTOMER_ADVICE}",
+            reason="the subject fills the frame",
+            subject_fraction=round(fraction, 5),
+        )
+    contact = _frame_contact(mask)
+    if photo and contact > p.max_frame_contact:
+        raise NoSubject(
+            f"We could not tell the subject apart from the background. {CUSTOMER_ADVICE}",
+            reason="what was found covers most of the picture's frame: that is background",
+            frame_contact=round(contact, 4),
+        )
+
+
+def _frame_contact(mask: np.ndarray) -> float:
+    frame = np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
+    return float(frame.mean())
+
+
+# --- the photo path -------------------------------------------------------------------------
+
+
+def _photo_subject(
+    rgb: np.ndarray, *, seed: int, params: SubjectParams, box: np.ndarray | None
+) -> np.ndarray:
+    """Background model from the frame seeds GrabCut; see the module docstring."""
+    h, w = rgb.shape[:2]
+    lab = to_lab(rgb)
+    b = max(1, min(params.border_px, min(h, w) // 8))
+    frame = np.zeros((h, w), dtype=bool)
+    frame[:b] = frame[-b:] = True
+    frame[:, :b] = frame[:, -b:] = True
+    if box is not None:  # the ring just outside the box is background: model it too
+        grown = ndimage.binary_dilation(box, iterations=b)
+        frame = (frame & grown) | (grown & ~box)
+    distance = _background_distance(lab, frame, seed)
+    spread = float(np.median(distance[frame]))  # the frame's own colour noise
+    threshold = max(params.background_distance, params.noise_factor * spread)
+    looks_background = distance < threshold
+    # frame pixels far from the model belong to a subject that touches the frame
+    frame_subject = frame & (distance >= 2.0 * threshold)
+    certain_background = frame & ~frame_subject
+    if box is not None:
+        certain_background |= ~box
+    probable_fg = ~looks_background & ~certain_background
+    if probable_fg.mean() < params.min_subject_fraction:
+        raise NoSubject(
+            f"We could not find a subject in this picture. {CUSTOMER_ADVICE}",
+            reason="the picture is (nearly) uniform",
+            subject_fraction=round(float(probable_fg.mean()), 5),
+        )
+    gc = np.where(looks_background, cv2.GC_PR_BGD, cv2.GC_PR_FGD).astype(np.uint8)
+    gc[certain_background] = cv2.GC_BGD
+    bgd_model = np.zeros((1, 65), np.float64)
+    fgd_model = np.zeros((1, 65), np.float64)
+    # GrabCut's GMM initialisation draws from OpenCV's RNG, whose seed is a C int: order
+    # seeds go up to 2**32 - 1.
+    cv2.setRNGSeed(seed % 2**31)
+    cv2.grabCut(
+        np.ascontiguousarray(rgb[..., ::-1]),
+        gc,
+        None,
+        bgd_model,
+        fgd_model,
+        params.grabcut_iterations,
+        cv2.GC_INIT_WITH_MASK,
+    )
+    found = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    found = refine_outline(lab, found, params.outline_band_px)
+    if found.any() and box is None:  # with a shop's box, the box is the evidence
+        agreement = float((found & probable_fg).sum() / found.sum())
+        if agreement < params.min_agreement:
+            raise NoSubject(
+                f"We could not tell the subject apart from the background. {CUSTOMER_ADVICE}",
+                reason="the colour model and GrabCut disagree about the subject",
+                agreement=round(agreement, 4),
+            )
+    return found
+
+
+def refine_outline(lab: np.ndarray, mask: np.ndarray, band_px: int) -> np.ndarray:
+    """Put the outline where a pixel is at least half subject: GrabCut's cut runs between
+    pixels and takes the blended ones (anti-aliasing, blur) to one side, which on a
+    subject a few pixels wide is a large error. Within ``band_px`` of the outline each
+    pixel's colour is compared with the local subject and background colours (box means
+    of the pixels well inside and well outside): the share of the way from background to
+    subject is its coverage, as in a two-colour matting model."""
+    if band_px <= 0 or not mask.any() or mask.all():
+        return mask
+    inner = ndimage.binary_erosion(mask, iterations=band_px)
+    outer = ~ndimage.binary_dilation(mask, iterations=band_px)
+    band = ~inner & ~outer
+    window = (4 * band_px + 1, 4 * band_px + 1)
+
+    def local_mean(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        weight = cv2.boxFilter(where.astype(np.float32), -1, window, normalize=False)
+        total = cv2.boxFilter(lab * where[..., None], -1, window, normalize=False)
+        return total / np.maximum(weight, 1e-6)[..., None], weight > 0
+
+    fg, has_fg = local_mean(inner)
+    bg, has_bg = local_mean(outer)
+    step = fg - bg
+    contrast = np.einsum("ijk,ijk->ij", step, step)
+    coverage = np.einsum("ijk,ijk->ij", lab - bg, step) / np.maximum(contrast, 1e-6)
+    decided = band & has_fg & has_bg & (contrast >= _MIN_MATTING_CONTRAST**2)
+    out = mask.copy()
+    out[decided] = coverage[decided] >= 0.5
+    return out
+
+
+def _background_distance(lab: np.ndarray, frame: np.ndarray, seed: int) -> np.ndarray:
+    """Per pixel, Lab distance to the background: the nearer of a smooth colour surface
+    fitted to the frame (gradients, vignetting) and the frame's main colours."""
+    surface = _fit_surface(lab, frame)
+    distance = np.linalg.norm(lab - surface, axis=-1)
+    for centre in _frame_colours(lab[frame], 4, seed):
+        distance = np.minimum(distance, np.linalg.norm(lab - centre, axis=-1))
+    return distance.astype(np.float32)
+
+
+def _fit_surface(lab: np.ndarray, frame: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Quadratic colour surface in (x, y) fitted to the frame pixels by least squares,
+    refitted without the worst quarter (subject pixels on the frame) a few times."""
+    h, w = lab.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    x, y = xx / max(w - 1, 1) - 0.5, yy / max(h - 1, 1) - 0.5
+    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+    a, values = basis[frame], lab[frame].astype(np.float64)
+    keep = np.ones(len(a), dtype=bool)
+    coeffs = np.zeros((basis.shape[-1], 3))
+    for _ in range(rounds):
+        coeffs, *_ = np.linalg.lstsq(a[keep], values[keep], rcond=None)
+        residual = np.linalg.norm(a @ coeffs - values, axis=1)
+        keep = residual <= np.quantile(residual, 0.75)
+    return (basis @ coeffs).astype(np.float32)
+
+
+def _frame_colours(samples: np.ndarray, clusters: int, seed: int) -> np.ndarray:
+    """A few Lab colours summarising the frame (k-means, seeded; exact for flat frames)."""
+    rounded = np.unique(np.round(samples, 1), axis=0)
+    if len(rounded) <= clusters:
+        return rounded.astype(np.float32)
+    centres, _ = kmeans2(
+        samples.astype(np.float64), clusters, seed=np.random.default_rng(seed), minit="++"
+    )
+    return centres.astype(np.float32)
+
+
+# --- cleaning: every part kept, joined, holes filled --------------------------------------
+
+
+def clean_mask(mask: np.ndarray, params: SubjectParams, *, reference_size: int) -> np.ndarray:
+    """Every part of the subject, joined into one piece, small holes filled, outline
+    smoothed. Pixel sizes scale with ``reference_size`` (the longest side params assume)."""
+    if not mask.any():
+        return mask
+    px = max(mask.shape) / reference_size
+    mask = _smooth_outline(mask, params.outline_sigma_px * px)
+    mask = subject_parts(mask, params)
+    mask = _fill_small_holes(mask, params.fill_hole_fraction)
+    mask = _smooth_outline(mask, params.outline_sigma_px * px)
+    return join_parts(subject_parts(mask, params), params)
+
+
+def subject_parts(mask: np.ndarray, params: SubjectParams) -> np.ndarray:
+    """The largest part and every part near it that is not a speck, nearest first.
+
+    Near: the gap is at most ``max_part_gap`` x the smaller of the two sizes (letters are
+    spaced by about their own width; a crumb far from the subject is not a part). A part
+    cut by the picture's frame, or nearer to it than to the subject, joins only when the
+    largest part is cut by the frame too: otherwise it is the edge of something in the
+    background (a plate, a shadow).
+    """
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = int(np.argmax(sizes))
+    frame_labels = set(
+        np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    )
+    candidates = {int(i) for i in np.flatnonzero(sizes >= params.min_part_fraction * sizes.max())}
+    candidates.discard(largest)
+    if largest not in frame_labels:
+        candidates -= frame_labels
+        h, w = mask.shape
+        rows, cols = np.mgrid[0:h, 0:w]
+        to_frame = np.minimum(np.minimum(rows, h - 1 - rows), np.minimum(cols, w - 1 - cols))
+        near_frame = {i: int(to_frame[labels == i].min()) for i in candidates}
+    else:
+        near_frame = {}
+    boxes = ndimage.find_objects(labels)
+    part_sizes = {
+        i: max(b[0].stop - b[0].start, b[1].stop - b[1].start)
+        for i, b in enumerate(boxes, start=1)
+        if b is not None
+    }
+    kept = labels == largest
+    while candidates:
+        gap = ndimage.distance_transform_edt(~kept)
+        rows, cols = np.nonzero(kept)
+        kept_size = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+        reach = {
+            i: float(gap[labels == i].min()) / min(kept_size, part_sizes[i]) for i in candidates
+        }
+        nearest = min(candidates, key=lambda i: (reach[i], i))
+        if reach[nearest] > params.max_part_gap:
+            break
+        candidates.discard(nearest)
+        gap_to_subject = float(gap[labels == nearest].min())
+        if nearest in near_frame and near_frame[nearest] < gap_to_subject:
+            continue  # nearer the frame than the subject: the edge of the background
+        kept |= labels == nearest
+    return kept
+
+
+def join_parts(mask: np.ndarray, params: SubjectParams) -> np.ndarray:
+    """Join separate parts with straight bridges along a minimum spanning tree of their
+    shortest gaps, so the subject is one piece."""
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    gaps = np.full((count, count), np.inf)
+    ends: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for i in range(1, count + 1):
+        dist, (iy, ix) = ndimage.distance_transform_edt(labels != i, return_indices=True)
+        for j in range(i + 1, count + 1):
+            where = np.flatnonzero((labels == j).ravel())
+            k = where[int(np.argmin(dist.ravel()[where]))]
+            y, x = divmod(int(k), mask.shape[1])
+            gaps[i - 1, j - 1] = dist[y, x]
+            ends[(i - 1, j - 1)] = (np.array([y, x]), np.array([iy[y, x], ix[y, x]]))
+    tree = minimum_spanning_tree(np.where(np.isfinite(gaps), gaps + 1e-9, 0)).tocoo()
+    width = max(1, round(params.bridge_width * max(mask.shape)))
+    canvas = mask.astype(np.uint8)
+    for i, j in zip(tree.row, tree.col, strict=True):
+        a, b = ends[(min(i, j), max(i, j))]
+        cv2.line(canvas, (int(a[1]), int(a[0])), (int(b[1]), int(b[0])), 1, width)
+    return canvas.astype(bool)
+
+
+def _smooth_outline(mask: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return mask
+    return ndimage.gaussian_filter(mask.astype(np.float32), sigma) >= 0.5
+
+
+def _fill_small_holes(mask: np.ndarray, max_fraction: float) -> np.ndarray:
+    filled = ndimage.binary_fill_holes(mask)
+    holes, count = ndimage.label(filled & ~mask)
+    if count == 0:
+        return mask
+    sizes = np.bincount(holes.ravel())
+    small = sizes <= max_fraction * filled.sum()
+    small[0] = False
+    return mask | small[holes]
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+
+def _box_mask(box: tuple[float, float, float, float], h: int, w: int) -> np.ndarray:
+    left, top, right, bottom = box
+    out = np.zeros((h, w), dtype=bool)
+    out[
+        int(np.floor(top * h)) : int(np.ceil(bottom * h)),
+        int(np.floor(left * w)) : int(np.ceil(right * w)),
+    ] = True
+    return out
+
+
+def _scaled_shape(h: int, w: int, scale: float) -> tuple[int, int]:
+    return (max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if mask.shape == shape:
+        return mask.astype(bool)
+    resized = cv2.resize(
+        mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA
+    )
+    return resized >= 0.5
+
+
+def _resize(array: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
+    if scale == 1.0:
+        return array
+    h, w = array.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(array), size, interpolation=interpolation)
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIE Lab in float32 (L 0-100, a/b around 0) from sRGB uint8."""
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    return lab.astype(np.float32)

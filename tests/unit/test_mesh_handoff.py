@@ -1,0 +1,98 @@
+"""One intersection check: the mesh stage hands on only what the mold's check accepts,
+counted on the float32 positions the GLB stores, at the mold's scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from mold import MoldSpec, part_self_intersections
+from mold.geometry import TriMesh, self_intersecting_faces
+from sculptsvc.commands.mold import load_part, run_mold
+from sculptsvc.mesh import MeshParams, export_glb, process_mesh
+from sculptsvc.mesh.handoff import as_stored, check_handoff
+
+SLANT = (4.0, 10.0)  # the bottom arm's inner face rises from z=4 at x=6 to z=10 at x=40
+
+
+def hook(tip_gap_mm: float, depth_mm: float = 20.0) -> trimesh.Trimesh:
+    """A C-shaped prism, 40 mm long (profile in x-z, extruded along y), whose finger tip
+    hangs ``tip_gap_mm`` above the slanted inner face of the bottom arm.
+
+    Every coordinate is float32-exact except the tip's height, so float32 rounding moves
+    only the tip: a gap of 0.2 um rounds into a 0.22 um dip through the face.
+    """
+    inner = [(40.0, SLANT[1]), (6.0, SLANT[0]), (6.0, 24.0), (30.0, 24.0)]
+    outer = [(40.0, 0.0), (0.0, 0.0), (0.0, 30.0), (36.0, 30.0)]
+    x_tip = 33.0
+    tip = (x_tip, SLANT[0] + (x_tip - 6.0) * (SLANT[1] - SLANT[0]) / 34.0 + tip_gap_mm)
+    points = [*outer, tip, *inner[::-1]]
+    index = {p: i for i, p in enumerate(points)}
+    tris = []
+    for k in range(3):
+        a, b, c, d = inner[k], outer[k], outer[k + 1], inner[k + 1]
+        tris += [(a, b, c), (a, c, d)]
+    tris.append((inner[3], outer[3], tip))
+    profile = np.array(points)
+    tri = np.array([[index[p] for p in t] for t in tris])
+    corners = profile[tri]
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    ccw = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] > 0
+    tri[~ccw] = tri[~ccw][:, ::-1]
+    n = len(profile)
+    front = np.c_[profile[:, 0], np.zeros(n), profile[:, 1]]
+    back = np.c_[profile[:, 0], np.full(n, depth_mm), profile[:, 1]]
+    sides = [[i, (i + 1) % n, (i + 1) % n + n] for i in range(n)]
+    sides += [[i, (i + 1) % n + n, i + n] for i in range(n)]
+    faces = np.vstack([tri, tri[:, ::-1] + n, np.array(sides)])
+    mesh = trimesh.Trimesh(np.vstack([front, back]), faces, process=False)
+    if mesh.volume < 0:
+        mesh.invert()
+    return mesh
+
+
+def test_the_fixture_only_crosses_itself_after_float32_rounding() -> None:
+    mesh = hook(2e-7)
+    assert mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0
+    # the old mesh-stage count (float64, input scale) and the mold's count in float64 see none
+    assert self_intersecting_faces(TriMesh(mesh.vertices, mesh.faces)) == 0
+    assert part_self_intersections(mesh.vertices, mesh.faces, MoldSpec(size_mm=80)) == 0
+    # the mold reading the GLB (float32 positions) refuses it
+    stored = as_stored(mesh)
+    assert part_self_intersections(stored.vertices, stored.faces, MoldSpec(size_mm=80)) > 0
+    assert not check_handoff(stored, MeshParams(mold_size_mm=80)).passed
+
+
+def test_mesh_stage_repairs_what_the_mold_would_refuse_and_says_so(tmp_path: Path) -> None:
+    params = MeshParams(target_faces=400, smooth_steps=0, mold_size_mm=80)
+    result = process_mesh(hook(2e-7), params)
+    report = result.report
+    assert report.watertight and report.outward
+    assert report.self_intersecting_faces == 0
+    assert any("float32" in a and "80 mm" in a for a in report.repair_actions), report
+    # the positions handed on are exactly what the GLB stores
+    v = np.asarray(result.mesh.vertices)
+    assert np.array_equal(v, v.astype(np.float32).astype(np.float64))
+    # and `sculpt mold` on that GLB (its own loader, repair off) gates a mold
+    glb = tmp_path / "sculpture.glb"
+    glb.write_bytes(export_glb(result))
+    part = load_part(glb, repair=False)
+    assert part.repair == "none"
+    assert part_self_intersections(part.vertices, part.faces, MoldSpec(size_mm=80)) == 0
+    mold = run_mold(part, MoldSpec(size_mm=80), tmp_path / "mold")
+    assert mold.report.gate.passed
+
+
+def test_a_hook_with_a_real_gap_passes_the_check() -> None:
+    mesh = as_stored(hook(1e-3))
+    assert check_handoff(mesh, MeshParams(mold_size_mm=80)).passed
+
+
+def test_two_allowed_parts_are_checked_for_crossings_not_refused() -> None:
+    a = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    b = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    b.apply_translation((30.0, 0.0, 0.0))
+    two = as_stored(trimesh.util.concatenate([a, b]))
+    assert check_handoff(two, MeshParams(max_parts=2)).passed

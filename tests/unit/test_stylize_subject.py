@@ -1,0 +1,149 @@
+"""Subject extraction (shared by both stylizers): thin subjects against a gradient sky,
+multi-part subjects, the shop's hint, and no_subject when unsure. Fixtures drawn in code."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+from scipy import ndimage
+
+from sculptsvc.ai.diffusion import classic_subject_mask
+from sculptsvc.errors import NoSubject
+from sculptsvc.events import OrderPlaced
+from sculptsvc.stylize.classic import ClassicStylizer
+from sculptsvc.stylize.subject import SubjectHint, find_subject, hint_from_event, subject_mask
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def gradient_sky(h: int = 360, w: int = 240) -> np.ndarray:
+    """Deep blue at the top fading to a pale haze at the horizon, with sensor noise."""
+    t = np.linspace(0.0, 1.0, h)[:, None, None]
+    top, horizon = np.array([40.0, 90.0, 190.0]), np.array([215.0, 225.0, 235.0])
+    sky = (1 - t) * top + t * horizon + np.zeros((1, w, 1))
+    sky += np.random.default_rng(3).normal(0, 2.0, sky.shape)
+    return sky
+
+
+def tower_mask(h: int = 360, w: int = 240) -> np.ndarray:
+    """A mast 5 % of the width wide standing on the bottom edge, with a lamp on top."""
+    y, x = np.mgrid[0:h, 0:w]
+    mast = (np.abs(x - w * 0.5) < w * 0.025) & (y > h * 0.15)
+    lamp = ((x - w * 0.5) / (w * 0.09)) ** 2 + ((y - h * 0.14) / (h * 0.04)) ** 2 < 1
+    return mast | lamp
+
+
+def paint(background: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    img = background.copy()
+    shade = np.broadcast_to(0.8 + 0.2 * np.linspace(0, 1, mask.shape[1])[None, :], mask.shape)
+    img[mask] = np.asarray(colour, float) * shade[mask][:, None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_a_thin_tall_subject_against_a_gradient_sky_is_the_subject_not_the_sky() -> None:
+    mask = tower_mask()
+    picture = paint(gradient_sky(), mask, (70, 60, 55))
+    found = subject_mask(picture, seed=0)
+    assert iou(found, mask) > 0.85
+    assert not found[:20].any()  # the sky above the lamp stays background
+    out = ClassicStylizer().stylize(picture, seed=0)
+    assert out.mask.mean() < 0.3  # the sculpture is the mast, not the sky around it
+
+
+def letters_mask(text: str = "SCULPT", h: int = 200, w: int = 560) -> np.ndarray:
+    canvas = np.zeros((h, w), np.uint8)
+    cv2.putText(canvas, text, (20, 140), cv2.FONT_HERSHEY_SIMPLEX, 4.0, 255, 18, cv2.LINE_AA)
+    return canvas >= 128
+
+
+def test_separated_letters_are_all_kept_and_joined_into_one_piece() -> None:
+    mask = letters_mask()
+    labels, letters = ndimage.label(mask)
+    assert letters == 6
+    backdrop = np.full((*mask.shape, 3), 245.0) + np.random.default_rng(0).normal(0, 2, (1, 1, 3))
+    picture = paint(backdrop, mask, (200, 30, 40))
+    found = subject_mask(picture, seed=0)
+    for i in range(1, letters + 1):  # every letter is there, not only the largest
+        letter = labels == i
+        assert (found & letter).sum() > 0.9 * letter.sum()
+    assert ndimage.label(found)[1] == 1  # bridged: one piece to cast
+    assert iou(found, mask) > 0.85
+    out = ClassicStylizer().stylize(picture, seed=0)
+    assert ndimage.label(out.mask)[1] == 1
+
+
+def test_a_box_hint_picks_the_subject_among_two() -> None:
+    h, w = 240, 360
+    y, x = np.mgrid[0:h, 0:w]
+    left = (x - 90) ** 2 + (y - 120) ** 2 < 60**2
+    right = (np.abs(x - 270) < 40) & (np.abs(y - 120) < 70)
+    picture = paint(np.full((h, w, 3), 240.0), left | right, (30, 120, 200))
+    hint = SubjectHint(box=(0.6, 0.1, 0.95, 0.9))
+    found = subject_mask(picture, seed=0, hint=hint)
+    assert iou(found, right) > 0.9 and not (found & left).any()
+    # the diffusion stylizer's mask honours the same hint
+    assert iou(classic_subject_mask(picture, 0, hint), right) > 0.9
+
+
+def test_a_mask_hint_is_the_subject() -> None:
+    h, w = 200, 200
+    y, x = np.mgrid[0:h, 0:w]
+    wanted = (x - 100) ** 2 + (y - 100) ** 2 < 50**2
+    noise = np.random.default_rng(1).integers(0, 255, (h, w, 3)).astype(np.uint8)  # no clue
+    found = subject_mask(noise, seed=0, hint=SubjectHint(mask=wanted))
+    assert iou(found, wanted) > 0.97
+    out = ClassicStylizer().stylize(noise, seed=0, hint=SubjectHint(mask=wanted))
+    assert ndimage.label(out.mask)[1] == 1 and 0.5 < out.mask.mean() < 0.9
+
+
+def test_a_busy_picture_without_a_subject_is_rejected_with_a_message_for_the_customer() -> None:
+    noise = np.random.default_rng(2).integers(0, 255, (200, 200, 3)).astype(np.uint8)
+    noise = cv2.GaussianBlur(noise, (0, 0), 3)
+    with pytest.raises(NoSubject) as info:
+        find_subject(noise, seed=0)
+    assert info.value.code == "no_subject"
+    assert "photo" in info.value.message and "subject" in info.value.message
+
+
+def _png(mask: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_order_hint_contract_box_or_mask_and_decoding() -> None:
+    image = {"kind": "inline", "media_type": "image/png", "data_base64": _png(np.ones((2, 2)))}
+    box = {"left": 0.1, "top": 0.2, "right": 0.6, "bottom": 0.9}
+    placed = OrderPlaced(order_id="o-1", image=image, subject_hint={"box": box})
+    assert hint_from_event(placed.subject_hint) == SubjectHint(box=(0.1, 0.2, 0.6, 0.9))
+    wanted = np.zeros((10, 20), bool)
+    wanted[2:8, 5:15] = True
+    mask = {"kind": "inline", "media_type": "image/png", "data_base64": _png(wanted)}
+    placed = OrderPlaced(order_id="o-2", image=image, subject_hint={"mask": mask})
+    decoded = hint_from_event(placed.subject_hint)
+    assert decoded is not None and np.array_equal(decoded.mask, wanted)
+    with pytest.raises(ValidationError):
+        OrderPlaced(order_id="o-3", image=image, subject_hint={"box": box, "mask": mask})
+    with pytest.raises(ValidationError):
+        OrderPlaced(order_id="o-4", image=image, subject_hint={"box": {**box, "left": 0.7}})
+    assert OrderPlaced(order_id="o-5", image=image).subject_hint is None
+
+
+def test_the_order_hint_reaches_the_pipeline_options() -> None:
+    from sculptsvc.options import options_from_order
+    from sculptsvc.settings import Settings
+
+    image = {"kind": "inline", "media_type": "image/png", "data_base64": _png(np.ones((2, 2)))}
+    box = {"left": 0.1, "top": 0.2, "right": 0.6, "bottom": 0.9}
+    placed = OrderPlaced(order_id="o-6", image=image, subject_hint={"box": box})
+    options = options_from_order(placed, Settings())
+    assert options.subject_hint == placed.subject_hint
+    assert hint_from_event(options.subject_hint) == SubjectHint(box=(0.1, 0.2, 0.6, 0.9))
