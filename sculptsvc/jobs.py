@@ -61,11 +61,18 @@ class WorkerState:
 
 
 def init_worker(settings_json: str) -> WorkerState:
-    """Runs once in each worker process: load (and check) the configured models."""
+    """Runs once in each worker: load (and check) the configured models, then import the
+    stages, so the first order pays for neither. The stages' native libraries load here too:
+    pymeshlab's Qt must first load in the thread that also ends the process (the in-process
+    pool runs this in its caller's thread), or freeing its statics at exit corrupts the heap."""
     from sculptsvc.ai.backends import load_reconstructor, load_stylizer
 
     settings = Settings.model_validate_json(settings_json)
-    return WorkerState(settings, load_stylizer(settings), load_reconstructor(settings))
+    state = WorkerState(settings, load_stylizer(settings), load_reconstructor(settings))
+    import sculptsvc.mesh.preview
+    import sculptsvc.pipeline  # noqa: F401
+
+    return state
 
 
 def run_pipeline_job(state: WorkerState, job: OrderJob) -> PipelineResult:

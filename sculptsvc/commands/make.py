@@ -46,10 +46,6 @@ def make_files(
 ) -> PipelineResult:
     """Run the order job on ``image`` with the configured backends, in this process through
     the worker pool's in-process mode (the service's job path); write every artifact."""
-    # pymeshlab must first load in the main thread: loaded in the pool's job thread, its
-    # static Qt strings corrupt the heap when they are freed at exit (abort, exit code 134).
-    import pymeshlab  # noqa: F401
-
     from sculptsvc.jobs import OrderJob, init_worker, run_pipeline_job
     from sculptsvc.pipeline import PipelineOptions
     from sculptsvc.settings import Settings

@@ -16,6 +16,7 @@ what is wrong with the file (no triangles, a point cloud, a parser error).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from pathlib import Path
 
@@ -91,10 +92,13 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
     import pymeshlab  # heavy; only for the files trimesh cannot triangulate
 
     ms = pymeshlab.MeshSet()
-    try:
-        ms.load_new_mesh(str(path))
-    except Exception as exc:  # pymeshlab raises PyMeshLabException for any reader failure
-        return None, 0, f"{type(exc).__name__}: {exc}"
+    # MeshLab changes the process's working directory to the file's folder and leaves it
+    # there when a reader fails: every relative path of the process would then be wrong.
+    with contextlib.chdir(Path.cwd()):
+        try:
+            ms.load_new_mesh(str(Path(path).resolve()))
+        except Exception as exc:  # pymeshlab raises PyMeshLabException for any reader failure
+            return None, 0, f"{type(exc).__name__}: {exc}"
     m = ms.current_mesh()
     if m.face_number() == 0:
         return None, m.vertex_number(), ""

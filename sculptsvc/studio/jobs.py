@@ -20,14 +20,9 @@ class PipelineJob:
 
 
 def init_studio_worker(settings_json: str) -> WorkerState:
-    """Load the configured models once, and import the stages now rather than on the first
-    upload (the first 3D view should not pay for imports)."""
-    state = init_worker(settings_json)
-    import mold  # noqa: F401
-    import sculptsvc.mesh
-    import sculptsvc.mesh.preview  # noqa: F401
-
-    return state
+    """The service's worker init: models loaded and stages imported before the first upload
+    (the first 3D view should not pay for imports)."""
+    return init_worker(settings_json)
 
 
 def run_job(state: WorkerState, job: PipelineJob) -> dict[str, bytes]:

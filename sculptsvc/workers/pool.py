@@ -209,7 +209,9 @@ class WorkerPool(Generic[State, JobT, Result]):
 
     async def _start_inline(self) -> None:
         try:
-            state = await asyncio.to_thread(self._init_fn)
+            # In the caller's thread, not a helper thread: native libraries the init loads
+            # (pymeshlab's Qt) must be loaded by the thread that ends the process.
+            state = self._init_fn()
         except SculptError:
             self._phase = "closed"
             raise

@@ -139,9 +139,11 @@ def test_unreadable_files_get_a_typed_error_naming_the_format(
 ) -> None:
     path = tmp_path / name
     path.write_bytes(content)
+    cwd = Path.cwd()
     with pytest.raises(UnreadableMesh, match=match) as info:
         load_mesh(path)
     assert info.value.code == "mesh_unreadable"
+    assert Path.cwd() == cwd  # MeshLab's reader must not move the process elsewhere
 
 
 def test_textures_come_along_from_glb_and_obj(tmp_path: Path) -> None:
