@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+
+# Mesa's llvmpipe (previews) and triton (imported by torch._dynamo, which diffusers imports)
+# each bring their own LLVM; importing triton after the first preview render crashes the
+# process (SIGSEGV). Workers load the AI backends before they render anything
+# (``sculptsvc.jobs.init_worker``); this test process renders and loads models in any order,
+# so it takes the same order up front.
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,10 @@ nodes hashed by ``id()``, so the order in which it binds them (and the shader ad
 light up) changes from frame to frame; float addition is not associative, and about one
 pixel in 250,000 came out one level apart. ``_Scene`` yields them in ``_LIGHTS`` order.
 llvmpipe's output does not depend on its thread count (``LP_NUM_THREADS``) or on load.
+
+llvmpipe and triton (which torch._dynamo imports) each bring an LLVM: a process that
+imports triton after its first render crashes. Workers load their models (and so triton)
+before they render (``sculptsvc.jobs.init_worker``).
 """
 
 from __future__ import annotations
