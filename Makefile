@@ -18,7 +18,7 @@ test: setup
 	$(BIN)/python -m pytest -q -rs
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not kafka and not slow"
+	$(BIN)/python -m pytest -q -m "not kafka and not s3 and not slow"
 
 lint:
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

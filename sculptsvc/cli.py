@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from sculptsvc.commands import make, mesh, mold, replay, serve, studio
+from sculptsvc.commands import make, mesh, mold, replay, serve, station, store, studio
 
 app = typer.Typer(
     name="sculpt",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command_module in (serve, mesh, mold, make, replay, studio):
+for command_module in (serve, mesh, mold, make, replay, station, store, studio):
     command_module.register(app)
 
 

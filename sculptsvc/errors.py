@@ -12,7 +12,9 @@
     ├── ProcessingFailed             the input was fine but the pipeline could not make a
     │   ├── MoldFailed               castable result: status ``failed`` + dead letter
     │   ├── ModelOutputInvalid
-    │   └── MeshProcessingFailed
+    │   ├── MeshProcessingFailed
+    │   ├── ArtifactMismatch         stored bytes differ from their claim check (size, sha256)
+    │   └── ArtifactMissing          a claim check points at nothing
     ├── TransientError               worth another try with backoff (``retryable``)
     │   ├── WorkerCrashed
     │   ├── JobTimeout
@@ -21,7 +23,8 @@
     │   └── PublishFailed            Kafka refused the outcome: nothing was committed
     └── ConfigurationError           the service is set up wrong: refuse to start
         ├── ModelUnavailable         model weights missing or not matching their config
-        └── WorkerStartFailed        a worker process could not start or load its models
+        ├── WorkerStartFailed        a worker process could not start or load its models
+        └── StoreMisconfigured       store URL, endpoint, bucket or credentials are wrong
 
 Codes are part of the public ``OrderStatus``/``DeadLetter`` contracts: add, never rename.
 
@@ -34,6 +37,10 @@ What happens to an order after an error is decided in one place, :func:`disposit
     fail           TransientError, attempts spent      status ``failed`` + dead letter
     redeliver      PoolClosed, PublishFailed           commit nothing: the message is read again
     configuration  ConfigurationError                  the deployment is wrong: refuse to start
+
+The artifact store's own calls (uploads, ledger) never reach :func:`disposition`: an outage
+is nobody's fault, so ``store.waiting.StoreWaiter`` waits ``StorageUnavailable`` out (backoff,
+``/ready`` says why) and the order is neither retried as a job nor dead-lettered.
 
 Errors of the standalone ``mold`` package enter the tree through :func:`from_mold_error`.
 """
@@ -122,6 +129,19 @@ class MeshProcessingFailed(ProcessingFailed):
     code = "mesh_processing_failed"
 
 
+class ArtifactMismatch(ProcessingFailed):
+    """Bytes read from the store do not match the claim check's size or sha256: tampered
+    with or corrupted. Never handed on (a factory station refuses to print them)."""
+
+    code = "artifact_mismatch"
+
+
+class ArtifactMissing(ProcessingFailed):
+    """A claim check names an object the store does not have (deleted, or never written)."""
+
+    code = "artifact_missing"
+
+
 class TransientError(SculptError):
     """Infrastructure hiccup: the same order may well succeed on the next attempt."""
 
@@ -174,6 +194,13 @@ class WorkerStartFailed(ConfigurationError):
     """A worker process died or raised while loading its models at start-up."""
 
     code = "worker_start_failed"
+
+
+class StoreMisconfigured(ConfigurationError):
+    """The artifact store cannot be used as configured (``SCULPT_STORE_URL``,
+    ``SCULPT_S3_ENDPOINT_URL``, missing bucket, rejected credentials)."""
+
+    code = "store_misconfigured"
 
 
 # --- what to do about an error --------------------------------------------------------------

@@ -311,7 +311,70 @@ class DeadLetter(Event):
         return self
 
 
-ALL_EVENTS: tuple[type[Event], ...] = (OrderPlaced, OrderStatus, ModelReady, MoldReady, DeadLetter)
+# --- StationJob -------------------------------------------------------------------------
+
+StationId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    Field(
+        description="Name of the factory station (`sculpt station --station-id`).",
+        examples=["printer-hall-2"],
+    ),
+]
+
+
+class StationJobState(StrEnum):
+    received = "received"  # both halves, 3MF and report downloaded, verified, job folder written
+    sliced = "sliced"  # G-code for both halves is in the job folder
+    failed = "failed"  # nothing released to the printer; ``error`` says why
+
+
+class JobFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="File name inside the job folder.")
+    sha256: Sha256
+    size_bytes: int = Field(ge=0)
+
+
+class StationJob(Event):
+    """What a factory station did with one MoldReady; one event per job state.
+
+    Error codes (``error.code``): ``sha256_mismatch``, ``size_mismatch`` (a downloaded file
+    differs from its claim check), ``artifact_missing``, ``material_mismatch`` (the slicer
+    profile is for another material than the order's), ``slicing_failed``, ``invalid_event``.
+    """
+
+    event_type: ClassVar[str] = "StationJob"
+
+    revision: int = Field(1, ge=1)
+    station_id: StationId
+    state: StationJobState
+    mold_event_id: uuid.UUID | None = Field(
+        None, description="event_id of the MoldReady this job came from."
+    )
+    job_folder: str | None = Field(
+        None, description="Folder of the job on the station host (received and sliced)."
+    )
+    profile: str | None = Field(None, description="Slicer profile used (sliced).")
+    files: list[JobFile] = Field(default_factory=list, description="Files in the job folder.")
+    error: ErrorInfo | None = None
+
+    @model_validator(mode="after")
+    def _error_iff_failed(self) -> StationJob:
+        if (self.state is StationJobState.failed) != (self.error is not None):
+            raise ValueError("error is required for failed and forbidden otherwise")
+        return self
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    OrderPlaced,
+    OrderStatus,
+    ModelReady,
+    MoldReady,
+    DeadLetter,
+    StationJob,
+)
 
 
 def b64(data: bytes | None) -> str | None:

@@ -51,10 +51,37 @@ class Settings(BaseSettings):
     topic_molds: str = Field("sculpt.molds.v1", description="Output: MoldReady (STL, 3MF).")
     topic_dlq: str = Field("sculpt.orders.dlq.v1", description="Output: DeadLetter.")
     topic_qa: str = Field("sculpt.orders.qa.v1", description="QA replay target topic.")
+    topic_station_jobs: str = Field(
+        "sculpt.station-jobs.v1", description="Output of `sculpt station`: StationJob."
+    )
 
     # --- Artifacts ---------------------------------------------------------------------
     artifact_root: Path = Field(
-        Path("var/artifacts"), description="Directory of the content-addressed artifact store."
+        Path("var/artifacts"),
+        description="Directory of the local artifact store, used when `store_url` is unset.",
+    )
+    store_url: str | None = Field(
+        None,
+        description="Artifact store and ledger: `file:///abs/dir` (one host) or "
+        "`s3://bucket/prefix` (any S3-compatible server; credentials from the standard AWS "
+        "chain). Unset: `file://` at `artifact_root`.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint for MinIO, Ceph RGW, s3proxy...; unset: AWS."
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="Bucket in the path or the host name; auto: path with an endpoint."
+    )
+    s3_connect_timeout_s: float = Field(5.0, gt=0, description="S3 connect timeout.")
+    s3_read_timeout_s: float = Field(30.0, gt=0, description="S3 read timeout per request.")
+    s3_max_attempts: int = Field(
+        3, ge=1, description="Attempts per S3 request (botocore standard retries)."
+    )
+    store_retry_max_backoff_s: float = Field(
+        30.0,
+        gt=0,
+        description="While the store is unreachable, orders wait and retry, doubling from "
+        "`retry_backoff_s` up to this; they are never dead-lettered for it.",
     )
 
     # --- Work --------------------------------------------------------------------------
@@ -173,6 +200,22 @@ class Settings(BaseSettings):
     allowed_file_roots: list[Path] = Field(
         default_factory=list, description="Directories a file:// image URI may point into."
     )
+
+    # --- Factory station (`sculpt station`) ---------------------------------------------
+    station_group_id: str = Field("sculpt-station", description="Consumer group of a station.")
+    station_id: str | None = Field(
+        None, description="Name of this station in its StationJob events; unset: host name."
+    )
+    station_jobs_dir: Path = Field(
+        Path("var/station-jobs"), description="Where a station writes one folder per job."
+    )
+    station_slice: bool = Field(False, description="Slice both halves into G-code.")
+    station_profile: str = Field(
+        "generic-pla",
+        description="Slicer profile: a name in sculptsvc/station/profiles or a .ini path.",
+    )
+    slicer_command: str = Field("prusa-slicer", description="PrusaSlicer executable.")
+    slice_timeout_s: float = Field(600.0, gt=0, description="Longest one half may slice.")
 
     # --- Operations --------------------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Bind address of /health, /ready, /metrics.")

@@ -5,7 +5,8 @@ Kafka behaviour (delivery, commits, rebalances) is tested in seconds. Like the p
 they report each stage's end (``sculptsvc.workers.progress``). Behaviour per order is
 driven by environment variables so a ``sculpt serve`` subprocess can be steered:
 ``SCULPT_TEST_JOB_SECONDS`` (sleep per job), ``SCULPT_TEST_JOB_LOG`` (append "order_id revision
-pid" per run, to count jobs across processes).
+pid" per run, to count jobs across processes), ``SCULPT_TEST_JOB_ARTIFACT_BYTES`` (size of
+each artifact; default 2 kB).
 """
 
 from __future__ import annotations
@@ -31,13 +32,20 @@ STAGE_ENDS = (
 
 def fake_output(job: OrderJob) -> JobOutput:
     seed = f"{job.order_id}/{job.revision}".encode()
+    size = int(os.environ.get("SCULPT_TEST_JOB_ARTIFACT_BYTES", "2048"))
     return JobOutput(
-        artifacts={name: hashlib.sha256(seed + name.encode()).digest() * 64 for name in NAMES},
+        artifacts={name: _bytes(seed + name.encode(), size) for name in NAMES},
         triangles=20000,
         watertight=True,
         cavity_volume_ml=12.5,
         stage_seconds={"stylize": 0.01, "mesh": 0.02},
     )
+
+
+def _bytes(seed: bytes, size: int) -> bytes:
+    """``size`` deterministic bytes that differ per seed (sha256 blocks, repeated)."""
+    block = hashlib.sha256(seed).digest()
+    return (block * (size // len(block) + 1))[:size]
 
 
 def init_worker(settings_json: str) -> dict:

@@ -102,15 +102,21 @@ async def committed_offset(bootstrap: str, group: str, topic: str, partition: in
         await consumer.stop()
 
 
-def serve_process(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """`sculpt serve` as its own process (for kill -9, scale-out and SIGTERM tests)."""
+def serve_process(
+    env: dict[str, str],
+    log_path: Path,
+    command: tuple[str, ...] = ("serve",),
+    cwd: Path = REPO_ROOT,
+) -> subprocess.Popen:
+    """`sculpt serve` (or another ``command``) as its own process (for kill -9, scale-out
+    and SIGTERM tests); ``cwd`` gives each instance a working directory of its own."""
     full_env = dict(os.environ, **env)
     full_env.setdefault("SCULPT_JOB_MODULE", "tests.service_jobs")
     full_env.setdefault("PYTHONPATH", str(REPO_ROOT))
     fh = open(log_path, "ab")  # noqa: SIM115 - owned by the process
     return subprocess.Popen(
-        [sys.executable, "-m", "sculptsvc.cli", "serve"],
-        cwd=REPO_ROOT,
+        [sys.executable, "-m", "sculptsvc.cli", *command],
+        cwd=cwd,
         env=full_env,
         stdout=fh,
         stderr=subprocess.STDOUT,
@@ -138,14 +144,25 @@ def free_port() -> int:
 class ServiceProcess:
     """One `sculpt serve` instance with its own HTTP port; stdout+stderr in ``log_path``."""
 
-    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        command: tuple[str, ...] = ("serve",),
+        cwd: Path = REPO_ROOT,
+        **env: str,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
+        self.command = command
+        self.cwd = cwd
         self.env = {**settings_env(settings), "SCULPT_HTTP_PORT": str(self.port), **env}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> ServiceProcess:
-        self.proc = serve_process(self.env, self.log_path)
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        self.proc = serve_process(self.env, self.log_path, self.command, self.cwd)
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:

@@ -21,20 +21,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sculptsvc.errors import Action, PoolClosed, SculptError, disposition
 from sculptsvc.logging import configure_logging, get_logger
+from sculptsvc.probes import READY_PING_TIMEOUT_S, health, ready_response
 from sculptsvc.service.kafka import TransactionalPublisher, faststream_security
 from sculptsvc.service.metrics import Metrics
 from sculptsvc.service.processor import InboundRecord, JobRunner, OrderProcessor
 from sculptsvc.settings import Settings, get_settings
-from sculptsvc.store import LocalArtifactStore
+from sculptsvc.store import ArtifactStore, open_store
 from sculptsvc.workers.placement import plan_workers
 
 log = get_logger(__name__)
 
 POLL_INTERVAL_MARGIN_S = 120.0
 """Slack on top of the worst-case order time before Kafka considers the consumer dead."""
-READY_PING_TIMEOUT_S = 2.0
-"""How long /ready waits for the broker to answer."""
 MS_PER_S = 1000
+STORE_PROBE_TIMEOUT_S = 3.0
 
 
 def effective_max_poll_interval_ms(settings: Settings) -> int:
@@ -78,7 +78,7 @@ def create_app(
         client_id="sculptsvc",
     )
     publisher = TransactionalPublisher(settings)
-    store = LocalArtifactStore(settings.artifact_root)
+    store = open_store(settings)  # a malformed SCULPT_STORE_URL fails here, naming it
     state: dict[str, Any] = {"processor": None, "ready": False}
 
     consumer_options: dict[str, Any] = {
@@ -121,6 +121,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        # Missing bucket, rejected credentials, unwritable directory: refuse to start, before
+        # a single order is consumed (an unreachable store is refused too: nothing works).
+        await asyncio.to_thread(store.check)
+        log.info("store.ready", store=store.describe())
         pool_cm = None
         job_runner = runner
         if job_runner is None:
@@ -152,22 +156,19 @@ def create_app(
         log.info("service.ready")
 
     @get(include_in_schema=False)
-    async def health(scope: Any) -> AsgiResponse:
-        return AsgiResponse(
-            b'{"status":"ok"}', HTTPStatus.OK, headers={"content-type": "application/json"}
-        )
-
-    @get(include_in_schema=False)
     async def ready(scope: Any) -> AsgiResponse:
+        reasons = []
+        if not state["ready"]:
+            reasons.append("starting")
         pool = state.get("pool")
-        pool_ok = pool is None or pool.healthy
-        ok = state["ready"] and pool_ok and await broker.ping(timeout=READY_PING_TIMEOUT_S)
-        body = b'{"ready":true}' if ok else b'{"ready":false}'
-        return AsgiResponse(
-            body,
-            HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
-            headers={"content-type": "application/json"},
-        )
+        if pool is not None and not pool.healthy:
+            reasons.append("a worker slot is down")
+        if not await broker.ping(timeout=READY_PING_TIMEOUT_S):
+            reasons.append("Kafka does not answer")
+        store_reason = await _store_problem(store, state.get("processor"))
+        if store_reason:
+            reasons.append(f"artifact store: {store_reason}")
+        return ready_response(reasons)
 
     @get(include_in_schema=False)
     async def prometheus(scope: Any) -> AsgiResponse:
@@ -188,6 +189,19 @@ def create_app(
     )
     app.state = state  # type: ignore[attr-defined]  # tests read readiness
     return app
+
+
+async def _store_problem(store: ArtifactStore, processor: OrderProcessor | None) -> str | None:
+    """Why the store is not usable now: the last failure an order met, else a fresh check."""
+    if processor is not None and processor.store_outage:
+        return processor.store_outage
+    try:
+        await asyncio.wait_for(asyncio.to_thread(store.check), STORE_PROBE_TIMEOUT_S)
+    except TimeoutError:
+        return f"{store.describe()} did not answer within {STORE_PROBE_TIMEOUT_S:.0f} s"
+    except SculptError as exc:
+        return exc.message
+    return None
 
 
 def _document_outputs(broker: KafkaBroker, settings: Settings) -> None:

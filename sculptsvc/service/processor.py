@@ -7,20 +7,22 @@ Delivery contract (see docs/contracts/README.md):
 - the terminal outcome (ModelReady + MoldReady + ``completed``, or
   ``rejected``/``failed`` + a DeadLetter) is published in ONE Kafka transaction together
   with the input offset, so a ``read_committed`` consumer sees it exactly once;
-- before that transaction the outcome is written to the ledger (artifact store records):
-  a redelivery of the same message re-publishes the stored outcome without re-running the
-  job, and the same order revision arriving again as a new message publishes nothing.
+- before that transaction the outcome is written to the ledger (``sculptsvc/ledger.py``,
+  records in the artifact store every instance shares): a redelivery of the same message
+  re-publishes the stored outcome without re-running the job, and the same order revision
+  arriving again as a new message publishes nothing;
+- the store being unreachable is nobody's fault: store calls wait and retry with backoff
+  (``store_outage`` says why, for /ready) and never dead-letter the order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sculptsvc import artifacts
 from sculptsvc.errors import (
@@ -31,6 +33,7 @@ from sculptsvc.errors import (
     disposition,
 )
 from sculptsvc.events import (
+    ArtifactRef,
     DeadLetter,
     DeadLetterHeader,
     ErrorInfo,
@@ -44,14 +47,17 @@ from sculptsvc.events import (
     deterministic_event_id,
 )
 from sculptsvc.jobs import JobOutput, OrderJob
+from sculptsvc.ledger import Ledger, LedgerEntry
 from sculptsvc.logging import bound_order, get_logger
 from sculptsvc.options import options_from_order
 from sculptsvc.service.intake import order_id_hint, parse_order, resolve_image
 from sculptsvc.service.metrics import Metrics
 from sculptsvc.settings import Settings
 from sculptsvc.store import ArtifactStore
+from sculptsvc.store.waiting import StoreWaiter
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 REPLAY_HEADER = "sculpt-replay"
 StageEnded = Callable[[OrderState], Awaitable[None]]
@@ -121,10 +127,6 @@ class JobRunner(Protocol):
         ...
 
 
-def ledger_name(order_id: str, revision: int) -> str:
-    return f"ledger/{order_id}/r{revision}.json"
-
-
 class OrderProcessor:
     def __init__(
         self,
@@ -138,7 +140,16 @@ class OrderProcessor:
         self.publisher = publisher
         self.runner = runner
         self.store = store
+        self.ledger = Ledger(store)
         self.metrics = metrics or Metrics()
+        self.store_waiter = StoreWaiter.from_settings(
+            settings, on_retry=lambda exc: self.metrics.retries.labels(exc.code).inc()
+        )
+
+    @property
+    def store_outage(self) -> str | None:
+        """Why the artifact store failed the last call, until a call succeeds again."""
+        return self.store_waiter.outage
 
     # -- entry point ------------------------------------------------------------------
 
@@ -171,21 +182,20 @@ class OrderProcessor:
     # -- steps ------------------------------------------------------------------------
 
     async def _replayed_from_ledger(self, record: InboundRecord, order: OrderPlaced) -> bool:
-        stored = self.store.get_record(ledger_name(order.order_id, order.revision))
-        if stored is None:
+        entry = await self._stored(self.ledger.read, order.order_id, order.revision)
+        if entry is None:
             return False
-        entry = json.loads(stored)
-        if record.is_replay and entry["input"] != record.coordinates:
-            log.info("order.replay", first_seen=entry["input"], outcome=entry["outcome"])
+        if record.is_replay and entry.input != record.coordinates:
+            log.info("order.replay", first_seen=entry.input, outcome=entry.outcome)
             return False  # a deliberate QA/operator replay runs the order again
-        if entry["input"] == record.coordinates:
+        if entry.input == record.coordinates:
             # Crash after the ledger write but before the commit: finish the same outcome.
-            messages = [Outgoing.from_json(m) for m in entry["messages"]]
-            log.info("order.redelivered", outcome=entry["outcome"])
+            messages = [Outgoing.from_json(m) for m in entry.messages]
+            log.info("order.redelivered", outcome=entry.outcome)
             await self.publisher.publish(messages, source=record, commit=True)
             self.metrics.redeliveries.inc()
         else:
-            log.info("order.duplicate", first_seen=entry["input"], outcome=entry["outcome"])
+            log.info("order.duplicate", first_seen=entry.input, outcome=entry.outcome)
             await self.publisher.publish([], source=record, commit=True)
             self.metrics.duplicates.inc()
         return True
@@ -238,7 +248,8 @@ class OrderProcessor:
 
         for stage, seconds in output.stage_seconds.items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        messages = self._success_messages(order, output, attempt)
+        refs = await self._upload(output.artifacts)
+        messages = self._success_messages(order, output, attempt, refs)
         await self._commit_outcome(record, order, "completed", messages)
         log.info("order.completed", triangles=output.triangles, attempts=attempt)
         return "completed"
@@ -276,7 +287,7 @@ class OrderProcessor:
             original_offset=record.offset,
             original_timestamp_ms=record.timestamp_ms,
             original_key_base64=b64(record.key),
-            **self._original_value(record.value or b""),
+            **await self._original_value(record.value or b""),
             original_headers=[
                 DeadLetterHeader(key=k, value_base64=b64(v) or "") for k, v in record.headers
             ],
@@ -295,34 +306,37 @@ class OrderProcessor:
     async def _commit_outcome(
         self, record: InboundRecord, order: OrderPlaced, outcome: str, messages: list[Outgoing]
     ) -> None:
-        entry = {
-            "input": record.coordinates,
-            "outcome": outcome,
-            "messages": [m.to_json() for m in messages],
-        }
-        self.store.put_record(
-            ledger_name(order.order_id, order.revision),
-            json.dumps(entry, sort_keys=True).encode(),
-        )
+        entry = LedgerEntry(record.coordinates, outcome, [m.to_json() for m in messages])
+        await self._stored(self.ledger.write, order.order_id, order.revision, entry)
         await self.publisher.publish(messages, source=record, commit=True)
+
+    # -- the artifact store (blocking, possibly remote) ---------------------------------
+
+    async def _stored(self, call: Callable[..., T], *args: object) -> T:
+        """A store call off the event loop, waiting out an outage (never a dead letter)."""
+        return await self.store_waiter.call(call, *args)
+
+    async def _upload(self, outputs: dict[str, bytes]) -> dict[str, ArtifactRef]:
+        """Every artifact of an order, uploaded side by side (the client is thread-safe)."""
+        names = sorted(outputs)
+        refs = await asyncio.gather(
+            *(self._stored(self.store.put, outputs[n], artifacts.media_type(n)) for n in names)
+        )
+        return dict(zip(names, refs, strict=True))
 
     # -- event builders ---------------------------------------------------------------
 
-    def _original_value(self, value: bytes) -> dict[str, object]:
+    async def _original_value(self, value: bytes) -> dict[str, object]:
         """Inline the input in its dead letter, or store it (claim check) when inlining it
         would push the letter past Kafka's message limit and stall the partition."""
         if len(value) <= self.settings.dead_letter_inline_bytes:
             return {"original_value_base64": b64(value)}
-        ref = self.store.put(value, artifacts.UNKNOWN_MEDIA_TYPE)
+        ref = await self._stored(self.store.put, value, artifacts.UNKNOWN_MEDIA_TYPE)
         return {"original_value_base64": None, "original_value_ref": ref}
 
     def _success_messages(
-        self, order: OrderPlaced, output: JobOutput, attempt: int
+        self, order: OrderPlaced, output: JobOutput, attempt: int, refs: dict[str, ArtifactRef]
     ) -> list[Outgoing]:
-        refs = {
-            name: self.store.put(data, artifacts.media_type(name))
-            for name, data in sorted(output.artifacts.items())
-        }
         common = {
             "order_id": order.order_id,
             "revision": order.revision,
@@ -364,13 +378,18 @@ class OrderProcessor:
 
     @staticmethod
     def _message(topic: str, order_id: str | None, event: Event) -> Outgoing:
-        return Outgoing(
-            topic=topic,
-            key=order_id.encode() if order_id else None,
-            value=event.model_dump_json().encode(),
-            headers=(
-                ("event-type", event.event_type.encode()),
-                ("schema-version", str(event.schema_version).encode()),
-                ("content-type", b"application/json"),
-            ),
-        )
+        return event_message(topic, order_id, event)
+
+
+def event_message(topic: str, order_id: str | None, event: Event) -> Outgoing:
+    """An event as a Kafka record: key = order id, the contract's headers."""
+    return Outgoing(
+        topic=topic,
+        key=order_id.encode() if order_id else None,
+        value=event.model_dump_json().encode(),
+        headers=(
+            ("event-type", event.event_type.encode()),
+            ("schema-version", str(event.schema_version).encode()),
+            ("content-type", b"application/json"),
+        ),
+    )

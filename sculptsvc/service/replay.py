@@ -21,7 +21,7 @@ from sculptsvc.events import DeadLetter, ModelReady, MoldReady
 from sculptsvc.service.kafka import client_kwargs
 from sculptsvc.service.processor import REPLAY_HEADER
 from sculptsvc.settings import Settings
-from sculptsvc.store import LocalArtifactStore
+from sculptsvc.store import open_store
 
 REPLAYED_FROM_HEADER = "replayed-from"
 
@@ -134,7 +134,7 @@ def original_of(dead_letter_record: FoundRecord, settings: Settings) -> FoundRec
         else base64.b64decode(letter.original_key_base64),
         value=base64.b64decode(letter.original_value_base64)
         if letter.original_value_base64 is not None
-        else LocalArtifactStore(settings.artifact_root).get(letter.original_value_ref),  # type: ignore[arg-type]
+        else open_store(settings).get(letter.original_value_ref),  # type: ignore[arg-type]
         headers=tuple((h.key, base64.b64decode(h.value_base64)) for h in letter.original_headers),
     )
 

@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_harness import KafkaHarness
+from tests.s3_harness import S3Harness
 
 BROKER_LOG_LINES = 40
 KAFKA_FIXTURES = frozenset({"kafka", "topics", "make_topic", "restart_kafka", "kafka_log"})
+S3_FIXTURES = frozenset({"s3", "s3_store"})
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -33,6 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if KAFKA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
+        if S3_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.s3)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -40,10 +44,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """On a failed broker test, show the end of the broker log next to the traceback."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    harness = getattr(item, "funcargs", {}).get("kafka")
-    if report.failed and isinstance(harness, KafkaHarness) and harness.log_path.exists():
-        lines = harness.log_path.read_text(errors="replace").splitlines()[-BROKER_LOG_LINES:]
-        report.sections.append(("kafka broker log (tail)", "\n".join(lines)))
+    for name, title in (("kafka", "kafka broker log (tail)"), ("s3", "s3proxy log (tail)")):
+        harness = getattr(item, "funcargs", {}).get(name)
+        log_path = getattr(harness, "log_path", None)
+        if report.failed and log_path is not None and log_path.exists():
+            lines = log_path.read_text(errors="replace").splitlines()[-BROKER_LOG_LINES:]
+            report.sections.append((title, "\n".join(lines)))
 
 
 @pytest.fixture(scope="session")
@@ -139,3 +145,48 @@ def restart_kafka(kafka: KafkaHarness) -> Iterator[Callable[..., str]]:
 def kafka_log(kafka: KafkaHarness) -> Path:
     """The broker's log file, to attach to a failure message."""
     return kafka.log_path
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Harness]:
+    """The session's S3-compatible server (s3proxy via ``scripts/s3``), a real JVM."""
+    if shutil.which("java") is None:
+        pytest.skip("Java not found: the s3proxy server cannot run (scripts/bootstrap)")
+    harness = S3Harness(tmp_path_factory.mktemp("s3"))
+    try:
+        harness.start()
+        yield harness
+    finally:
+        harness.stop()
+
+
+@dataclass(frozen=True)
+class S3Store:
+    """A fresh bucket on the session's server, and how to reach it."""
+
+    harness: S3Harness
+    bucket: str
+    prefix: str
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def settings(self) -> dict[str, str]:
+        """Keyword arguments for ``Settings`` (the credentials stay in the AWS variables)."""
+        return {"store_url": self.url, "s3_endpoint_url": self.env["SCULPT_S3_ENDPOINT_URL"]}
+
+
+@pytest.fixture
+def s3_store(s3: S3Harness, monkeypatch: pytest.MonkeyPatch) -> S3Store:
+    """A new bucket; the AWS credential variables are set for in-process clients, and
+    ``.env`` carries them for ``sculpt`` subprocesses."""
+    if not s3.is_running():  # a fault test stopped it
+        s3.start()
+    env = s3.env()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.setenv(name, env[name])
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    return S3Store(harness=s3, bucket=s3.create_bucket(), prefix="artifacts", env=env)

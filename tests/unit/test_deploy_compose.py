@@ -96,9 +96,10 @@ def test_every_sculpt_variable_is_a_setting_and_parses(
     settings = settings_from_env(env, monkeypatch)
     assert settings.http_host == "0.0.0.0"  # probes and /metrics reachable from other containers
     assert settings.kafka_bootstrap_servers == "kafka:19092"
-    # The artifact store is the volume that every replica shares (the ledger lives there).
+    # Artifacts and the ledger are in S3: no instance needs a volume another one writes.
+    assert settings.store_url and settings.store_url.startswith("s3://")
     mounted = mounts(compose["services"][name])
-    assert mounted[str(settings.artifact_root)][0] in compose["volumes"]
+    assert all(source not in compose["volumes"] for source, _ in mounted.values())
     for root in settings.allowed_file_roots:
         assert str(root) in mounted, f"file root {root} is not mounted"
 
@@ -216,3 +217,55 @@ def test_prometheus_scrapes_the_service_port(
     assert mounted["/etc/prometheus/prometheus.yml"] == ("./prometheus.yml", "ro")
     for rule_file in prometheus["rule_files"]:
         assert rule_file in mounted, f"{rule_file} is not mounted into Prometheus"
+
+
+S3_USERS = ("sculpt", "sculpt-gpu", "station", "s3-init")
+
+
+def test_everything_shares_one_s3_store_with_the_servers_credentials(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = compose["services"]["s3"]
+    server_env = {k: interpolate(v) for k, v in env_of(server).items()}
+    port = server_env["S3_PORT"]
+    assert mounts(server)["/data"][0] in compose["volumes"], "objects must survive a restart"
+    assert (DOCKER / server["build"]["dockerfile"].removeprefix("docker/")).is_file()
+    urls = set()
+    for name in S3_USERS:
+        env = {k: interpolate(v) for k, v in env_of(compose["services"][name]).items()}
+        settings = settings_from_env(env, monkeypatch)
+        assert settings.s3_endpoint_url == f"http://s3:{port}", name
+        urls.add(settings.store_url)
+        # The standard AWS chain carries the credentials; they match the server's keys.
+        assert env["AWS_ACCESS_KEY_ID"] == server_env["S3_ACCESS_KEY"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == server_env["S3_SECRET_KEY"], name
+        assert not any("SECRET" in k for k in env if k.startswith("SCULPT_")), name
+    assert len(urls) == 1 and next(iter(urls)).startswith("s3://"), urls
+    init = compose["services"]["s3-init"]
+    assert init["command"] == ["store", "init"]
+    assert init["depends_on"]["s3"]["condition"] == "service_healthy"
+    for name in ("sculpt", "sculpt-gpu", "station"):
+        depends = compose["services"][name]["depends_on"]
+        assert depends["s3-init"]["condition"] == "service_completed_successfully", name
+
+
+def test_station_service_runs_the_station_command_with_a_known_profile(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from sculptsvc.cli import app
+    from sculptsvc.station.slicer import Profile
+
+    station = compose["services"]["station"]
+    command = station["command"]
+    assert command[0] == "station" and "--slice" in command
+    Profile.resolve(command[command.index("--profile") + 1])  # raises for an unknown one
+    assert CliRunner().invoke(app, [*command, "--help"]).exit_code == 0
+    settings = settings_from_env(env_of(station), monkeypatch)
+    mounted = mounts(station)
+    assert mounted[str(settings.station_jobs_dir)][0] in compose["volumes"]
+    assert station["build"]["target"] == "station"
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^FROM cpu AS station$", dockerfile, re.M)
+    assert "prusa-slicer" in dockerfile.split("AS station", 1)[1]

@@ -66,6 +66,7 @@ def test_create_topics_creates_each_compose_topic_idempotently(tmp_path: Path) -
         defaults.topic_molds,
         defaults.topic_dlq,
         defaults.topic_qa,
+        defaults.topic_station_jobs,
     }
     for args in creates:
         assert "--if-not-exists" in args  # re-running the init container is harmless

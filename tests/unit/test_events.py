@@ -139,7 +139,12 @@ def test_every_error_code_an_order_can_end_with_is_documented() -> None:
     from sculptsvc import errors
 
     doc = (Path(__file__).resolve().parents[2] / "docs/contracts/status.md").read_text()
-    never_on_orders = (errors.ConfigurationError, errors.PoolClosed)  # start-up / shutdown
+    never_on_orders = (  # start-up / shutdown; claim-check reads (stations: station-jobs.md)
+        errors.ConfigurationError,
+        errors.PoolClosed,
+        errors.ArtifactMismatch,
+        errors.ArtifactMissing,
+    )
     codes = {
         cls.code
         for cls in vars(errors).values()
@@ -150,3 +155,15 @@ def test_every_error_code_an_order_can_end_with_is_documented() -> None:
     }
     missing = sorted(code for code in codes if f"`{code}`" not in doc)
     assert missing == []
+
+
+def test_station_asyncapi_document_is_current() -> None:
+    from sculptsvc import asyncapi
+
+    text = asyncapi.render_station()
+    assert asyncapi.STATION_ASYNCAPI_PATH.read_text() == text, "run `make schemas`"
+    doc = json.loads(text)
+    assert set(doc["channels"]) == {"sculpt.molds.v1", "sculpt.station-jobs.v1"}
+    assert "StationJob" in doc["components"]["schemas"]
+    molds = [m for n, m in doc["components"]["messages"].items() if "molds.v1" in n]
+    assert molds[0]["payload"] == {"$ref": "#/components/schemas/MoldReady"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sculptsvc.artifacts import NAMES
-from sculptsvc.errors import JobTimeout, NoSubject
+from sculptsvc.errors import JobTimeout, NoSubject, StorageUnavailable
 from sculptsvc.events import DeadLetter, ModelReady, MoldReady, OrderStatus
 from sculptsvc.jobs import JobOutput, OrderJob
 from sculptsvc.service.processor import InboundRecord, OrderProcessor, Outgoing, StageEnded
@@ -217,6 +217,51 @@ async def test_message_committed_by_a_previous_owner_is_skipped(settings) -> Non
     pub.committed_before = frozenset({4})
     await processor.handle(record(order_bytes(), offset=4))
     assert runner.calls == 0 and pub.batches == []
+
+
+class FlakyStore(LocalArtifactStore):
+    """The local store behind an outage: the first ``failures`` calls raise."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+        self.processor: OrderProcessor | None = None
+        self.outages_seen: list[str | None] = []  # what the processor reported per call
+
+    def _maybe_fail(self, what: str) -> None:
+        assert self.processor is not None
+        self.outages_seen.append(self.processor.store_outage)
+        if self.failures > 0:
+            self.failures -= 1
+            raise StorageUnavailable(f"{what}: connection refused")
+
+    def put(self, data: bytes, media_type: str):
+        self._maybe_fail("put")
+        return super().put(data, media_type)
+
+    def put_record(self, name: str, data: bytes) -> None:
+        self._maybe_fail("put_record")
+        super().put_record(name, data)
+
+    def get_record(self, name: str) -> bytes | None:
+        self._maybe_fail("get_record")
+        return super().get_record(name)
+
+
+async def test_a_store_outage_waits_and_never_dead_letters(settings) -> None:
+    store = FlakyStore(settings.artifact_root, failures=3)
+    publisher = FakePublisher()
+    runner = FakeRunner()
+    processor = OrderProcessor(settings, publisher, runner, store)
+    store.processor = processor
+    await processor.handle(record(order_bytes()))
+    assert store.failures == 0
+    assert runner.calls == 1, "an outage after the job must not run the job again"
+    assert publisher.on(settings.topic_dlq) == []
+    assert [s["state"] for s in publisher.on(settings.topic_status)][-1] == "completed"
+    assert store.outages_seen[1] == "get_record: connection refused", "/ready can say why"
+    assert processor.store_outage is None, "a successful call clears the outage"
+    assert processor.metrics.retries.labels("storage_unavailable")._value.get() == 3
 
 
 async def test_each_stage_status_is_published_before_the_next_stage_starts(settings) -> None:

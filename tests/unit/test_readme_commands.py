@@ -21,9 +21,11 @@ def readme_commands() -> dict[str, set[str]]:
     current = ""
     for line in block.splitlines():
         text = line.split("#", 1)[0] if "  #" in line else line
-        match = re.match(r"sculpt (\w+)", text)
+        match = re.match(r"sculpt (\w+)(?: (\w+))?", text)
         if match:
-            current = match.group(1)
+            group, sub = match.groups()
+            # A command group (`sculpt store init`) is listed per sub-command.
+            current = f"{group} {sub}" if sub and f"{group} {sub}" in cli_commands() else group
             commands.setdefault(current, set())
         if current:
             commands[current] |= set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
@@ -34,7 +36,14 @@ def cli_commands() -> dict[str, tuple[set[str], list[set[str]]]]:
     """``{command: (every option spelling, [spellings of each option])}``."""
     group = typer.main.get_command(app)
     found = {}
+    flat = {}
     for name, command in group.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        if subcommands:  # a group: each of its commands on its own README line
+            flat.update({f"{name} {sub}": c for sub, c in subcommands.items()})
+        else:
+            flat[name] = command
+    for name, command in flat.items():
         options = [
             {o for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
             for p in command.params

@@ -1,0 +1,1 @@
+"""Built-in slicer profiles of `sculpt station` (PrusaSlicer --load files)."""
