@@ -6,9 +6,11 @@ The worker pool (the Kafka service), ``sculpt make`` and ``sculpt reproduce`` al
  1. decode       untrusted bytes -> RGB(A) array, limits from ``Settings``
  2. stylize      the configured ``Stylizer``                         -> ``stylized``
  3. reconstruct  the configured ``Reconstructor``, placed in mm once -> ``reconstructed``
- 4. mesh         repair, smooth, ~``target_faces`` triangles, GLB (Khronos-validated),
-                 preview                                             -> ``validated``
+ 4. mesh         repair, smooth, ~``target_faces`` triangles, GLB (Khronos-validated)
+                                                                     -> ``validated``
  5. mold         two-part mold with keys, sprue and vents, gated     -> ``mold_ready``
+                 (the preview renders meanwhile on the renderer thread; ``mold_ready``
+                 waits for it)
  6. report       ``report.json``: every stage's facts and the artifacts' sha256
 
 ``on_stage`` is called with the ``OrderState`` each stage ends in, when it ends (the
@@ -103,7 +105,8 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run one order; raises the typed errors of ``sculptsvc.errors`` (reject vs fail)."""
     from sculptsvc.gltf_validator import prestart as prestart_validator
-    from sculptsvc.mesh import MeshParams, export_glb, process_mesh, render_preview
+    from sculptsvc.mesh import MeshParams, export_glb, process_mesh
+    from sculptsvc.mesh.preview import render_preview_async
     from sculptsvc.stylize.subject import hint_from_event
 
     ended = on_stage or (lambda state: None)
@@ -145,17 +148,23 @@ def run_pipeline(
             )
         with timed(timings, "glb"):
             glb = export_glb(processed, mode=options.mode, color_hex=options.color)
-        with timed(timings, "preview"):
-            preview = render_preview(
-                processed, mode=options.mode, color_hex=options.color, size=options.preview_size
-            )
+        # from here on only the renderer thread touches ``processed.mesh`` (trimesh's caches
+        # are not thread-safe): the mold and the report work on copies
+        mesh_report = processed.report
+        vertices = np.array(processed.mesh.vertices)
+        faces = np.array(processed.mesh.faces)
+        preview_job = render_preview_async(
+            processed, mode=options.mode, color_hex=options.color, size=options.preview_size
+        )
         with timed(timings, "validate"):
             validation = _validate(glb, options.validate_glb)
         ended(OrderState.validated)
 
         # 5. mold, around the sculpture as it is (already in mm)
         with timed(timings, "mold"):
-            mold = _make_mold(processed.mesh.vertices, processed.mesh.faces, options)
+            mold = _make_mold(vertices, faces, options)
+        with timed(timings, "preview_wait"):
+            preview, timings["preview"] = preview_job.result()
         ended(OrderState.mold_ready)
 
     # 6. report
@@ -186,7 +195,7 @@ def run_pipeline(
             triangles=len(raw.faces),
             silhouette_iou=iou,
         ),
-        mesh=processed.report,
+        mesh=mesh_report,
         validation=validation,
         mold=_mold_summary(mold.report),
         mold_report=mold.report,
@@ -199,7 +208,7 @@ def run_pipeline(
     files[REPORT_NAME] = report.to_json_bytes()
     log.info(
         "pipeline done",
-        triangles=processed.report.triangles,
+        triangles=mesh_report.triangles,
         cavity_ml=mold.report.cavity_volume_ml,
         seconds=report.timings["total"],
     )

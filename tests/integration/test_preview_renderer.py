@@ -147,3 +147,32 @@ def test_fresh_processes_thread_counts_and_load_draw_the_same_bytes() -> None:
         assert len(frames) == FRAMES_PER_PROCESS
         hashes += frames
     assert len(set(hashes)) == 1, sorted(set(hashes))
+
+
+def test_the_renderer_thread_draws_the_callers_bytes_and_keeps_the_bound_order_id() -> None:
+    """The pipeline renders on the renderer thread while the mold is cut: same PNG as a
+    frame drawn in the calling thread, and the order id bound for logs goes along."""
+    import structlog
+
+    ball = _part(trimesh.creation.icosphere(subdivisions=3, radius=10.0))
+    here = render_preview(ball, mode="solid", color_hex="#AA3311", size=96)
+    seen: dict[str, object] = {}
+
+    def spy(result: object, **kwargs: object) -> bytes:
+        seen.update(structlog.contextvars.get_contextvars())
+        seen["thread"] = threading.current_thread().name
+        return render_preview(result, **kwargs)  # type: ignore[arg-type]
+
+    with structlog.contextvars.bound_contextvars(order_id="ord-thread"):
+        original = preview.render_preview
+        preview.render_preview = spy  # type: ignore[assignment]
+        try:
+            png, seconds = preview.render_preview_async(
+                ball, mode="solid", color_hex="#AA3311", size=96
+            ).result(timeout=60)
+        finally:
+            preview.render_preview = original  # type: ignore[assignment]
+    assert png == here
+    assert seconds > 0
+    assert seen["order_id"] == "ord-thread"
+    assert str(seen["thread"]).startswith("preview")
