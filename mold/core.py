@@ -15,6 +15,7 @@ Steps (each a plain function in its own module):
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from mold.geometry import (
     canonical_float32,
     check_not_self_intersecting,
     from_manifold,
+    raise_self_intersecting,
     self_intersecting_faces,
     to_manifold,
     transform_manifold,
@@ -141,6 +143,46 @@ def scaled_part(
     return _Part(from_manifold(solid), solid, to_part, merged, dropped)
 
 
+class _CheckedParts:
+    """The last part :func:`part_self_intersections` prepared and checked, by a digest of
+    exactly what it was given: the mesh stage (and ``sculpt mold``) check a part before
+    they hand it to :func:`make_mold`, which would otherwise convert, scale and check the
+    same coordinates again. A hit is the same check on the same bytes; anything else (other
+    coordinates, faces, size or body threshold) misses and is checked afresh. One entry:
+    it is the part about to be molded, and a large part is hundreds of MB."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[bytes, _Part, int] | None = None
+
+    @staticmethod
+    def key(vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec) -> bytes:
+        digest = hashlib.blake2b(digest_size=32)
+        for array in (
+            np.ascontiguousarray(vertices, dtype=np.float64),
+            np.ascontiguousarray(faces, dtype=np.int64),
+        ):
+            digest.update(repr(array.shape).encode())
+            digest.update(memoryview(array).cast("B"))
+        digest.update(repr((spec.size_mm, _MIN_BODY_FRACTION)).encode())
+        return digest.digest()
+
+    def get(self, key: bytes) -> tuple[_Part, int] | None:
+        with self._lock:
+            if self._entry is None or self._entry[0] != key:
+                return None
+            return self._entry[1], self._entry[2]
+
+    def put(self, key: bytes, part: _Part, crossing_faces: int) -> None:
+        for array in (part.mesh.vertices, part.mesh.faces):
+            array.setflags(write=False)  # shared by every later user of the entry
+        with self._lock:
+            self._entry = (key, part, crossing_faces)
+
+
+_checked_parts = _CheckedParts()
+
+
 def part_self_intersections(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -152,17 +194,31 @@ def part_self_intersections(
     are fine, a shell through itself is not), at the mold's scale (longest side
     ``spec.size_mm``, or as given when it is None), on exactly the coordinates given. The
     mesh stage calls this on the float32 positions its GLB stores, so what it hands on is
-    what the mold accepts.
+    what the mold accepts. :func:`make_mold` on the same arrays reuses this result.
     """
     spec = spec or MoldSpec()
     params = params or MoldParams()
-    return self_intersecting_faces(scaled_part(vertices, faces, spec, params).mesh)
+    key = _checked_parts.key(vertices, faces, spec)
+    known = _checked_parts.get(key)
+    if known is not None:
+        return known[1]
+    part = scaled_part(vertices, faces, spec, params)
+    crossing = self_intersecting_faces(part.mesh)
+    _checked_parts.put(key, part, crossing)
+    return crossing
 
 
 def prepare_part(
     vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
 ) -> _Part:
-    """:func:`scaled_part`, then refuse a surface through itself (in the part frame, mm)."""
+    """:func:`scaled_part`, then refuse a surface through itself (in the part frame, mm);
+    both come from :func:`part_self_intersections` when it just checked these arrays."""
+    known = _checked_parts.get(_checked_parts.key(vertices, faces, spec))
+    if known is not None:
+        part, crossing = known
+        if params.check_self_intersections and crossing:
+            raise_self_intersecting(crossing)
+        return part
     part = scaled_part(vertices, faces, spec, params)
     if params.check_self_intersections:
         check_not_self_intersecting(part.mesh)

@@ -7,6 +7,7 @@ Everything here is a plain function on arrays; nothing touches the disk.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 import manifold3d as m3
 import numpy as np
@@ -92,11 +93,15 @@ def self_intersecting_faces(mesh: TriMesh) -> int:
 def check_not_self_intersecting(mesh: TriMesh) -> None:
     count = self_intersecting_faces(mesh)
     if count:
-        raise PartSelfIntersecting(
-            f"{count} faces of the part pass through other faces; repair it into one "
-            "non-intersecting surface (e.g. a voxel remesh) first",
-            faces=count,
-        )
+        raise_self_intersecting(count)
+
+
+def raise_self_intersecting(count: int) -> NoReturn:
+    raise PartSelfIntersecting(
+        f"{count} faces of the part pass through other faces; repair it into one "
+        "non-intersecting surface (e.g. a voxel remesh) first",
+        faces=count,
+    )
 
 
 def from_manifold(m: m3.Manifold) -> TriMesh:

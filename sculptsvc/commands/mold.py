@@ -64,14 +64,15 @@ def _welded(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(welded.vertices, dtype=np.float64), np.asarray(welded.faces, dtype=np.int64)
 
 
-def _usable(vertices: np.ndarray, faces: np.ndarray) -> bool:
-    """Closed, and no face passing through another: what ``make_mold`` accepts."""
+def _usable(vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec | None) -> bool:
+    """Closed, and no face passing through another: what ``make_mold`` accepts. Checked
+    at the size the mold will be made (``spec``), so ``make_mold`` reuses the check."""
     from mold import MoldError, part_self_intersections
 
     if not _is_closed(vertices, faces):
         return False
     try:
-        return part_self_intersections(vertices, faces) == 0  # the mold's own check
+        return part_self_intersections(vertices, faces, spec) == 0  # the mold's own check
     except MoldError:
         return True  # closed but refused for another reason: make_mold names it
 
@@ -85,7 +86,7 @@ def _mesh_stage(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np
     return _welded(process_mesh(trimesh.Trimesh(vertices, faces, process=False)).mesh)
 
 
-def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
+def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) -> LoadedPart:
     """Read a mesh file and return a closed, non-self-intersecting part.
 
     Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
@@ -93,7 +94,7 @@ def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
     from sculptsvc.mesh.io import load_mesh
 
     vertices, faces = _welded(load_mesh(path))  # UnreadableMesh names the format problem
-    if _usable(vertices, faces):
+    if _usable(vertices, faces, spec):
         return LoadedPart(vertices, faces, "none")
     if not repair:
         raise UnrepairableMesh(f"{path.name} is open or self-intersecting and repair is off")
@@ -103,7 +104,7 @@ def load_part(path: Path, *, repair: bool = True) -> LoadedPart:
         raise UnrepairableMesh(
             f"{path.name} cannot be repaired by the mesh stage", notes=[err.code]
         ) from err
-    if _usable(v, f):
+    if _usable(v, f, spec):
         return LoadedPart(v, f, "mesh_stage")
     raise UnrepairableMesh(
         f"{path.name} stays unusable after repair",
@@ -181,7 +182,7 @@ def register(app: typer.Typer) -> None:
         except ValidationError as exc:
             raise typer.BadParameter(str(exc)) from exc
         try:
-            part = load_part(input_path, repair=repair)
+            part = load_part(input_path, repair=repair, spec=spec)
             result = run_mold(part, spec, out)
         except SculptError as err:
             exit_with(err)

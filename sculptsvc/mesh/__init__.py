@@ -9,11 +9,38 @@
 reconstructor's ``ColoredMesh``. ``result.mesh`` is watertight and outward-oriented.
 """
 
-from sculptsvc.mesh.io import load_mesh
-from sculptsvc.mesh.params import MeshParams
-from sculptsvc.mesh.pipeline import Mode, ProcessedMesh, export_glb, process_mesh
-from sculptsvc.mesh.preview import render_preview
-from sculptsvc.mesh.report import MeshReport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sculptsvc.mesh.io import load_mesh
+    from sculptsvc.mesh.params import MeshParams
+    from sculptsvc.mesh.pipeline import Mode, ProcessedMesh, export_glb, process_mesh
+    from sculptsvc.mesh.preview import render_preview
+    from sculptsvc.mesh.report import MeshReport
+
+# Names resolve on first use: ``sculpt mold`` reads a file with ``load_mesh`` and should not
+# pay for pymeshlab, the UV and GLB code and the renderer (about 0.7 s per process).
+_EXPORTS = {
+    "load_mesh": "sculptsvc.mesh.io",
+    "MeshParams": "sculptsvc.mesh.params",
+    "Mode": "sculptsvc.mesh.pipeline",
+    "ProcessedMesh": "sculptsvc.mesh.pipeline",
+    "export_glb": "sculptsvc.mesh.pipeline",
+    "process_mesh": "sculptsvc.mesh.pipeline",
+    "render_preview": "sculptsvc.mesh.preview",
+    "MeshReport": "sculptsvc.mesh.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "MeshParams",

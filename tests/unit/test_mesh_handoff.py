@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import trimesh
 
 from mold import MoldSpec, part_self_intersections
@@ -96,3 +97,45 @@ def test_two_allowed_parts_are_checked_for_crossings_not_refused() -> None:
     b.apply_translation((30.0, 0.0, 0.0))
     two = as_stored(trimesh.util.concatenate([a, b]))
     assert check_handoff(two, MeshParams(max_parts=2)).passed
+
+
+def test_make_mold_reuses_the_check_on_the_same_arrays_and_only_on_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hand-off check and ``make_mold`` run one intersection check between them; a
+    mold of other coordinates (even one float32 step apart) is checked afresh, and a part
+    the check refused is refused by ``make_mold`` from the remembered count as well."""
+    import mold.core
+    from mold import PartSelfIntersecting, make_mold
+
+    counted: list[int] = []
+    count, check = mold.core.self_intersecting_faces, mold.core.check_not_self_intersecting
+
+    def counting(mesh: TriMesh) -> int:
+        counted.append(len(mesh.faces))
+        return count(mesh)
+
+    def checking(mesh: TriMesh) -> None:
+        counted.append(len(mesh.faces))
+        check(mesh)
+
+    monkeypatch.setattr(mold.core, "self_intersecting_faces", counting)
+    monkeypatch.setattr(mold.core, "check_not_self_intersecting", checking)
+    spec = MoldSpec(size_mm=80)
+    clean = as_stored(hook(2e-4))
+    assert part_self_intersections(clean.vertices, clean.faces, spec) == 0
+    first = make_mold(clean.vertices, clean.faces, spec)
+    assert len(counted) == 1  # make_mold took the hand-off's answer
+
+    nudged = np.array(clean.vertices)
+    nudged[0] = np.nextafter(nudged[0].astype(np.float32), np.float32(np.inf)).astype(np.float64)
+    make_mold(nudged, clean.faces, spec)  # a different part: its own check ran
+    assert len(counted) == 2
+
+    crossing = as_stored(hook(2e-7))
+    assert part_self_intersections(crossing.vertices, crossing.faces, spec) > 0
+    with pytest.raises(PartSelfIntersecting):
+        make_mold(crossing.vertices, crossing.faces, spec)
+    assert len(counted) == 3
+    again = make_mold(np.array(clean.vertices), np.array(clean.faces), spec)
+    assert again.stl_a == first.stl_a  # and the bytes do not depend on where the part came from
