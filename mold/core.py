@@ -542,6 +542,7 @@ def build_report(
             undercut_fraction_b=_round(parting.undercut_fraction_b, d),
             undercut_area_a_mm2=_round(parting.undercut_area_a_mm2, d),
             undercut_area_b_mm2=_round(parting.undercut_area_b_mm2, d),
+            undercut_faces_cast=parting.undercut_faces_cast,
             candidates=tuple(
                 CandidateInfo(
                     name=c.name,

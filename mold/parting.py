@@ -56,6 +56,7 @@ class Parting:
     undercut_area_a_mm2: float
     undercut_area_b_mm2: float
     candidates: tuple[CandidateScore, ...]
+    undercut_faces_cast: int = 0  # faces the undercut was measured on (all, or a sample)
 
 
 def candidate_directions(
@@ -154,8 +155,10 @@ def parting_for(
     params: MoldParams,
     scores: tuple[CandidateScore, ...],
 ) -> Parting:
-    """Re-score one (direction, level) on every face for the report; move the plane off
-    vertices."""
+    """Re-score one (direction, level) for the report, on every face (above
+    ``parting_report_faces``: on an area-weighted sample, which estimates the same area
+    fractions; one ray per face of a million-face scan cost 6.5 s and 2 GB); move the plane
+    off vertices."""
     tris = part.triangles
     centroids, normals, areas = face_geometry(tris)
     eps = params.ray_epsilon_fraction * float(np.ptp(part.vertices, axis=0).max())
@@ -166,11 +169,22 @@ def parting_for(
         params.plane_vertex_clearance_mm,
         params.plane_max_shift_mm,
     )
-    up, down = release_rays(tris, centroids, normals, rotation, eps)
     above = centroids @ chosen.direction > level
     area_a, area_b = float(areas[above].sum()), float(areas[~above].sum())
-    under_a = float(areas[above & up].sum())
-    under_b = float(areas[~above & down].sum())
+    if len(areas) > params.parting_report_faces:
+        rng = np.random.default_rng(params.parting_seed)
+        cast = rng.choice(len(areas), params.parting_report_faces, p=areas / areas.sum())
+        up, down = release_rays(tris, centroids[cast], normals[cast], rotation, eps)
+        side = above[cast]
+        # each sample stands for an equal share of its side's area
+        under_a = area_a * float((side & up).sum()) / max(int(side.sum()), 1)
+        under_b = area_b * float((~side & down).sum()) / max(int((~side).sum()), 1)
+        faces_cast = len(cast)
+    else:
+        up, down = release_rays(tris, centroids, normals, rotation, eps)
+        under_a = float(areas[above & up].sum())
+        under_b = float(areas[~above & down].sum())
+        faces_cast = len(areas)
     section = transform_manifold(solid, affine(rotation)).slice(level).area()
     return Parting(
         name=chosen.name,
@@ -183,6 +197,7 @@ def parting_for(
         undercut_area_a_mm2=under_a,
         undercut_area_b_mm2=under_b,
         candidates=scores,
+        undercut_faces_cast=faces_cast,
     )
 
 

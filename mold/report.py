@@ -66,6 +66,7 @@ class PartingInfo(_Frozen):
     undercut_fraction_b: float
     undercut_area_a_mm2: float
     undercut_area_b_mm2: float
+    undercut_faces_cast: int  # the undercut figures' rays: every face, or a sample of a scan
     candidates: tuple[CandidateInfo, ...]
     tried: tuple[PartingAttempt, ...] = ()  # best-ranked first; the last one passed
 

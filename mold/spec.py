@@ -110,6 +110,12 @@ class MoldParams(BaseModel):
         3000, ge=100, description="Area-weighted faces ray-cast when ranking directions."
     )
     parting_seed: int = Field(0, description="Seed of that (deterministic) sample.")
+    parting_report_faces: int = Field(
+        200_000,
+        ge=1000,
+        description="Parts with more faces have the chosen parting's undercut measured on an "
+        "area-weighted sample of this many (seeded); smaller parts on every face.",
+    )
     undercut_tie_fraction: float = Field(
         0.005, ge=0, description="Undercut differences below this share of area are ties."
     )
