@@ -41,19 +41,6 @@ class LoadedPart:
     notes: list[str] = field(default_factory=list)
 
 
-def _is_closed(vertices: np.ndarray, faces: np.ndarray) -> bool:
-    import manifold3d as m3
-    import numpy as np
-
-    solid = m3.Manifold(
-        m3.Mesh64(
-            vert_properties=np.ascontiguousarray(vertices, dtype=np.float64),
-            tri_verts=np.ascontiguousarray(faces, dtype=np.uint64),
-        )
-    )
-    return solid.status() == m3.Error.NoError and not solid.is_empty()
-
-
 def _welded(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
     """Merge vertices split only by UV or normal seams (OBJ files are full of them)."""
     import numpy as np
@@ -66,13 +53,14 @@ def _welded(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
 
 def _usable(vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec | None) -> bool:
     """Closed, and no face passing through another: what ``make_mold`` accepts. Checked
-    at the size the mold will be made (``spec``), so ``make_mold`` reuses the check."""
-    from mold import MoldError, part_self_intersections
+    at the size the mold will be made (``spec``), so ``make_mold`` reuses the check; the
+    check's own manifold conversion says whether the part is closed."""
+    from mold import MoldError, PartDegenerate, PartNotManifold, part_self_intersections
 
-    if not _is_closed(vertices, faces):
-        return False
     try:
         return part_self_intersections(vertices, faces, spec) == 0  # the mold's own check
+    except (PartNotManifold, PartDegenerate):
+        return False  # open, or enclosing nothing: the mesh stage may repair it
     except MoldError:
         return True  # closed but refused for another reason: make_mold names it
 

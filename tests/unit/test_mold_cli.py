@@ -91,3 +91,17 @@ def test_mold_errors_map_onto_the_service_tree() -> None:
 def test_missing_input_is_a_usage_error(tmp_path: Path, missing: str) -> None:
     result = runner.invoke(app, ["mold", str(tmp_path / missing), "--out", str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_an_inside_out_part_is_repaired_not_refused(tmp_path: Path) -> None:
+    """Closedness comes from the intersection check's own manifold conversion; a closed
+    but inside-out part (negative volume) goes to the mesh stage, which turns it out."""
+    import trimesh
+
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=20.0)
+    ball.invert()
+    path = tmp_path / "inside_out.stl"
+    ball.export(path)
+    part = load_part(path)
+    assert part.repair == "mesh_stage"
+    assert trimesh.Trimesh(part.vertices, part.faces).volume > 0.95 * abs(ball.volume)
