@@ -45,11 +45,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sculptsvc.logging import get_logger
 from sculptsvc.mesh.colors import hex_to_linear_rgb
 from sculptsvc.mesh.pipeline import Mode, ProcessedMesh
-
-log = get_logger(__name__)
 
 _AZIMUTH_DEG = 35.0  # camera turned from the front towards the subject's left
 _ELEVATION_DEG = 20.0  # camera above the subject, looking slightly down
@@ -160,46 +157,6 @@ def _frame(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     return center, max(distance, float(np.ptp(vertices, axis=0).max()) or 1.0)
 
 
-def _textured_primitive(
-    pyrender: Any,
-    vertices: np.ndarray,
-    normals: np.ndarray,
-    uv: np.ndarray,
-    faces: np.ndarray,
-    texture: np.ndarray,
-    roughness: float,
-) -> Any:
-    material = pyrender.MetallicRoughnessMaterial(
-        baseColorFactor=[1.0, 1.0, 1.0, 1.0],
-        baseColorTexture=pyrender.Texture(source=texture, source_channels="RGB"),
-        metallicFactor=0.0,
-        roughnessFactor=roughness,
-    )
-    return pyrender.Primitive(
-        positions=vertices,
-        normals=normals,
-        # glTF puts v = 0 at the image's top row, OpenGL at its bottom row.
-        texcoord_0=np.column_stack([uv[:, 0], 1.0 - uv[:, 1]]),
-        indices=faces,
-        material=material,
-    )
-
-
-def _solid_primitive(
-    pyrender: Any,
-    vertices: np.ndarray,
-    normals: np.ndarray,
-    faces: np.ndarray,
-    color_hex: str,
-    roughness: float,
-) -> Any:
-    rgb = hex_to_linear_rgb(color_hex)
-    material = pyrender.MetallicRoughnessMaterial(
-        baseColorFactor=[*rgb, 1.0], metallicFactor=0.0, roughnessFactor=roughness
-    )
-    return pyrender.Primitive(positions=vertices, normals=normals, indices=faces, material=material)
-
-
 def render_preview(
     result: ProcessedMesh,
     mode: Mode = "multicolor",
@@ -209,40 +166,37 @@ def render_preview(
     """PNG bytes (RGBA, transparent background) of a 3/4 front view of the sculpture."""
     pyrender = _pyrender()
     params = result.params
+    roughness = params.roughness
     if mode == "multicolor":
         atlas = result.atlas()
-        primitive = _textured_primitive(
-            pyrender,
-            atlas.vertices,
-            atlas.normals,
-            atlas.uv,
-            atlas.faces,
-            result.texture(color_hex),
-            params.roughness,
+        texture = result.texture(color_hex)
+        material = pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=[1.0, 1.0, 1.0, 1.0],
+            baseColorTexture=pyrender.Texture(source=texture, source_channels="RGB"),
+            metallicFactor=0.0,
+            roughnessFactor=roughness,
+        )
+        primitive = pyrender.Primitive(
+            positions=atlas.vertices,
+            normals=atlas.normals,
+            # glTF puts v = 0 at the image's top row, OpenGL at its bottom row.
+            texcoord_0=np.column_stack([atlas.uv[:, 0], 1.0 - atlas.uv[:, 1]]),
+            indices=atlas.faces,
+            material=material,
         )
     else:
-        mesh = result.mesh
-        primitive = _solid_primitive(
-            pyrender,
-            mesh.vertices,
-            mesh.vertex_normals,
-            mesh.faces,
-            color_hex or params.default_color_hex,
-            params.roughness,
+        rgb = hex_to_linear_rgb(color_hex or params.default_color_hex)
+        material = pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=[*rgb, 1.0], metallicFactor=0.0, roughnessFactor=roughness
         )
-    color, depth = _render(pyrender, primitive, np.asarray(result.mesh.vertices), size)
-    buffer = io.BytesIO()
-    Image.fromarray(_downsample(color, depth, _SUPERSAMPLE)).save(
-        buffer, format="PNG", compress_level=6
-    )
-    return buffer.getvalue()
-
-
-def _render(
-    pyrender: Any, primitive: Any, vertices: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(colour, depth) of the framed view at ``_SUPERSAMPLE`` times ``size``."""
-    center, distance = _frame(vertices)
+        mesh = result.mesh
+        primitive = pyrender.Primitive(
+            positions=mesh.vertices,
+            normals=mesh.vertex_normals,
+            indices=mesh.faces,
+            material=material,
+        )
+    center, distance = _frame(np.asarray(result.mesh.vertices))
     up = np.array([0.0, 1.0, 0.0])
 
     scene = _scene_type(pyrender)(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[_AMBIENT] * 3)
@@ -261,7 +215,12 @@ def _render(
         )
     with _LOCK:
         renderer = _renderer(pyrender, size * _SUPERSAMPLE, size * _SUPERSAMPLE)
-        return renderer.render(scene, flags=pyrender.RenderFlags.RGBA)  # type: ignore[no-any-return]
+        color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
+    buffer = io.BytesIO()
+    Image.fromarray(_downsample(color, depth, _SUPERSAMPLE)).save(
+        buffer, format="PNG", compress_level=6
+    )
+    return buffer.getvalue()
 
 
 # --- the renderer thread ----------------------------------------------------------------------
