@@ -55,8 +55,8 @@ class Parting:
     undercut_fraction_b: float
     undercut_area_a_mm2: float
     undercut_area_b_mm2: float
+    undercut_faces_cast: int  # faces the undercut was measured on (all, or a sample)
     candidates: tuple[CandidateScore, ...]
-    undercut_faces_cast: int = 0  # faces the undercut was measured on (all, or a sample)
 
 
 def candidate_directions(
@@ -196,8 +196,8 @@ def parting_for(
         undercut_fraction_b=under_b / area_b if area_b > 0 else 0.0,
         undercut_area_a_mm2=under_a,
         undercut_area_b_mm2=under_b,
-        candidates=scores,
         undercut_faces_cast=faces_cast,
+        candidates=scores,
     )
 
 
