@@ -10,7 +10,7 @@ import manifold3d as m3
 import numpy as np
 import pytest
 
-from mold import shapes
+from mold import raycast, shapes
 from mold.export import MeshObject, parse_stl, read_3mf_strict, stl_bytes, three_mf_bytes
 from mold.geometry import (
     TriMesh,
@@ -42,6 +42,33 @@ def test_vertical_hits_agree_with_manifold_ray_cast() -> None:
             ref_down = len(rotated.ray_cast(tuple(o), tuple(o + down_ray))) > 0
             assert (up[i], down[i]) == (ref_up, ref_down)
         assert 0 < up.sum() < len(up)  # a torus hides some faces from every direction
+
+
+def test_few_rays_among_many_triangles_give_the_same_hits_with_the_box_filter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Below ``_FILTER_TRIS_PER_RAY`` rays per triangle, triangles whose box holds no ray
+    are skipped; rays on box edges and corners (through vertices) must keep theirs."""
+    v, f = shapes.torus(segments=160)
+    rot = frame_for_direction(np.array([0.2, -0.4, 0.9]))
+    tris = (v @ rot.T)[f]
+    centroids, normals, _ = face_geometry(tris)
+    rng = np.random.default_rng(3)
+    picked = rng.choice(len(f), 60, replace=False)
+    through_vertices = tris[picked[:20], 0] + np.array([0.0, 0.0, 1e-3])
+    origins = np.concatenate([centroids[picked] + 1e-5 * normals[picked], through_vertices])
+    assert len(tris) > raycast._FILTER_TRIS_PER_RAY * len(origins)  # the filtered path
+    filtered = vertical_hits(tris, origins)
+    monkeypatch.setattr(raycast, "_FILTER_TRIS_PER_RAY", 10**12)
+    unfiltered = vertical_hits(tris, origins)
+    assert all(np.array_equal(a, b) for a, b in zip(filtered, unfiltered, strict=True))
+    rotated = to_manifold(TriMesh(v @ rot.T, f))
+    reach = np.array([0.0, 0.0, 10.0])
+    for i in range(60):
+        o = origins[i]
+        assert filtered[0][i] == (len(rotated.ray_cast(tuple(o), tuple(o + reach))) > 0)
+        assert filtered[1][i] == (len(rotated.ray_cast(tuple(o), tuple(o - reach))) > 0)
+    assert 0 < filtered[0].sum() < len(origins)
 
 
 def test_vertical_hits_stacked_squares() -> None:
