@@ -40,6 +40,67 @@ def test_rasterizer_covers_each_texel_centre_exactly_once() -> None:
     assert (r.bary >= -1e-9).all()
 
 
+def every_texel_of_the_box(
+    uv: np.ndarray, faces: np.ndarray, size: int, eps: float = 1e-9
+) -> list[tuple[int, int, int, float, float, float]]:
+    """Reference: the barycentric test on every texel centre of each triangle's box, in
+    (face, row, col) order, with the rasteriser's own arithmetic."""
+    out = []
+    for f, tri in enumerate(np.asarray(uv, dtype=np.float64)[faces] * size - 0.5):
+        (x0, y0), e1, e2 = tri[0], tri[1] - tri[0], tri[2] - tri[0]
+        det = e1[0] * e2[1] - e1[1] * e2[0]
+        if abs(det) <= 1e-14:
+            continue
+        inv = 1.0 / det
+        lo = np.clip(np.ceil(tri.min(axis=0)).astype(int), 0, size - 1)
+        hi = np.clip(np.floor(tri.max(axis=0)).astype(int), -1, size - 1)
+        for r in range(lo[1], hi[1] + 1):
+            for c in range(lo[0], hi[0] + 1):
+                dx, dy = c - x0, r - y0
+                b1 = (dx * e2[1] - dy * e2[0]) * inv
+                b2 = (dy * e1[0] - dx * e1[1]) * inv
+                b0 = 1.0 - b1 - b2
+                if b0 >= -eps and b1 >= -eps and b2 >= -eps:
+                    out.append((f, r, c, b0, b1, b2))
+    return out
+
+
+LAYOUTS = ["random", "near_centres", "flat_rows", "slivers", "outside", "past_last_row"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_rasterizer_finds_exactly_the_texels_of_a_full_box_scan(layout: str) -> None:
+    """Only a band around each row's edge crossings is tested: it must lose no texel the
+    full scan of the box accepts, nor change a barycentric. Hard cases: corners a hair off
+    texel centres (the test's tolerance accepts a centre just outside), edges flat or
+    nearly flat on a texel row, slivers, triangles past the image's border, and an edge a
+    hair below the last row (the box is clipped to that row, which the edge misses)."""
+    rng = np.random.default_rng(LAYOUTS.index(layout))
+    size = 32
+    hair = np.array([0.0, 1e-12, -1e-12])
+    for _ in range(25):
+        uv = rng.random((12, 2))
+        if layout == "near_centres":
+            uv = (np.round(uv * size) + 0.5 + rng.choice(hair, uv.shape)) / size
+        elif layout == "flat_rows":
+            uv[:, 1] = (np.round(uv[:, 1] * size) + 0.5 + rng.choice(hair, 12)) / size
+        elif layout == "slivers":
+            uv[:, 1] = uv[0, 1] + (uv[:, 1] - uv[0, 1]) * 1e-3
+        elif layout == "outside":
+            uv = uv * 1.4 - 0.2
+        elif layout == "past_last_row":
+            uv[:6, 1] = (size - 0.5 + 1e-12) / size  # just below the last row's centres
+            uv[6:, 1] = 1.0 + uv[6:, 1] * 0.1  # the rest past the image's bottom
+        faces = rng.integers(0, 12, (20, 3))
+        if layout == "past_last_row":
+            faces = np.column_stack([rng.integers(0, 6, (20, 2)), rng.integers(6, 12, 20)])
+        r = rasterize(uv, faces, size)
+        got = list(zip(r.face, r.row, r.col, *r.bary.T, strict=True))
+        assert got == every_texel_of_the_box(uv, faces, size)
+        if layout in ("near_centres", "past_last_row"):
+            assert got  # the hard texels are there to lose
+
+
 @pytest.mark.parametrize("method", ["projection", "xatlas"])
 def test_unwrap_maps_every_face_without_overlap(method: str) -> None:
     mesh = trimesh.creation.torus(major_radius=8.0, minor_radius=3.0)
