@@ -16,6 +16,7 @@ from sculptsvc.reconstruct.classic import (
     ClassicReconstructor,
     InflateParams,
     ProjectedTexture,
+    _BilinearTaps,
     silhouette_iou,
 )
 from sculptsvc.stylize.base import StylizedImage
@@ -175,3 +176,23 @@ def test_grid_size_sets_the_detail() -> None:
     coarse = ClassicReconstructor(InflateParams(grid_size=64)).reconstruct(image, seed=0)
     fine = ClassicReconstructor(InflateParams(grid_size=128)).reconstruct(image, seed=0)
     assert 3 < len(fine.faces) / len(coarse.faces) < 5  # area-like growth
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_bilinear_samples_equal_the_float64_formula_bit_for_bit(dtype: type) -> None:
+    """The sampler gathers texels in the image's dtype and sums in place: the result must be
+    the plain float64 formula's, to the last bit (the texture bytes depend on it)."""
+    rng = np.random.default_rng(4)
+    image = (rng.random((37, 53, 6)) * 255).astype(dtype)
+    rows = rng.random(5000) * 45 - 4  # past the edges too: clamped
+    cols = rng.random(5000) * 60 - 3
+    taps = _BilinearTaps.at(image.shape[:2], rows, cols)
+    flat = image.reshape(-1, 6).astype(np.float64)
+    fr, fc = taps.fr, taps.fc
+    top = flat[taps.i00] * (1 - fc) + flat[taps.i01] * fc
+    bottom = flat[taps.i10] * (1 - fc) + flat[taps.i11] * fc
+    expected = top * (1 - fr) + bottom * fr
+    got = taps.sample(image)
+    assert got.dtype == np.float64
+    assert np.array_equal(got, expected)
+    assert np.array_equal(got[:, :3], taps.sample(np.ascontiguousarray(image[..., :3])))
