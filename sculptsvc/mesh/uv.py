@@ -370,5 +370,7 @@ def bake_texture(atlas: UVAtlas, color_source: ColorSource, size: int) -> np.nda
     if not filled.any():
         raise MeshProcessingFailed("UV atlas covers no texel")
     # Gutter: every empty texel copies its nearest baked texel.
-    _, (near_r, near_c) = ndimage.distance_transform_edt(~filled, return_indices=True)
+    near_r, near_c = ndimage.distance_transform_edt(
+        ~filled, return_distances=False, return_indices=True
+    )
     return image[near_r, near_c]

@@ -227,7 +227,7 @@ def _extend_outside(height: np.ndarray, inside: np.ndarray, sd: np.ndarray) -> n
     too far out. Mirroring the profile (``k`` from the nearest inside cell) puts the zero
     crossing where the picture's outline is.
     """
-    _, (iy, ix) = ndimage.distance_transform_edt(~inside, return_indices=True)
+    iy, ix = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
     near_height = height[iy, ix]
     near_sd = np.maximum(sd[iy, ix], 1e-6)
     k = np.maximum(near_height, 0.0) / np.sqrt(near_sd)
@@ -340,7 +340,7 @@ def _albedo(image: StylizedImage) -> np.ndarray:
     mask = np.asarray(image.mask, dtype=bool)
     if mask.all():
         return rgb.copy()
-    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    iy, ix = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
     return rgb[iy, ix]
 
 

@@ -204,7 +204,7 @@ def bleed_colors(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """
     if mask.all():
         return rgb.copy()
-    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    iy, ix = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
     return rgb[iy, ix]
 
 
