@@ -98,15 +98,11 @@ def rasterize(uv: np.ndarray, faces: np.ndarray, size: int, eps: float = 1e-9) -
     inv = np.where(usable, 1.0 / np.where(usable, det, 1.0), 0.0)
 
     # one (face, row) pair per texel row of each usable face's box
-    rows_of = np.where(usable, height, 0)
-    pair_face = np.repeat(np.arange(len(faces)), rows_of)
-    pair_row = lo[pair_face, 1] + (
-        np.arange(len(pair_face)) - np.repeat(np.cumsum(rows_of) - rows_of, rows_of)
-    )
+    pair_face, row_in_box = _runs(np.where(usable, height, 0))
+    pair_row = lo[pair_face, 1] + row_in_box
     first, last = _row_spans(pts[pair_face], pair_row, lo[pair_face, 0], hi[pair_face, 0])
-    counts = np.maximum(last - first + 1, 0)
-    pair = np.repeat(np.arange(len(pair_face)), counts)
-    col = first[pair] + (np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts))
+    pair, col_in_span = _runs(np.maximum(last - first + 1, 0))
+    col = first[pair] + col_in_span
     face = pair_face[pair]
     row = pair_row[pair]
 
@@ -118,6 +114,12 @@ def rasterize(uv: np.ndarray, faces: np.ndarray, size: int, eps: float = 1e-9) -
     inside = (b0 >= -eps) & (b1 >= -eps) & (b2 >= -eps)
     bary = np.stack([b0[inside], b1[inside], b2[inside]], axis=1)
     return Raster(face=face[inside], bary=bary, row=row[inside], col=col[inside])
+
+
+def _runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``i`` repeated ``counts[i]`` times, and each element's place within its run."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _row_spans(
