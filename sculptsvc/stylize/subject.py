@@ -103,6 +103,10 @@ class SubjectParams:
     grabcut_iterations: int = 5
     min_subject_fraction: float = 0.005
     """A subject smaller than this share of the picture is noise, not a subject."""
+    min_subject_span_px: int = 48
+    """Least length of the subject's longest side in the pixels its outline is drawn from
+    (analysis pixels for a photo or a hint mask, the picture's own for an alpha cut-out):
+    below it the outline is a blob of a few dozen pixels, too coarse to sculpt."""
     max_subject_fraction: float = 0.9
     """A 'subject' filling the frame means the background was not found."""
     max_frame_contact: float = 0.45
@@ -167,6 +171,8 @@ def find_subject(
         raw = raw & _resize_mask(box, raw.shape)
     mask = clean_mask(raw, p, reference_size=reference)
     _check_plausible(mask, p, photo=source == "photo" and box is None)
+    # an alpha cut-out keeps its own resolution downstream; the other outlines are this mask
+    _check_resolution(mask, 1.0 / scale if source == "alpha" else 1.0, p)
     return mask, scale
 
 
@@ -205,6 +211,22 @@ def _check_plausible(mask: np.ndarray, p: SubjectParams, *, photo: bool) -> None
             f"We could not tell the subject apart from the background. {CUSTOMER_ADVICE}",
             reason="what was found covers most of the picture's frame: that is background",
             frame_contact=round(contact, 4),
+        )
+
+
+def _check_resolution(mask: np.ndarray, outline_px_per_mask_px: float, p: SubjectParams) -> None:
+    """A subject found but drawn with too few pixels (far away, or a speck of texture taken
+    for a subject): the sculpture would be a blob, so the customer is asked for a closer
+    picture instead."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    span = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) * outline_px_per_mask_px
+    if span < p.min_subject_span_px:
+        raise NoSubject(
+            "The subject is too small in this picture to sculpt its outline. Please send a "
+            "closer photo, or crop the picture to the subject.",
+            reason="the subject is too small in the picture",
+            subject_span_px=round(float(span), 1),
         )
 
 

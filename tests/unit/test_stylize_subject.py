@@ -147,3 +147,31 @@ def test_the_order_hint_reaches_the_pipeline_options() -> None:
     options = options_from_order(placed, Settings())
     assert options.subject_hint == placed.subject_hint
     assert hint_from_event(options.subject_hint) == SubjectHint(box=(0.1, 0.2, 0.6, 0.9))
+
+
+@pytest.mark.parametrize("source", ["photo", "alpha"])
+def test_a_subject_too_small_to_outline_is_rejected_and_one_just_large_enough_is_kept(
+    source: str,
+) -> None:
+    """The limit is the subject's span in the pixels its outline is drawn from: analysis
+    pixels for a photo (a 1600-px photo runs at 400), the picture's own for an alpha cut-out,
+    which keeps its resolution downstream. Both small discs are large enough to pass the
+    share-of-picture check (0.5 %): only their span rejects them."""
+    size = 1600 if source == "photo" else 400
+    y, x = np.mgrid[0:size, 0:size]
+
+    def picture(diameter_px: float) -> np.ndarray:
+        disc = np.hypot(x - size / 2, y - size / 2) < diameter_px / 2
+        img = paint(np.full((size, size, 3), 235.0), disc, (180, 40, 40))
+        if source == "alpha":
+            return np.dstack([img, np.where(disc, 255, 0).astype(np.uint8)])
+        return img
+
+    too_small, enough = (160, 240) if source == "photo" else (40, 60)  # 40 / 60 px at 400
+    with pytest.raises(NoSubject) as info:
+        find_subject(picture(too_small), seed=0)
+    assert info.value.detail["reason"] == "the subject is too small in the picture"
+    assert "closer photo" in info.value.message
+    mask, scale = find_subject(picture(enough), seed=0)
+    span = np.ptp(np.flatnonzero(mask.any(axis=0))) + 1
+    assert span / (scale if source == "alpha" else 1.0) >= 48
