@@ -375,4 +375,6 @@ def bake_texture(atlas: UVAtlas, color_source: ColorSource, size: int) -> np.nda
     near_r, near_c = ndimage.distance_transform_edt(
         ~filled, return_distances=False, return_indices=True
     )
-    return image[near_r, near_c]
+    # one flat gather of texel rows (the same texels as image[near_r, near_c], faster)
+    nearest = near_r.astype(np.intp) * size + near_c
+    return np.take(image.reshape(-1, 3), nearest.ravel(), axis=0).reshape(size, size, 3)

@@ -20,6 +20,7 @@ Units: pixels of the stylized image, x right, y up, z toward the viewer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import cv2
@@ -388,16 +389,31 @@ class _BilinearTaps:
         Texels are gathered in the image's own dtype and widened by the products (exact:
         the same float64 values as widening the image first, at a fraction of the memory
         traffic); sums are formed in place, in the order of ``(a*(1-t) + b*t)``."""
-        flat = image.reshape(-1, image.shape[2])
+        gather = _texel_gather(image)
         fr, fc = self.fr, self.fc
-        top = flat[self.i00] * (1 - fc)
-        top += flat[self.i01] * fc
-        bottom = flat[self.i10] * (1 - fc)
-        bottom += flat[self.i11] * fc
+        top = gather(self.i00) * (1 - fc)
+        top += gather(self.i01) * fc
+        bottom = gather(self.i10) * (1 - fc)
+        bottom += gather(self.i11) * fc
         top *= 1 - fr
         bottom *= fr
         top += bottom
         return top
+
+
+def _texel_gather(image: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``gather(flat_indices)`` -> (n, c) texels of an (h, w, c) image.
+
+    Up to 8 uint8 channels travel as one 64-bit word per texel: a 1-D gather of words is
+    several times faster than gathering rows of a few bytes, and gives the same bytes."""
+    channels = image.shape[2]
+    if image.dtype != np.uint8 or channels > 8:
+        rows = image.reshape(-1, channels)
+        return lambda index: rows[index]
+    padded = np.zeros((*image.shape[:2], 8), dtype=np.uint8)
+    padded[..., :channels] = image
+    words = padded.reshape(-1).view(np.uint64)
+    return lambda index: words[index].view(np.uint8).reshape(-1, 8)[:, :channels]
 
 
 def front_silhouette(vertices: np.ndarray, faces: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
