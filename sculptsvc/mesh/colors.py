@@ -2,10 +2,10 @@
 
 A colour source answers "what colour is the surface here?" for 3D points (see
 ``sculptsvc.reconstruct.base.ColorSource``). Reconstructors may hand one over; otherwise we
-build one from what the input mesh carries: vertex colours, or an input texture read at
-points sampled on its surface. Both become a coloured point cloud queried by the nearest
-``k`` points with inverse-distance weights, which is fast for a million texels and follows
-the source surface closely because the points lie on it.
+build one from what the input mesh carries: vertex colours, face (or face-corner) colours,
+or an input texture read at points sampled on its surface. All become a coloured point
+cloud queried by the nearest ``k`` points with inverse-distance weights, which is fast for
+a million texels and follows the source surface closely because the points lie on it.
 """
 
 from __future__ import annotations
@@ -123,10 +123,52 @@ def texture_color_source(
     return PointCloudColorSource(points, np.vstack([vertex_rgba, rgba]), k=k)
 
 
+CORNER_COLORS = "sculpt_corner_colors"
+"""``Trimesh.metadata`` key of (m, 3, 4) uint8 sRGBA colours per face corner, for formats
+whose colours trimesh's visuals cannot hold (3MF property groups)."""
+
+_CORNER_INSET = 0.8  # barycentric weight of its own corner at a corner's sample point
+
+
+def corner_color_source(
+    mesh: trimesh.Trimesh,
+    corner_colors: np.ndarray,
+    samples_per_face: int = 4,
+    k: int = 4,
+    seed: int = 0,
+) -> ColorSource:
+    """Colour source from colours per face corner, (m, 3, 3|4) (a face colour is three equal
+    corners): points just inside each corner and at the centroid, plus seeded surface
+    samples, coloured by barycentric interpolation within their face. Corner points sit
+    inside their face, so a vertex shared by faces of different colours does not blend
+    them."""
+    corners = _rgba(np.asarray(corner_colors).reshape(-1, np.shape(corner_colors)[-1]))
+    corners = corners.reshape(len(mesh.faces), 3, 4).astype(np.float64)
+    tris = np.asarray(mesh.triangles, dtype=np.float64)
+    side = (1.0 - _CORNER_INSET) / 2.0
+    fixed = np.vstack([np.roll([_CORNER_INSET, side, side], i) for i in range(3)] + [[1 / 3] * 3])
+    count = max(len(mesh.faces) * samples_per_face, 1)
+    points, face_idx = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    bary = trimesh.triangles.points_to_barycentric(tris[face_idx], points)
+    all_points = np.vstack([np.einsum("bi,mij->mbj", fixed, tris).reshape(-1, 3), points])
+    all_colors = np.vstack(
+        [
+            np.einsum("bi,mic->mbc", fixed, corners).reshape(-1, 4),
+            np.einsum("ni,nic->nc", bary, corners[face_idx]),
+        ]
+    )
+    rgba = np.clip(np.rint(all_colors), 0, 255).astype(np.uint8)
+    return PointCloudColorSource(all_points, rgba, k=k)
+
+
 def color_source_from_visual(
     mesh: trimesh.Trimesh, k: int = 4, samples_per_face: int = 4
 ) -> tuple[ColorSource | None, str]:
-    """The colour carrier of a loaded mesh, and its kind: 'vertex', 'texture' or 'none'."""
+    """The colour carrier of a loaded mesh, and its kind: 'vertex', 'face', 'texture' or
+    'none' ('face': colours per face or per face corner)."""
+    corners = mesh.metadata.get(CORNER_COLORS)
+    if corners is not None and len(corners) == len(mesh.faces):
+        return corner_color_source(mesh, corners, samples_per_face, k), "face"
     kind = getattr(mesh.visual, "kind", None)
     if kind == "texture":
         source = texture_color_source(mesh, samples_per_face=samples_per_face, k=k)
@@ -136,4 +178,9 @@ def color_source_from_visual(
         colors = np.asarray(mesh.visual.vertex_colors)
         if len(colors) == len(mesh.vertices) and colors.size:
             return vertex_color_source(mesh.vertices, colors, k=k), "vertex"
+    if kind == "face":
+        colors = np.asarray(mesh.visual.face_colors)
+        if len(colors) == len(mesh.faces) and colors.size:
+            corners = np.repeat(colors[:, None, :], 3, axis=1)
+            return corner_color_source(mesh, corners, samples_per_face, k), "face"
     return None, "none"

@@ -6,9 +6,13 @@ without colours), OFF, GLB/glTF, 3MF. Readers, in order:
 - trimesh for everything it parses (scenes flattened with their transforms; vertex colours
   and textures ride along in ``mesh.visual``);
 - pymeshlab (VCG) where trimesh finds no triangles: PLY ``tristrips`` elements, which
-  scanners and older tools write and trimesh ignores; vertex colours are copied over;
+  scanners and older tools write and trimesh ignores; and for OFF files trimesh reads
+  without their colours (``COFF`` vertex colours, colours after a face's indices); vertex
+  and face colours are copied over;
 - lib3mf (already a dependency of the mold exporter) for 3MF: trimesh's 3MF reader needs
-  lxml, and lib3mf is the 3MF consortium's reference implementation.
+  lxml, and lib3mf is the 3MF consortium's reference implementation. Colour groups and
+  base materials (per triangle corner, or the object's default) come along as
+  face-corner colours (``colors.CORNER_COLORS``); 3MF texture groups are not read.
 
 Anything unreadable raises :class:`~sculptsvc.errors.UnreadableMesh` naming the format and
 what is wrong with the file (no triangles, a point cloud, a parser error).
@@ -19,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import trimesh
 
 from sculptsvc.errors import UnreadableMesh
+from sculptsvc.mesh.colors import CORNER_COLORS
 
 FORMATS = {
     ".obj": "OBJ",
@@ -63,6 +69,10 @@ def load_mesh(path: Path | str) -> trimesh.Trimesh:
     except Exception as exc:  # trimesh raises many types for malformed files
         loaded, problem = None, f"{type(exc).__name__}: {exc}"
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
+        if suffix == ".off" and not getattr(loaded.visual, "kind", None):
+            coloured, _, _ = _load_meshlab(path)  # trimesh's OFF reader skips colours
+            if coloured is not None and getattr(coloured.visual, "kind", None):
+                return coloured
         return loaded
     if isinstance(loaded, trimesh.Trimesh | trimesh.PointCloud):
         points = len(loaded.vertices)
@@ -102,13 +112,19 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
     m = ms.current_mesh()
     if m.face_number() == 0:
         return None, m.vertex_number(), ""
-    colors = None
-    if m.has_vertex_color():
-        colors = np.clip(np.round(m.vertex_color_matrix() * 255.0), 0, 255).astype(np.uint8)
+
+    def to_uint8(colors: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(colors * 255.0), 0, 255).astype(np.uint8)
+
+    vertex_colors = to_uint8(m.vertex_color_matrix()) if m.has_vertex_color() else None
+    face_colors = None  # vertex colours win where a file has both
+    if vertex_colors is None and m.has_face_color():
+        face_colors = to_uint8(m.face_color_matrix())
     mesh = trimesh.Trimesh(
         np.asarray(m.vertex_matrix(), dtype=np.float64),
         np.asarray(m.face_matrix(), dtype=np.int64),
-        vertex_colors=colors,
+        vertex_colors=vertex_colors,
+        face_colors=face_colors,
         process=False,
     )
     return mesh, m.vertex_number(), ""
@@ -149,11 +165,68 @@ def _load_3mf(path: Path, kind: str) -> trimesh.Trimesh:
         m = item.GetObjectTransform().Fields  # 4 rows x 3 columns, row vectors
         rot = np.array([[m[r][c] for c in range(3)] for r in range(3)], dtype=np.float64)
         shift = np.array([m[3][c] for c in range(3)], dtype=np.float64)
-        parts.append(trimesh.Trimesh(vertices @ rot + shift, faces, process=False))
+        parts.append(
+            (
+                trimesh.Trimesh(vertices @ rot + shift, faces, process=False),
+                _corner_colors_3mf(wrapper, model, obj, len(faces)),
+            )
+        )
     if not parts:
         raise UnreadableMesh(
             f"cannot read {path.name} as {kind}: no build item holds triangles",
             path=str(path),
             format=kind,
         )
-    return parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
+    meshes = [mesh for mesh, _ in parts]
+    mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
+    if any(colors is not None for _, colors in parts):
+        mesh.metadata[CORNER_COLORS] = np.concatenate(
+            [
+                colors if colors is not None else np.full((len(part.faces), 3, 4), 255, np.uint8)
+                for part, colors in parts
+            ]
+        )
+    return mesh
+
+
+def _corner_colors_3mf(wrapper: Any, model: Any, obj: Any, triangles: int) -> np.ndarray | None:
+    """(triangles, 3, 4) sRGBA per corner from the object's colour groups and base
+    materials (a triangle without a property takes the object's default); None when it
+    has no colour. Corners of other property kinds (textures, composites) stay white."""
+    import lib3mf
+
+    buffer = (lib3mf.TriangleProperties * triangles)()
+    needed = ctypes.c_uint64(0)
+    # the binding's GetAllTriangleProperties builds a Python list of structs; read the array
+    wrapper.checkError(
+        obj,
+        wrapper.lib.lib3mf_meshobject_getalltriangleproperties(
+            obj._handle, ctypes.c_uint64(triangles), needed, buffer
+        ),
+    )
+    props = np.frombuffer(buffer, dtype=np.uint32).reshape(triangles, 4).copy()
+    default_resource, default_property, has_default = obj.GetObjectLevelProperty()
+    if has_default:
+        unset = props[:, 0] == 0
+        props[unset, 0] = default_resource
+        props[unset, 1:] = default_property
+    if not props[:, 0].any():
+        return None
+    resources = props[:, [0, 0, 0]].reshape(-1)
+    keys = np.column_stack([resources, props[:, 1:].reshape(-1)])
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    table = np.full((len(unique), 4), 255, np.uint8)
+    coloured = False
+    for i, (resource, prop) in enumerate(unique.tolist()):
+        if resource == 0:
+            continue
+        kind = model.GetPropertyTypeByID(resource)
+        if kind == lib3mf.PropertyType.Colors:
+            color = model.GetColorGroupByID(resource).GetColor(prop)
+        elif kind == lib3mf.PropertyType.BaseMaterial:
+            color = model.GetBaseMaterialGroupByID(resource).GetDisplayColor(prop)
+        else:
+            continue
+        table[i] = (color.Red, color.Green, color.Blue, color.Alpha)
+        coloured = True
+    return table[inverse.reshape(-1)].reshape(triangles, 3, 4) if coloured else None

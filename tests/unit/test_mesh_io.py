@@ -163,3 +163,124 @@ def test_textures_come_along_from_glb_and_obj(tmp_path: Path) -> None:
         assert mesh.visual.kind == "texture"
         assert mesh.visual.uv is not None and len(mesh.visual.uv) == len(mesh.vertices)
         assert np.asarray(mesh.visual.material.to_color(mesh.visual.uv[:1]))[0, 2] > 150
+
+
+# --- colours per face and per face corner -------------------------------------------------
+
+BLUE = (20, 40, 230)
+
+
+def two_tone_box() -> tuple[trimesh.Trimesh, np.ndarray]:
+    """A 10 mm box whose faces above its middle are red, the rest blue: (mesh, face rgb)."""
+    box = trimesh.creation.box(extents=(10.0, 10.0, 10.0)).subdivide().subdivide()
+    top = box.triangles_center[:, 2] > 0
+    return box, np.where(top[:, None], RED, BLUE).astype(np.uint8)
+
+
+def assert_two_tone(mesh: trimesh.Trimesh, expected_kind: str) -> None:
+    """The loaded colours reach the colour source: face centres read their own colour."""
+    from sculptsvc.mesh.colors import color_source_from_visual
+
+    source, kind = color_source_from_visual(mesh)
+    assert kind == expected_kind and source is not None
+    centres = mesh.triangles_center
+    got = source(centres, mesh.face_normals)[:, :3].astype(int)
+    top = centres[:, 2] > 0
+    assert np.abs(got[top] - RED).max() <= 2 and np.abs(got[~top] - BLUE).max() <= 2
+
+
+def write_off(path: Path, mesh: trimesh.Trimesh, face_rgb: np.ndarray, *, per: str) -> Path:
+    """OFF with colours as tools write them: ``COFF`` with RGBA after each vertex, or RGB
+    after each face's indices (trimesh's reader keeps neither)."""
+    v, f = mesh.vertices, mesh.faces
+    vertex_rgb = np.zeros((len(v), 3), np.uint8)
+    vertex_rgb[f.ravel()] = np.repeat(face_rgb, 3, axis=0)  # every vertex of a face
+    lines = [("COFF" if per == "vertex" else "OFF"), f"{len(v)} {len(f)} 0"]
+    for p, c in zip(v, vertex_rgb, strict=True):
+        lines.append(
+            " ".join(f"{x:.6f}" for x in p)
+            + (f" {c[0]} {c[1]} {c[2]} 255" if per == "vertex" else "")
+        )
+    for t, c in zip(f, face_rgb, strict=True):
+        lines.append(
+            f"3 {t[0]} {t[1]} {t[2]}" + (f" {c[0]} {c[1]} {c[2]}" if per == "face" else "")
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_off_face_colours_and_ply_face_colours_come_along(tmp_path: Path) -> None:
+    box, face_rgb = two_tone_box()
+    assert_two_tone(load_mesh(write_off(tmp_path / "f.off", box, face_rgb, per="face")), "face")
+    coloured = trimesh.Trimesh(box.vertices, box.faces, face_colors=face_rgb, process=False)
+    path = tmp_path / "f.ply"
+    path.write_bytes(coloured.export(file_type="ply"))
+    assert_two_tone(load_mesh(path), "face")
+
+
+def test_coff_vertex_colours_come_along(tmp_path: Path) -> None:
+    sphere = coloured_sphere()
+    rgb = np.tile(np.array([[10, 200, 30]], np.uint8), (len(sphere.faces), 1))
+    mesh = load_mesh(write_off(tmp_path / "v.off", sphere, rgb, per="vertex"))
+    assert mesh.visual.kind == "vertex"
+    assert np.all(mesh.visual.vertex_colors[:, :3] == (10, 200, 30))
+    plain = tmp_path / "plain.off"
+    plain.write_text(sphere.export(file_type="off"))
+    assert not load_mesh(plain).visual.kind  # no colours in the file: none invented
+
+
+def write_coloured_3mf(path: Path, mesh: trimesh.Trimesh, face_rgb: np.ndarray) -> Path:
+    """A 3MF whose red faces take a colour group's colour and the others the object's
+    default base material (blue), as slicers store painted parts."""
+    import lib3mf
+
+    from mold.export import _wrapper
+
+    wrapper = _wrapper()
+    model = wrapper.CreateModel()
+    obj = model.AddMeshObject()
+    verts = [lib3mf.Position(tuple(float(x) for x in p)) for p in mesh.vertices]
+    tris = [lib3mf.Triangle(tuple(int(i) for i in t)) for t in mesh.faces]
+    obj.SetGeometry(verts, tris)
+    materials = model.AddBaseMaterialGroup()
+    blue = materials.AddMaterial("blue", wrapper.RGBAToColor(*BLUE, 255))
+    obj.SetObjectLevelProperty(materials.GetResourceID(), blue)
+    group = model.AddColorGroup()
+    red = group.AddColor(wrapper.RGBAToColor(*RED, 255))
+    for i in np.flatnonzero((face_rgb == RED).all(axis=1)):
+        obj.SetTriangleProperties(
+            int(i), lib3mf.TriangleProperties(group.GetResourceID(), (red, red, red))
+        )
+    model.AddBuildItem(obj, wrapper.GetIdentityTransform())
+    model.QueryWriter("3mf").WriteToFile(str(path))
+    return path
+
+
+def test_3mf_colour_groups_and_base_materials_come_along(tmp_path: Path) -> None:
+    box, face_rgb = two_tone_box()
+    mesh = load_mesh(write_coloured_3mf(tmp_path / "painted.3mf", box, face_rgb))
+    assert len(mesh.faces) == len(box.faces)
+    assert_two_tone(mesh, "face")
+
+
+def test_painted_3mf_becomes_a_two_colour_glb_texture(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from sculptsvc.mesh import export_glb, process_mesh
+
+    box, face_rgb = two_tone_box()
+    result = process_mesh(
+        load_mesh(write_coloured_3mf(tmp_path / "painted.3mf", box, face_rgb)),
+        MeshParams(target_faces=2000, texture_size=256),
+    )
+    assert result.report.color_source == "face"
+    scene = trimesh.load(io.BytesIO(export_glb(result)), file_type="glb")
+    (glb_mesh,) = scene.geometry.values()
+    image = glb_mesh.visual.material.baseColorTexture
+    texels = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    texels = texels.reshape(-1, 3).astype(int)
+    red = (np.abs(texels - RED).max(axis=1) <= 8).mean()
+    blue = (np.abs(texels - BLUE).max(axis=1) <= 8).mean()
+    assert red > 0.25 and blue > 0.25  # about half each, blended only along the seam
