@@ -161,11 +161,29 @@ def corner_color_source(
     return PointCloudColorSource(all_points, rgba, k=k)
 
 
+COLOR_PARTS = "sculpt_color_parts"
+"""``Trimesh.metadata`` key of the parts (``Trimesh``, in the mesh's frame) of a mesh read
+from a scene whose parts carry colours differently: each part keeps its own visual."""
+
+
 def color_source_from_visual(
-    mesh: trimesh.Trimesh, k: int = 4, samples_per_face: int = 4
+    mesh: trimesh.Trimesh,
+    k: int = 4,
+    samples_per_face: int = 4,
+    uncoloured_hex: str | None = None,
 ) -> tuple[ColorSource | None, str]:
     """The colour carrier of a loaded mesh, and its kind: 'vertex', 'face', 'texture' or
-    'none' ('face': colours per face or per face corner)."""
+    'none' ('face': colours per face or per face corner). A mesh of parts (``COLOR_PARTS``)
+    joins its parts' colour clouds, parts without colour in ``uncoloured_hex``; its kind
+    names the parts' kinds joined by '+'. ``uncoloured_hex`` defaults to
+    ``MeshParams.default_color_hex``."""
+    parts = mesh.metadata.get(COLOR_PARTS)
+    if parts:
+        if uncoloured_hex is None:
+            from sculptsvc.mesh.params import MeshParams
+
+            uncoloured_hex = MeshParams().default_color_hex
+        return _parts_color_source(parts, k, samples_per_face, uncoloured_hex)
     corners = mesh.metadata.get(CORNER_COLORS)
     if corners is not None and len(corners) == len(mesh.faces):
         return corner_color_source(mesh, corners, samples_per_face, k), "face"
@@ -184,3 +202,26 @@ def color_source_from_visual(
             corners = np.repeat(colors[:, None, :], 3, axis=1)
             return corner_color_source(mesh, corners, samples_per_face, k), "face"
     return None, "none"
+
+
+def _parts_color_source(
+    parts: list[trimesh.Trimesh], k: int, samples_per_face: int, uncoloured_hex: str
+) -> tuple[ColorSource | None, str]:
+    """One colour cloud of every part's own (a part without colour: its vertices and face
+    centres in ``uncoloured_hex``)."""
+    points, colors, kinds = [], [], set()
+    plain = np.array([*parse_hex(uncoloured_hex), 255], dtype=np.uint8)
+    for part in parts:
+        source, kind = color_source_from_visual(part, k, samples_per_face, uncoloured_hex)
+        if isinstance(source, PointCloudColorSource):
+            points.append(source.points)
+            colors.append(source.colors)
+        else:
+            kind = "none"
+            surface = np.vstack([part.vertices, part.triangles_center])
+            points.append(surface)
+            colors.append(np.broadcast_to(plain, (len(surface), 4)))
+        kinds.add(kind)
+    if kinds == {"none"}:
+        return None, "none"
+    return PointCloudColorSource(np.vstack(points), np.vstack(colors), k=k), "+".join(sorted(kinds))

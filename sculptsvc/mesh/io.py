@@ -29,7 +29,7 @@ import numpy as np
 import trimesh
 
 from sculptsvc.errors import UnreadableMesh
-from sculptsvc.mesh.colors import CORNER_COLORS
+from sculptsvc.mesh.colors import COLOR_PARTS, CORNER_COLORS
 
 FORMATS = {
     ".obj": "OBJ",
@@ -65,7 +65,7 @@ def load_mesh(path: Path | str) -> trimesh.Trimesh:
     problem = ""
     points = 0
     try:
-        loaded = trimesh.load(path, force="mesh", process=False)
+        loaded = _load_trimesh(path)
     except Exception as exc:  # trimesh raises many types for malformed files
         loaded, problem = None, f"{type(exc).__name__}: {exc}"
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
@@ -95,6 +95,23 @@ def load_mesh(path: Path | str) -> trimesh.Trimesh:
         path=str(path),
         format=kind,
     )
+
+
+def _load_trimesh(path: Path) -> trimesh.Trimesh:
+    """Every mesh of the file's scene, transforms applied, as one (``force="mesh"``).
+
+    Parts with different colour carriers (two textures, a texture beside vertex colours)
+    cannot share one trimesh visual: concatenating them drops every colour. Each part is
+    then kept, as loaded, under ``colors.COLOR_PARTS`` for the colour source."""
+    parts = [
+        part
+        for part in trimesh.load_scene(path, process=False).dump()
+        if isinstance(part, trimesh.Trimesh)
+    ]
+    mesh = trimesh.util.concatenate(parts)
+    if len(parts) > 1 and any(getattr(part.visual, "kind", None) for part in parts):
+        mesh.metadata[COLOR_PARTS] = parts
+    return mesh
 
 
 def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:

@@ -119,6 +119,7 @@ def process_mesh(
                 source_mesh,
                 k=params.color_neighbors,
                 samples_per_face=params.texture_samples_per_face,
+                uncoloured_hex=params.default_color_hex,
             )
     with timed(timings, "repair"):
         repaired, repair_log = repair(source_mesh, params)

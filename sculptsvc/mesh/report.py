@@ -56,7 +56,10 @@ class MeshReport(BaseModel):
     repair_actions: list[str]
     smooth_max_displacement_rel: float
     face_budget: str = Field(description="kept | decimated | subdivided (...)")
-    color_source: str = Field(description="callable | vertex | face | texture | none")
+    color_source: str = Field(
+        description="callable | vertex | face | texture | none; a file of differently coloured "
+        "parts: their kinds joined by '+' (texture+vertex)"
+    )
 
 
 def hausdorff(

@@ -284,3 +284,37 @@ def test_painted_3mf_becomes_a_two_colour_glb_texture(tmp_path: Path) -> None:
     red = (np.abs(texels - RED).max(axis=1) <= 8).mean()
     blue = (np.abs(texels - BLUE).max(axis=1) <= 8).mean()
     assert red > 0.25 and blue > 0.25  # about half each, blended only along the seam
+
+
+def test_a_scene_of_differently_coloured_parts_keeps_every_parts_colours(tmp_path: Path) -> None:
+    """Two textured boxes, a vertex-coloured ball and a plain ball in one GLB: concatenated
+    into one trimesh visual they would lose every colour; each part keeps its own."""
+    from PIL import Image
+
+    from sculptsvc.mesh.colors import color_source_from_visual
+
+    def textured_box(rgb: tuple[int, int, int], at: tuple[float, float, float]) -> trimesh.Trimesh:
+        box = trimesh.creation.box(extents=(10.0, 10.0, 10.0))
+        box.apply_translation(at)
+        uv = np.random.default_rng(0).uniform(0, 1, (len(box.vertices), 2))
+        image = Image.fromarray(np.full((8, 8, 3), rgb, np.uint8))
+        box.visual = trimesh.visual.TextureVisuals(uv=uv, image=image)
+        return box
+
+    ball = trimesh.creation.icosphere(subdivisions=2, radius=4.0)
+    ball.apply_translation((0.0, 20.0, 0.0))
+    ball.visual.vertex_colors = (10, 200, 30, 255)
+    plain = trimesh.creation.icosphere(subdivisions=2, radius=4.0)
+    plain.apply_translation((0.0, -20.0, 0.0))
+    scene = trimesh.Scene(
+        [textured_box(RED, (0.0, 0.0, 0.0)), textured_box(BLUE, (20.0, 0.0, 0.0)), ball, plain]
+    )
+    path = tmp_path / "parts.glb"
+    path.write_bytes(scene.export(file_type="glb"))
+    mesh = load_mesh(path)
+    assert len(mesh.faces) == 12 + 12 + 2 * len(ball.faces)
+    source, kind = color_source_from_visual(mesh, uncoloured_hex="#808080")
+    assert kind == "none+texture+vertex" and source is not None
+    probes = np.array([[0, 0, 5.0], [20, 0, 5.0], [0, 24.0, 0], [0, -24.0, 0]])
+    got = source(probes, np.tile([[0, 0, 1.0]], (4, 1)))[:, :3].tolist()
+    assert got == [list(RED), list(BLUE), [10, 200, 30], [128, 128, 128]]
