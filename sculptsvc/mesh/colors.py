@@ -38,6 +38,12 @@ def srgb_to_linear(channel: np.ndarray | float) -> np.ndarray:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
+def linear_to_srgb(channel: np.ndarray | float) -> np.ndarray:
+    """IEC 61966-2-1 sRGB transfer function; input and output in 0..1."""
+    c = np.clip(np.asarray(channel, dtype=np.float64), 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
+
+
 def hex_to_linear_rgb(color_hex: str) -> tuple[float, float, float]:
     """'#RRGGBB' (sRGB, as customers pick colours) -> linear RGB for glTF colour factors."""
     rgb = np.array(parse_hex(color_hex), dtype=np.float64) / 255.0
@@ -120,7 +126,44 @@ def texture_color_source(
     rgba = _rgba(trimesh.visual.color.uv_to_color(sample_uv, image))
     points = np.vstack([mesh.vertices, points])
     vertex_rgba = _rgba(trimesh.visual.color.uv_to_color(np.asarray(uv, np.float64), image))
-    return PointCloudColorSource(points, np.vstack([vertex_rgba, rgba]), k=k)
+    colors = np.vstack([vertex_rgba, rgba])
+    factor = _base_color_factor(material)
+    if factor is not None:  # glTF: base colour = factor x texture, in linear light
+        linear = srgb_to_linear(colors[:, :3] / 255.0) * factor[:3]
+        colors = colors.copy()
+        colors[:, :3] = np.clip(np.rint(linear_to_srgb(linear) * 255.0), 0, 255)
+    return PointCloudColorSource(points, colors, k=k)
+
+
+_TRIMESH_DEFAULT_DIFFUSE = (102, 102, 102, 255)  # what trimesh fills in for a material without Kd
+
+
+def _base_color_factor(material: object) -> np.ndarray | None:
+    """A glTF material's linear RGBA base colour factor in 0..1, None when it is absent or
+    white (no effect)."""
+    factor = getattr(material, "baseColorFactor", None)
+    if factor is None:
+        return None
+    factor = np.asarray(factor, dtype=np.float64)
+    factor = factor / 255.0 if factor.max() > 1.0 else factor
+    return None if np.all(factor[:3] >= 1.0) else factor
+
+
+def material_color(material: object) -> tuple[int, int, int, int] | None:
+    """The sRGB colour of an untextured material: glTF's base colour factor (linear, so
+    converted), or an OBJ material's diffuse ``Kd``; None when the file gave none."""
+    factor = getattr(material, "baseColorFactor", None)
+    if factor is not None:
+        factor = np.asarray(factor, dtype=np.float64)
+        factor = factor / 255.0 if factor.max() > 1.0 else factor
+        rgb = np.clip(np.rint(linear_to_srgb(factor[:3]) * 255.0), 0, 255).astype(int)
+        alpha = round(float(factor[3]) * 255.0) if len(factor) > 3 else 255
+        return int(rgb[0]), int(rgb[1]), int(rgb[2]), alpha
+    diffuse = getattr(material, "diffuse", None)
+    if diffuse is None or tuple(int(c) for c in diffuse) == _TRIMESH_DEFAULT_DIFFUSE:
+        return None
+    r, g, b, a = (int(c) for c in _rgba(np.asarray(diffuse).reshape(1, -1))[0])
+    return r, g, b, a
 
 
 CORNER_COLORS = "sculpt_corner_colors"
@@ -172,8 +215,9 @@ def color_source_from_visual(
     samples_per_face: int = 4,
     uncoloured_hex: str | None = None,
 ) -> tuple[ColorSource | None, str]:
-    """The colour carrier of a loaded mesh, and its kind: 'vertex', 'face', 'texture' or
-    'none' ('face': colours per face or per face corner). A mesh of parts (``COLOR_PARTS``)
+    """The colour carrier of a loaded mesh, and its kind: 'vertex', 'face', 'texture',
+    'material' (an untextured material's colour) or 'none' ('face': colours per face or per
+    face corner). A mesh of parts (``COLOR_PARTS``)
     joins its parts' colour clouds, parts without colour in ``uncoloured_hex``; its kind
     names the parts' kinds joined by '+'. ``uncoloured_hex`` defaults to
     ``MeshParams.default_color_hex``."""
@@ -192,6 +236,9 @@ def color_source_from_visual(
         source = texture_color_source(mesh, samples_per_face=samples_per_face, k=k)
         if source is not None:
             return source, "texture"
+        rgba = material_color(getattr(mesh.visual, "material", None))
+        if rgba is not None:  # a plain coloured material, no texture image
+            return ConstantColorSource(rgba), "material"
     if kind == "vertex":
         colors = np.asarray(mesh.visual.vertex_colors)
         if len(colors) == len(mesh.vertices) and colors.size:
@@ -217,10 +264,13 @@ def _parts_color_source(
             points.append(source.points)
             colors.append(source.colors)
         else:
-            kind = "none"
+            if isinstance(source, ConstantColorSource):
+                rgba = np.array(source.rgba, dtype=np.uint8)
+            else:
+                kind, rgba = "none", plain
             surface = np.vstack([part.vertices, part.triangles_center])
             points.append(surface)
-            colors.append(np.broadcast_to(plain, (len(surface), 4)))
+            colors.append(np.broadcast_to(rgba, (len(surface), 4)))
         kinds.add(kind)
     if kinds == {"none"}:
         return None, "none"

@@ -57,8 +57,8 @@ class MeshReport(BaseModel):
     smooth_max_displacement_rel: float
     face_budget: str = Field(description="kept | decimated | subdivided (...)")
     color_source: str = Field(
-        description="callable | vertex | face | texture | none; a file of differently coloured "
-        "parts: their kinds joined by '+' (texture+vertex)"
+        description="callable | vertex | face | texture | material | none; a file of differently "
+        "coloured parts: their kinds joined by '+' (texture+vertex)"
     )
 
 

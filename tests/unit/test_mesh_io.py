@@ -298,7 +298,9 @@ def test_a_scene_of_differently_coloured_parts_keeps_every_parts_colours(tmp_pat
         box.apply_translation(at)
         uv = np.random.default_rng(0).uniform(0, 1, (len(box.vertices), 2))
         image = Image.fromarray(np.full((8, 8, 3), rgb, np.uint8))
-        box.visual = trimesh.visual.TextureVisuals(uv=uv, image=image)
+        # a PBR material of its own: trimesh writes a SimpleMaterial with a 0.4 tint factor
+        material = trimesh.visual.material.PBRMaterial(baseColorTexture=image)
+        box.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
         return box
 
     ball = trimesh.creation.icosphere(subdivisions=2, radius=4.0)
@@ -318,3 +320,50 @@ def test_a_scene_of_differently_coloured_parts_keeps_every_parts_colours(tmp_pat
     probes = np.array([[0, 0, 5.0], [20, 0, 5.0], [0, 24.0, 0], [0, -24.0, 0]])
     got = source(probes, np.tile([[0, 0, 1.0]], (4, 1)))[:, :3].tolist()
     assert got == [list(RED), list(BLUE), [10, 200, 30], [128, 128, 128]]
+
+
+def test_untextured_material_colours_come_along(tmp_path: Path) -> None:
+    """glTF's base colour factor (linear light: sRGB 229 for 0.784) and an OBJ's ``Kd`` are
+    the colour of a part without texture; a glTF factor also tints a texture."""
+    from PIL import Image
+
+    from sculptsvc.mesh.colors import color_source_from_visual
+
+    def box_with(material: object, at: float = 0.0, uv: bool = False) -> trimesh.Trimesh:
+        box = trimesh.creation.box(extents=(10.0, 10.0, 10.0))
+        box.apply_translation((at, 0.0, 0.0))
+        coords = np.full((len(box.vertices), 2), 0.5) if uv else None
+        box.visual = trimesh.visual.TextureVisuals(uv=coords, material=material)
+        return box
+
+    pbr = trimesh.visual.material.PBRMaterial
+    plain_red = pbr(baseColorFactor=(200, 30, 30, 255))
+    glb = tmp_path / "red.glb"
+    glb.write_bytes(trimesh.Scene([box_with(plain_red)]).export(file_type="glb"))
+    source, kind = color_source_from_visual(load_mesh(glb))
+    assert kind == "material"
+    assert source is not None and source(np.zeros((1, 3)), np.zeros((1, 3)))[0].tolist() == [
+        229,
+        96,
+        96,
+        255,
+    ]
+
+    (tmp_path / "kd.mtl").write_text("newmtl red\nKd 0.8 0.1 0.1\n")
+    box = trimesh.creation.box(extents=(10.0, 10.0, 10.0))
+    lines = ["mtllib kd.mtl", *(f"v {x} {y} {z}" for x, y, z in box.vertices), "usemtl red"]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in box.faces]
+    (tmp_path / "kd.obj").write_text("\n".join(lines) + "\n")
+    source, kind = color_source_from_visual(load_mesh(tmp_path / "kd.obj"))
+    assert kind == "material" and source(np.zeros((1, 3)), np.zeros((1, 3)))[0, 0] == 204
+
+    # CAD-like: two parts with plain colours; and a white texture tinted by its factor
+    grey = Image.fromarray(np.full((4, 4, 3), 255, np.uint8))
+    tinted = pbr(baseColorTexture=grey, baseColorFactor=(30, 30, 200, 255))
+    scene = trimesh.Scene([box_with(plain_red), box_with(tinted, at=20.0, uv=True)])
+    path = tmp_path / "cad.glb"
+    path.write_bytes(scene.export(file_type="glb"))
+    source, kind = color_source_from_visual(load_mesh(path))
+    assert kind == "material+texture"
+    got = source(np.array([[0, 0, 5.0], [20, 0, 5.0]]), np.zeros((2, 3)))[:, :3].tolist()
+    assert got == [[229, 96, 96], [96, 96, 229]]
