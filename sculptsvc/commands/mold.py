@@ -10,6 +10,7 @@ mapping, ``sculptsvc.errors.from_mold_error``.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,11 +80,20 @@ def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) 
 
     Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
     """
-    from sculptsvc.mesh.io import load_mesh
+    import numpy as np
+    import trimesh
 
-    vertices, faces = _welded(load_mesh(path))  # UnreadableMesh names the format problem
+    from sculptsvc.mesh.io import load_mesh
+    from sculptsvc.mesh.repair import without_non_finite
+
+    mesh = load_mesh(path)  # UnreadableMesh names the format problem
+    vertices, faces, non_finite = without_non_finite(np.asarray(mesh.vertices), mesh.faces)
+    notes = [f"removed {non_finite} faces with non-finite vertex coordinates"] if non_finite else []
+    if non_finite and len(faces) == 0:
+        raise UnrepairableMesh(f"{path.name}: every triangle has a non-finite vertex coordinate")
+    vertices, faces = _welded(trimesh.Trimesh(vertices, faces, process=False))
     if _usable(vertices, faces, spec):
-        return LoadedPart(vertices, faces, "none")
+        return LoadedPart(vertices, faces, "none", notes)
     if not repair:
         raise UnrepairableMesh(f"{path.name} is open or self-intersecting and repair is off")
     try:
@@ -93,7 +103,7 @@ def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) 
             f"{path.name} cannot be repaired by the mesh stage", notes=[err.code]
         ) from err
     if _usable(v, f, spec):
-        return LoadedPart(v, f, "mesh_stage")
+        return LoadedPart(v, f, "mesh_stage", notes)
     raise UnrepairableMesh(
         f"{path.name} stays unusable after repair",
         notes=["mesh_stage: still open or self-intersecting"],
@@ -125,6 +135,7 @@ def _summary(result: MoldResult, part: LoadedPart, out: Path) -> str:
         f"mold material {r.mold_material_ml:.1f} ml",
         f"  keys {len(r.keys)}, vents {len(r.vents)}, gate: "
         + ", ".join(f"{c.name}={c.measured:g}" for c in r.gate.checks),
+        *(f"  note: {note}" for note in part.notes),
     ]
     return "\n".join(lines)
 
@@ -176,5 +187,7 @@ def register(app: typer.Typer) -> None:
             exit_with(err)
         if as_json:
             sys.stdout.write(result.report_json.decode())
+            for note in part.notes:  # stdout holds the report alone
+                print(json.dumps({"note": note}), file=sys.stderr)
         else:
             typer.echo(_summary(result, part, out))

@@ -84,12 +84,29 @@ def check_input(vertices: np.ndarray, faces: np.ndarray, params: MeshParams) -> 
             f"mesh has {len(faces)} triangles, more than the limit {params.max_input_faces}",
             faces=len(faces),
         )
-    if not np.isfinite(vertices).all():
-        raise UnrepairableMesh("mesh has non-finite vertex coordinates (NaN or inf)")
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise UnrepairableMesh("mesh faces reference vertices that do not exist")
+    if not np.isfinite(vertices[faces]).all():
+        raise UnrepairableMesh("mesh has non-finite vertex coordinates (NaN or inf)")
     if float(np.ptp(vertices[np.unique(faces)], axis=0).min()) <= 0:
         raise UnrepairableMesh("mesh is flat: its bounding box has zero thickness")
+
+
+def without_non_finite(
+    vertices: np.ndarray, faces: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(vertices, faces, faces dropped): faces with a NaN or infinite corner dropped (a
+    scanner's missing depth), the vertices compacted to those still used. The input as it
+    is when every vertex is finite; all faces dropped when none is left whole."""
+    finite = np.isfinite(vertices).all(axis=1)
+    if finite.all() or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
+        return vertices, faces, 0  # (bad indices are check_input's to name)
+    whole = finite[faces].all(axis=1)
+    kept = faces[whole]
+    used = np.unique(kept)
+    index = np.full(len(vertices), -1, dtype=np.int64)
+    index[used] = np.arange(len(used))
+    return vertices[used], index[kept], int((~whole).sum())
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -355,6 +372,14 @@ def repair(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, 
     log_ = RepairLog()
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
+    vertices, faces, non_finite = without_non_finite(vertices, faces)
+    if non_finite:
+        if len(faces) == 0:
+            raise UnrepairableMesh(
+                "every triangle has a non-finite vertex coordinate (NaN or inf)",
+                faces=non_finite,
+            )
+        log_.add(f"removed {non_finite} faces with non-finite vertex coordinates")
     check_input(vertices, faces, params)
     diag = diagonal(vertices[np.unique(faces)])
     if len(faces) > params.coarsen_above_faces:

@@ -7,7 +7,14 @@ import pymeshlab
 import trimesh
 from pydantic import BaseModel, ConfigDict, Field
 
-from sculptsvc.mesh.repair import RepairLog, diagonal, edge_counts, signed_volume, split_shells
+from sculptsvc.mesh.repair import (
+    RepairLog,
+    diagonal,
+    edge_counts,
+    signed_volume,
+    split_shells,
+    without_non_finite,
+)
 
 Vec3 = tuple[float, float, float]
 
@@ -72,8 +79,13 @@ def hausdorff(
     generator, so the report would differ between a CLI run and a long-lived worker. The
     ``samples`` cap keeps a large input's vertex sampling bounded (every k-th vertex).
     """
+    # the source as repair saw it: faces with a NaN or infinite corner gone (MeshLab aborts
+    # the process on them)
+    source_vertices, source_faces, _ = without_non_finite(
+        np.asarray(source.vertices, dtype=np.float64), np.asarray(source.faces)
+    )
     ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(np.asarray(source.vertices), np.asarray(source.faces)))
+    ms.add_mesh(pymeshlab.Mesh(source_vertices, source_faces))
     ms.add_mesh(pymeshlab.Mesh(np.asarray(output.vertices), np.asarray(output.faces)))
     vertex_only = {
         "samplevert": True,
@@ -85,7 +97,7 @@ def hausdorff(
         sampledmesh=1, targetmesh=0, samplenum=max(samples, len(output.vertices)), **vertex_only
     )
     in_out = ms.get_hausdorff_distance(
-        sampledmesh=0, targetmesh=1, samplenum=max(samples, len(source.vertices)), **vertex_only
+        sampledmesh=0, targetmesh=1, samplenum=max(samples, len(source_vertices)), **vertex_only
     )
     return (
         (float(out_in["max"]), float(out_in["mean"])),
@@ -117,7 +129,12 @@ def measure(
     boundary, nonmanifold, repeated = edges if edges is not None else edge_counts(faces)
     shells = len(split_shells(mesh))
     euler = int(mesh.euler_number)
-    diag = diagonal(np.asarray(source.vertices))
+    # sizes relative to the surface the file describes: finite vertices that faces use
+    # (a stray unused vertex far away would shrink every relative figure)
+    used_vertices, used_faces, _ = without_non_finite(
+        np.asarray(source.vertices, dtype=np.float64), np.asarray(source.faces)
+    )
+    diag = diagonal(used_vertices[np.unique(used_faces)])
     (out_in, mean), (in_out, _) = hausdorff(mesh, source, hausdorff_samples)
     if volume is None:
         volume = signed_volume(mesh.vertices, faces)

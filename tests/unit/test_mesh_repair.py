@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trimesh
@@ -209,3 +211,38 @@ def test_large_inputs_are_coarsened_by_clustering_first_and_stay_a_closed_solid(
     assert any(a.startswith("coarsened 20480 triangles") for a in log.actions)
     below, _ = repair(mesh, MeshParams(coarsen_above_faces=len(mesh.faces)))
     assert len(below.faces) == len(mesh.faces)  # at or under the threshold: untouched
+
+
+def with_non_finite_debris() -> tuple[trimesh.Trimesh, trimesh.Trimesh]:
+    """(closed sphere, the same plus a face to a NaN vertex and an unused infinite vertex),
+    as a scanner writes missing depth."""
+    ball = sphere(sub=2)
+    vertices = np.vstack([ball.vertices, [[np.nan, np.nan, np.nan], [np.inf, 0.0, 0.0]]])
+    faces = np.vstack([ball.faces, [[0, 1, len(ball.vertices)]]])
+    return ball, trimesh.Trimesh(vertices, faces, process=False, validate=False)
+
+
+def test_faces_with_non_finite_corners_are_dropped_and_said() -> None:
+    ball, dirty = with_non_finite_debris()
+    out, log = repair(dirty, PARAMS)
+    assert "removed 1 faces with non-finite vertex coordinates" in log.actions
+    assert is_closed_manifold(out.faces) and np.isfinite(out.vertices).all()
+    assert out.volume == pytest.approx(ball.volume, rel=1e-9)
+
+
+def test_the_mesh_stage_and_the_mold_loader_take_the_same_non_finite_input(tmp_path: Path) -> None:
+    """MeshLab aborts the process on a NaN vertex: the report's Hausdorff distance must
+    compare against the source as repaired; the mold's loader drops the same faces and says
+    so (it used to drop them silently)."""
+    from sculptsvc.commands.mold import load_part
+    from sculptsvc.mesh import process_mesh
+
+    ball, dirty = with_non_finite_debris()
+    report = process_mesh(dirty, MeshParams(target_faces=2000)).report
+    assert report.watertight and np.isfinite(report.hausdorff_rel)
+    assert "removed 1 faces with non-finite vertex coordinates" in report.repair_actions
+    path = tmp_path / "dirty.ply"
+    path.write_bytes(dirty.export(file_type="ply"))
+    part = load_part(path)
+    assert len(part.faces) == len(ball.faces)
+    assert part.notes == ["removed 1 faces with non-finite vertex coordinates"]
