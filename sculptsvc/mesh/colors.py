@@ -11,6 +11,7 @@ a million texels and follows the source surface closely because the points lie o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import trimesh
@@ -172,6 +173,41 @@ whose colours trimesh's visuals cannot hold (3MF property groups)."""
 
 _CORNER_INSET = 0.8  # barycentric weight of its own corner at a corner's sample point
 
+CORNER_TEXTURES = "sculpt_corner_textures"
+"""``Trimesh.metadata`` key of :class:`CornerTextures`: textured faces of a format whose
+UVs live per face corner (3MF texture groups); the other faces keep ``CORNER_COLORS``."""
+
+
+@dataclass(frozen=True)
+class CornerTextures:
+    """corner_uv: (m, 3, 2) float (NaN on untextured faces); texture: (m,) int index into
+    ``images`` (-1: untextured); images: PIL images, v = 0 at their bottom row."""
+
+    corner_uv: np.ndarray
+    texture: np.ndarray
+    images: list[Any]
+
+
+def face_samples(
+    mesh: trimesh.Trimesh, samples_per_face: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points (n, 3), face (n,), barycentric (n, 3)): on every face a point just inside
+    each corner and its centroid, then seeded area-weighted surface samples. The corner
+    points sit inside their face, so a vertex shared by faces of different colours (or a
+    UV seam) does not blend them."""
+    tris = np.asarray(mesh.triangles, dtype=np.float64)
+    side = (1.0 - _CORNER_INSET) / 2.0
+    fixed = np.vstack([np.roll([_CORNER_INSET, side, side], i) for i in range(3)] + [[1 / 3] * 3])
+    count = max(len(mesh.faces) * samples_per_face, 1)
+    points, face_idx = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    bary = trimesh.triangles.points_to_barycentric(tris[face_idx], points)
+    m = len(tris)
+    return (
+        np.vstack([np.einsum("bi,mij->mbj", fixed, tris).reshape(-1, 3), points]),
+        np.concatenate([np.repeat(np.arange(m), len(fixed)), face_idx]),
+        np.vstack([np.tile(fixed, (m, 1)), bary]),
+    )
+
 
 def corner_color_source(
     mesh: trimesh.Trimesh,
@@ -179,29 +215,14 @@ def corner_color_source(
     samples_per_face: int = 4,
     k: int = 4,
     seed: int = 0,
-) -> ColorSource:
+) -> PointCloudColorSource:
     """Colour source from colours per face corner, (m, 3, 3|4) (a face colour is three equal
-    corners): points just inside each corner and at the centroid, plus seeded surface
-    samples, coloured by barycentric interpolation within their face. Corner points sit
-    inside their face, so a vertex shared by faces of different colours does not blend
-    them."""
+    corners), interpolated barycentrically at :func:`face_samples`."""
     corners = _rgba(np.asarray(corner_colors).reshape(-1, np.shape(corner_colors)[-1]))
     corners = corners.reshape(len(mesh.faces), 3, 4).astype(np.float64)
-    tris = np.asarray(mesh.triangles, dtype=np.float64)
-    side = (1.0 - _CORNER_INSET) / 2.0
-    fixed = np.vstack([np.roll([_CORNER_INSET, side, side], i) for i in range(3)] + [[1 / 3] * 3])
-    count = max(len(mesh.faces) * samples_per_face, 1)
-    points, face_idx = trimesh.sample.sample_surface(mesh, count, seed=seed)
-    bary = trimesh.triangles.points_to_barycentric(tris[face_idx], points)
-    all_points = np.vstack([np.einsum("bi,mij->mbj", fixed, tris).reshape(-1, 3), points])
-    all_colors = np.vstack(
-        [
-            np.einsum("bi,mic->mbc", fixed, corners).reshape(-1, 4),
-            np.einsum("ni,nic->nc", bary, corners[face_idx]),
-        ]
-    )
-    rgba = np.clip(np.rint(all_colors), 0, 255).astype(np.uint8)
-    return PointCloudColorSource(all_points, rgba, k=k)
+    points, face, bary = face_samples(mesh, samples_per_face, seed)
+    blended = np.einsum("ni,nic->nc", bary, corners[face])
+    return PointCloudColorSource(points, np.clip(np.rint(blended), 0, 255).astype(np.uint8), k=k)
 
 
 COLOR_PARTS = "sculpt_color_parts"
@@ -229,6 +250,9 @@ def color_source_from_visual(
             uncoloured_hex = MeshParams().default_color_hex
         return _parts_color_source(parts, k, samples_per_face, uncoloured_hex)
     corners = mesh.metadata.get(CORNER_COLORS)
+    textures = mesh.metadata.get(CORNER_TEXTURES)
+    if textures is not None and len(textures.texture) == len(mesh.faces):
+        return _corner_texture_source(mesh, corners, textures, samples_per_face, k)
     if corners is not None and len(corners) == len(mesh.faces):
         return corner_color_source(mesh, corners, samples_per_face, k), "face"
     kind = getattr(mesh.visual, "kind", None)
@@ -274,4 +298,36 @@ def _parts_color_source(
         kinds.add(kind)
     if kinds == {"none"}:
         return None, "none"
+    return PointCloudColorSource(np.vstack(points), np.vstack(colors), k=k), "+".join(sorted(kinds))
+
+
+def _corner_texture_source(
+    mesh: trimesh.Trimesh,
+    corners: np.ndarray | None,
+    textures: CornerTextures,
+    samples_per_face: int,
+    k: int,
+    seed: int = 0,
+) -> tuple[ColorSource, str]:
+    """Textured faces read their image at :func:`face_samples` (corner UVs interpolated),
+    the others their corner colours; one colour cloud of both."""
+    points, colors, kinds = [], [], set()
+    for index, image in enumerate(textures.images):
+        faces = np.flatnonzero(textures.texture == index)
+        if len(faces) == 0:
+            continue
+        part = trimesh.Trimesh(mesh.vertices, mesh.faces[faces], process=False)
+        samples, face, bary = face_samples(part, samples_per_face, seed)
+        uv = np.einsum("ni,nij->nj", bary, textures.corner_uv[faces][face])
+        points.append(samples)
+        colors.append(_rgba(trimesh.visual.color.uv_to_color(uv, image)))
+        kinds.add("texture")
+    rest = np.flatnonzero(textures.texture < 0)
+    if len(rest):
+        part = trimesh.Trimesh(mesh.vertices, mesh.faces[rest], process=False)
+        plain = np.full((len(rest), 3, 4), 255, np.uint8) if corners is None else corners[rest]
+        source = corner_color_source(part, plain, samples_per_face, k, seed)
+        points.append(source.points)
+        colors.append(source.colors)
+        kinds.add("face")
     return PointCloudColorSource(np.vstack(points), np.vstack(colors), k=k), "+".join(sorted(kinds))

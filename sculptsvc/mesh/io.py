@@ -12,7 +12,8 @@ without colours), OFF, GLB/glTF, 3MF. Readers, in order:
 - lib3mf (already a dependency of the mold exporter) for 3MF: trimesh's 3MF reader needs
   lxml, and lib3mf is the 3MF consortium's reference implementation. Colour groups and
   base materials (per triangle corner, or the object's default) come along as
-  face-corner colours (``colors.CORNER_COLORS``); 3MF texture groups are not read.
+  face-corner colours (``colors.CORNER_COLORS``), texture groups as corner UVs and their
+  images (``colors.CORNER_TEXTURES``).
 
 Anything unreadable raises :class:`~sculptsvc.errors.UnreadableMesh` naming the format and
 what is wrong with the file (no triangles, a point cloud, a parser error).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import numpy as np
 import trimesh
 
 from sculptsvc.errors import UnreadableMesh
-from sculptsvc.mesh.colors import COLOR_PARTS, CORNER_COLORS
+from sculptsvc.mesh.colors import COLOR_PARTS, CORNER_COLORS, CORNER_TEXTURES, CornerTextures
 
 FORMATS = {
     ".obj": "OBJ",
@@ -185,7 +187,7 @@ def _load_3mf(path: Path, kind: str) -> trimesh.Trimesh:
         parts.append(
             (
                 trimesh.Trimesh(vertices @ rot + shift, faces, process=False),
-                _corner_colors_3mf(wrapper, model, obj, len(faces)),
+                _surface_3mf(wrapper, model, obj, len(faces)),
             )
         )
     if not parts:
@@ -196,20 +198,45 @@ def _load_3mf(path: Path, kind: str) -> trimesh.Trimesh:
         )
     meshes = [mesh for mesh, _ in parts]
     mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
-    if any(colors is not None for _, colors in parts):
-        mesh.metadata[CORNER_COLORS] = np.concatenate(
-            [
-                colors if colors is not None else np.full((len(part.faces), 3, 4), 255, np.uint8)
-                for part, colors in parts
-            ]
-        )
+    surfaces = [surface for _, surface in parts]
+    if any(surface is not None for surface in surfaces):
+        corner_colors, corner_uv, texture, images = [], [], [], []
+        for part, surface in parts:
+            m = len(part.faces)
+            if surface is None:
+                surface = _Surface3mf(
+                    np.full((m, 3, 4), 255, np.uint8),
+                    np.full((m, 3, 2), np.nan),
+                    np.full(m, -1, dtype=np.int64),
+                    [],
+                )
+            corner_colors.append(surface.corner_colors)
+            corner_uv.append(surface.corner_uv)
+            texture.append(np.where(surface.texture >= 0, surface.texture + len(images), -1))
+            images.extend(surface.images)
+        mesh.metadata[CORNER_COLORS] = np.concatenate(corner_colors)
+        if images:
+            mesh.metadata[CORNER_TEXTURES] = CornerTextures(
+                np.concatenate(corner_uv), np.concatenate(texture), images
+            )
     return mesh
 
 
-def _corner_colors_3mf(wrapper: Any, model: Any, obj: Any, triangles: int) -> np.ndarray | None:
-    """(triangles, 3, 4) sRGBA per corner from the object's colour groups and base
-    materials (a triangle without a property takes the object's default); None when it
-    has no colour. Corners of other property kinds (textures, composites) stay white."""
+@dataclass(frozen=True)
+class _Surface3mf:
+    """An object's triangle properties resolved: sRGBA per corner (white where a corner has
+    no colour or material), and for textured triangles their corner UVs and texture."""
+
+    corner_colors: np.ndarray  # (m, 3, 4) uint8
+    corner_uv: np.ndarray  # (m, 3, 2) float64, NaN on untextured triangles
+    texture: np.ndarray  # (m,) int64 index into ``images``, -1: untextured
+    images: list[Any]  # PIL images
+
+
+def _surface_3mf(wrapper: Any, model: Any, obj: Any, triangles: int) -> _Surface3mf | None:
+    """The object's colour groups, base materials and texture groups per triangle corner
+    (a triangle without a property takes the object's default); None when it has none of
+    them. Composite and multi-property groups are not read."""
     import lib3mf
 
     buffer = (lib3mf.TriangleProperties * triangles)()
@@ -232,8 +259,12 @@ def _corner_colors_3mf(wrapper: Any, model: Any, obj: Any, triangles: int) -> np
     resources = props[:, [0, 0, 0]].reshape(-1)
     keys = np.column_stack([resources, props[:, 1:].reshape(-1)])
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    table = np.full((len(unique), 4), 255, np.uint8)
-    coloured = False
+    colors = np.full((len(unique), 4), 255, np.uint8)
+    uv = np.full((len(unique), 2), np.nan)
+    texture_of = np.full(len(unique), -1, dtype=np.int64)
+    images: list[Any] = []
+    image_of_group: dict[int, int] = {}
+    found = False
     for i, (resource, prop) in enumerate(unique.tolist()):
         if resource == 0:
             continue
@@ -242,8 +273,51 @@ def _corner_colors_3mf(wrapper: Any, model: Any, obj: Any, triangles: int) -> np
             color = model.GetColorGroupByID(resource).GetColor(prop)
         elif kind == lib3mf.PropertyType.BaseMaterial:
             color = model.GetBaseMaterialGroupByID(resource).GetDisplayColor(prop)
+        elif kind == lib3mf.PropertyType.TexCoord:
+            group = model.GetTexture2DGroupByID(resource)
+            if resource not in image_of_group:
+                image_of_group[resource] = len(images)
+                images.append(_texture_image_3mf(wrapper, group.GetTexture2D()))
+            coord = group.GetTex2Coord(prop)
+            uv[i] = (coord.U, coord.V)
+            texture_of[i] = image_of_group[resource]
+            found = True
+            continue
         else:
             continue
-        table[i] = (color.Red, color.Green, color.Blue, color.Alpha)
-        coloured = True
-    return table[inverse.reshape(-1)].reshape(triangles, 3, 4) if coloured else None
+        colors[i] = (color.Red, color.Green, color.Blue, color.Alpha)
+        found = True
+    if not found:
+        return None
+    corner = inverse.reshape(triangles, 3)
+    return _Surface3mf(
+        corner_colors=colors[corner],
+        corner_uv=uv[corner],
+        texture=texture_of[corner[:, 0]],
+        images=images,
+    )
+
+
+def _texture_image_3mf(wrapper: Any, texture: Any) -> Any:
+    """The PIL image of a 3MF Texture2D (PNG or JPEG attachment)."""
+    import io
+
+    from PIL import Image
+
+    attachment = texture.GetAttachment()
+    size = ctypes.c_uint64(0)
+    empty = (ctypes.c_uint8 * 0)()
+    # the binding's WriteToBuffer returns a list of ints; read the bytes directly
+    wrapper.checkError(
+        attachment,
+        wrapper.lib.lib3mf_attachment_writetobuffer(
+            attachment._handle, ctypes.c_uint64(0), size, empty
+        ),
+    )
+    data = (ctypes.c_uint8 * size.value)()
+    wrapper.checkError(
+        attachment,
+        wrapper.lib.lib3mf_attachment_writetobuffer(attachment._handle, size, size, data),
+    )
+    with Image.open(io.BytesIO(bytes(data))) as image:
+        return image.convert("RGBA")

@@ -234,7 +234,7 @@ def write_coloured_3mf(path: Path, mesh: trimesh.Trimesh, face_rgb: np.ndarray) 
     default base material (blue), as slicers store painted parts."""
     import lib3mf
 
-    from mold.export import _wrapper
+    from mold.export import _wrapper, _write_buffer
 
     wrapper = _wrapper()
     model = wrapper.CreateModel()
@@ -252,7 +252,8 @@ def write_coloured_3mf(path: Path, mesh: trimesh.Trimesh, face_rgb: np.ndarray) 
             int(i), lib3mf.TriangleProperties(group.GetResourceID(), (red, red, red))
         )
     model.AddBuildItem(obj, wrapper.GetIdentityTransform())
-    model.QueryWriter("3mf").WriteToFile(str(path))
+    # through a buffer, as the mold does: lib3mf's WriteToFile leaves the process in the C locale
+    path.write_bytes(_write_buffer(model.QueryWriter("3mf")))
     return path
 
 
@@ -367,3 +368,53 @@ def test_untextured_material_colours_come_along(tmp_path: Path) -> None:
     assert kind == "material+texture"
     got = source(np.array([[0, 0, 5.0], [20, 0, 5.0]]), np.zeros((2, 3)))[:, :3].tolist()
     assert got == [[229, 96, 96], [96, 96, 229]]
+
+
+def test_3mf_texture_groups_come_along(tmp_path: Path) -> None:
+    """A 3MF whose top faces map the red half of a texture and the others the blue half
+    (3MF texture coordinates: v = 0 at the image's bottom row), beside one face left
+    with a colour-group colour."""
+    import io
+
+    import lib3mf
+    from PIL import Image
+
+    from mold.export import _wrapper, _write_buffer
+
+    box, face_rgb = two_tone_box()
+    image = np.zeros((8, 16, 3), np.uint8)
+    image[:, :8], image[:, 8:] = RED, BLUE
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+
+    wrapper = _wrapper()
+    model = wrapper.CreateModel()
+    obj = model.AddMeshObject()
+    obj.SetGeometry(
+        [lib3mf.Position(tuple(float(x) for x in p)) for p in box.vertices],
+        [lib3mf.Triangle(tuple(int(i) for i in t)) for t in box.faces],
+    )
+    attachment = model.AddAttachment(
+        "/3D/Textures/halves.png", "http://schemas.microsoft.com/3dmanufacturing/2013/01/3dtexture"
+    )
+    attachment.ReadFromBuffer(list(png.getvalue()))
+    texture = model.AddTexture2DFromAttachment(attachment)
+    texture.SetContentType(lib3mf.TextureType.PNG)
+    group = model.AddTexture2DGroup(texture)
+    left = group.AddTex2Coord(lib3mf.Tex2Coord(0.25, 0.5))
+    right = group.AddTex2Coord(lib3mf.Tex2Coord(0.75, 0.5))
+    obj.SetObjectLevelProperty(group.GetResourceID(), left)  # lib3mf asks for a default
+    for i, rgb in enumerate(face_rgb):
+        pid = left if tuple(rgb) == RED else right
+        obj.SetTriangleProperties(i, lib3mf.TriangleProperties(group.GetResourceID(), (pid,) * 3))
+    colours = model.AddColorGroup()
+    blue = colours.AddColor(wrapper.RGBAToColor(*BLUE, 255))
+    bottom = int(np.flatnonzero((face_rgb == BLUE).all(axis=1))[0])
+    obj.SetTriangleProperties(
+        bottom, lib3mf.TriangleProperties(colours.GetResourceID(), (blue,) * 3)
+    )
+    model.AddBuildItem(obj, wrapper.GetIdentityTransform())
+    path = tmp_path / "textured.3mf"
+    # through a buffer, as the mold does: lib3mf's WriteToFile leaves the process in the C locale
+    path.write_bytes(_write_buffer(model.QueryWriter("3mf")))
+    assert_two_tone(load_mesh(path), "face+texture")

@@ -44,10 +44,10 @@ def test_render_is_idempotent_and_needs_the_markers(tmp_path: Path) -> None:
     assert once.startswith("# Title") and once.endswith("After.\n")
     assert "| old | table |" not in once
     path = tmp_path / "ops.md"
-    path.write_text(stale)
+    path.write_text(stale, encoding="utf-8")
     assert docs.main(["--check", "--path", str(path)]) == 1
     assert docs.main(["--path", str(path)]) == 0
-    assert path.read_text() == once
+    assert path.read_text(encoding="utf-8") == once  # as docs.main writes it
     with pytest.raises(ValueError, match="markers"):
         docs.render("no markers here")
 
