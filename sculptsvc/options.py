@@ -125,7 +125,8 @@ class SubjectMask(BaseModel):
 
 
 class SubjectBox(BaseModel):
-    """A box around the subject, as fractions of the picture's width and height."""
+    """A box around the subject, as fractions of the picture's width and height; left <
+    right and top < bottom (checked by the service: JSON Schema cannot compare fields)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -147,7 +148,23 @@ class SubjectHint(BaseModel):
     the picture or stretched to it: alpha >= 128, or without alpha grey >= 128, is the
     subject)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # "exactly one" in the schema too, so that clients validating against it agree
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["box"],
+                    "properties": {"box": {"type": "object"}, "mask": {"type": "null"}},
+                },
+                {
+                    "required": ["mask"],
+                    "properties": {"mask": {"type": "object"}, "box": {"type": "null"}},
+                },
+            ]
+        },
+    )
 
     box: SubjectBox | None = None
     mask: SubjectMask | None = None
