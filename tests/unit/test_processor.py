@@ -280,3 +280,38 @@ async def test_each_stage_status_is_published_before_the_next_stage_starts(setti
         "published mold_ready",
         "published completed",
     ]
+
+
+async def test_every_published_message_validates_against_its_schema_file(settings) -> None:
+    """What a consumer in another language checks: each message on the status, model, mold
+    and dead-letter topics, as bytes on the wire, is valid against ``schemas/*.v1.json``
+    under a standard Draft 2020-12 validator (completed, rejected and dead-lettered runs)."""
+    from jsonschema import Draft202012Validator
+
+    from sculptsvc import schemas
+
+    def validator(name: str) -> Draft202012Validator:
+        path = schemas.SCHEMA_DIR / f"{name}.v1.json"
+        return Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
+
+    by_topic = {
+        settings.topic_status: validator("OrderStatus"),
+        settings.topic_models: validator("ModelReady"),
+        settings.topic_molds: validator("MoldReady"),
+        settings.topic_dlq: validator("DeadLetter"),
+    }
+    seen: dict[str, int] = {}
+    for runner, value, key in (
+        (FakeRunner(), order_bytes(), b"o1"),
+        (FakeRunner(NoSubject("nothing stands out")), order_bytes(order_id="o2"), b"o2"),
+        (FakeRunner(), b"{not json", b"o3"),
+    ):
+        processor, pub = make(settings, runner)
+        await processor.handle(record(value, key=key))
+        assert pub.batches  # (a duplicate would publish nothing and prove nothing)
+        for batch, _ in pub.batches:
+            for message in batch:
+                errors = list(by_topic[message.topic].iter_errors(json.loads(message.value)))
+                assert errors == [], (message.topic, [e.message for e in errors])
+                seen[message.topic] = seen.get(message.topic, 0) + 1
+    assert set(seen) == set(by_topic)  # every topic was exercised
