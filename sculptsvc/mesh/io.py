@@ -64,6 +64,8 @@ def load_mesh(path: Path | str) -> trimesh.Trimesh:
     kind = FORMATS[suffix]
     if suffix == ".3mf":
         return _load_3mf(path, kind)
+    if suffix in (".glb", ".gltf"):
+        _check_gltf_extensions(path, kind)
     problem = ""
     points = 0
     try:
@@ -97,6 +99,50 @@ def load_mesh(path: Path | str) -> trimesh.Trimesh:
         path=str(path),
         format=kind,
     )
+
+
+_GLTF_UNDECODABLE = ("EXT_meshopt_compression", "KHR_meshopt_compression")
+"""Geometry compressions trimesh's glTF reader cannot decode: it would read the compressed
+bytes as positions. (KHR_draco_mesh_compression is decoded through DracoPy.)"""
+
+
+def _check_gltf_extensions(path: Path, kind: str) -> None:
+    """Refuse, naming it, a glTF that requires a geometry extension we cannot decode
+    (rather than sculpting placeholder or garbage positions)."""
+    required = set(_gltf_json(path).get("extensionsRequired", []))
+    blocked = required & set(_GLTF_UNDECODABLE)
+    if "KHR_draco_mesh_compression" in required:
+        try:
+            import DracoPy  # noqa: F401  (trimesh decodes Draco through it)
+        except ImportError:
+            blocked.add("KHR_draco_mesh_compression")
+    if blocked:
+        raise UnreadableMesh(
+            f"cannot read {path.name} as {kind}: it needs the glTF extension "
+            f"{', '.join(sorted(blocked))}, which this service cannot decode; "
+            "export it without that mesh compression",
+            path=str(path),
+            format=kind,
+            extensions=sorted(blocked),
+        )
+
+
+def _gltf_json(path: Path) -> dict[str, Any]:
+    """The glTF JSON of a .gltf or a GLB's first chunk; {} when it is not readable as such
+    (the reader then names the problem)."""
+    import json
+    import struct
+
+    try:
+        data = path.read_bytes()
+        if data[:4] == b"glTF" and len(data) >= 20 and data[16:20] == b"JSON":
+            (length,) = struct.unpack_from("<I", data, 12)
+            doc = json.loads(data[20 : 20 + length])
+        else:
+            doc = json.loads(data)
+    except (ValueError, struct.error):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _load_trimesh(path: Path) -> trimesh.Trimesh:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -418,3 +419,73 @@ def test_3mf_texture_groups_come_along(tmp_path: Path) -> None:
     # through a buffer, as the mold does: lib3mf's WriteToFile leaves the process in the C locale
     path.write_bytes(_write_buffer(model.QueryWriter("3mf")))
     assert_two_tone(load_mesh(path), "face+texture")
+
+
+def glb_with(doc: dict, binary: bytes) -> bytes:
+    """A GLB container around a glTF JSON document and its binary chunk."""
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    body = struct.pack("<I", len(text)) + b"JSON" + text
+    body += struct.pack("<I", len(binary)) + b"BIN\0" + binary
+    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
+
+
+def test_draco_compressed_glb_loads_its_real_geometry(tmp_path: Path) -> None:
+    """Web GLBs are often Draco-compressed; trimesh decodes them only through DracoPy and
+    otherwise loads every position as zero."""
+    import DracoPy
+
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    blob = DracoPy.encode(ball.vertices.astype(np.float32), ball.faces.astype(np.uint32))
+    decoded = DracoPy.decode(blob)
+    draco = {"bufferView": 0, "attributes": {"POSITION": 0}}
+    doc = {
+        "asset": {"version": "2.0"},
+        "extensionsUsed": ["KHR_draco_mesh_compression"],
+        "extensionsRequired": ["KHR_draco_mesh_compression"],
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [
+            {
+                "primitives": [
+                    {
+                        "attributes": {"POSITION": 0},
+                        "indices": 1,
+                        "extensions": {"KHR_draco_mesh_compression": draco},
+                    }
+                ]
+            }
+        ],
+        "accessors": [
+            {
+                "componentType": 5126,
+                "count": len(decoded.points),
+                "type": "VEC3",
+                "min": ball.vertices.min(axis=0).tolist(),
+                "max": ball.vertices.max(axis=0).tolist(),
+            },
+            {"componentType": 5125, "count": len(decoded.faces) * 3, "type": "SCALAR"},
+        ],
+        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": len(blob)}],
+        "buffers": [{"byteLength": len(blob) + (-len(blob) % 4)}],
+    }
+    path = tmp_path / "draco.glb"
+    path.write_bytes(glb_with(doc, blob))
+    mesh = load_mesh(path)
+    assert len(mesh.faces) == len(ball.faces)
+    solid, _ = repair(mesh, MeshParams())
+    assert solid.volume == pytest.approx(ball.volume, rel=1e-3)  # Draco quantises positions
+
+
+def test_a_glb_needing_an_undecodable_compression_is_refused_by_name(tmp_path: Path) -> None:
+    data = trimesh.creation.box().export(file_type="glb")
+    (length,) = struct.unpack_from("<I", data, 12)
+    doc = json.loads(data[20 : 20 + length])
+    doc["extensionsUsed"] = doc["extensionsRequired"] = ["EXT_meshopt_compression"]
+    path = tmp_path / "meshopt.glb"
+    path.write_bytes(glb_with(doc, data[28 + length :]))
+    with pytest.raises(UnreadableMesh, match="EXT_meshopt_compression") as info:
+        load_mesh(path)
+    assert info.value.detail["extensions"] == ["EXT_meshopt_compression"]
