@@ -145,15 +145,87 @@ def _gltf_json(path: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+_COMPONENT_DTYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u4"}
+_TYPE_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+
+
+def _glb_with_float_accessors(data: bytes) -> bytes | None:
+    """The GLB with every ``normalized`` integer accessor (KHR_mesh_quantization: texture
+    coordinates, normals, colours as 8/16-bit) decoded to float32 as the glTF spec says
+    (unsigned c / max, signed max(c / max, -1)), appended to the binary chunk; None when
+    there is none. trimesh's reader ignores ``normalized`` and would read raw integers."""
+    import json
+    import struct
+
+    (json_length,) = struct.unpack_from("<I", data, 12)
+    doc = json.loads(data[20 : 20 + json_length])
+    views = doc.get("bufferViews", [])
+    accessors = [
+        a
+        for a in doc.get("accessors", [])
+        if a.get("normalized")
+        and "bufferView" in a
+        and "sparse" not in a
+        and views[a["bufferView"]].get("buffer", 0) == 0  # in the GLB's own binary chunk
+    ]
+    bin_start = 20 + json_length
+    if (
+        not accessors
+        or len(data) < bin_start + 8
+        or data[bin_start + 4 : bin_start + 8] != b"BIN\0"
+    ):
+        return None
+    (bin_length,) = struct.unpack_from("<I", data, bin_start)
+    original = data[bin_start + 8 : bin_start + 8 + bin_length]
+    binary = bytearray(original)
+    for accessor in accessors:
+        view = views[accessor["bufferView"]]
+        dtype = np.dtype(_COMPONENT_DTYPES[accessor["componentType"]])
+        width = _TYPE_WIDTH[accessor["type"]]
+        stride = view.get("byteStride") or dtype.itemsize * width
+        rows = np.ndarray(
+            (accessor["count"], width),
+            dtype,
+            original,
+            offset=view.get("byteOffset", 0) + accessor.get("byteOffset", 0),
+            strides=(stride, dtype.itemsize),
+        )
+        top = float(np.iinfo(dtype).max)
+        values = np.maximum(rows / top, -1.0).astype("<f4")
+        binary += b"\0" * (-len(binary) % 4)
+        views.append({"buffer": 0, "byteOffset": len(binary), "byteLength": values.nbytes})
+        binary += values.tobytes()
+        accessor.update(bufferView=len(views) - 1, byteOffset=0, componentType=5126)
+        del accessor["normalized"]
+        for bound in ("min", "max"):
+            if bound in accessor:
+                accessor[bound] = np.maximum(np.asarray(accessor[bound]) / top, -1.0).tolist()
+    doc["buffers"][0]["byteLength"] = len(binary)
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    body = struct.pack("<I", len(text)) + b"JSON" + text
+    body += struct.pack("<I", len(binary)) + b"BIN\0" + bytes(binary)
+    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
+
+
 def _load_trimesh(path: Path) -> trimesh.Trimesh:
     """Every mesh of the file's scene, transforms applied, as one (``force="mesh"``).
 
     Parts with different colour carriers (two textures, a texture beside vertex colours)
     cannot share one trimesh visual: concatenating them drops every colour. Each part is
     then kept, as loaded, under ``colors.COLOR_PARTS`` for the colour source."""
+    import io
+
+    source: Any = path
+    file_type = None
+    if path.suffix.lower() == ".glb":
+        decoded = _glb_with_float_accessors(path.read_bytes())
+        if decoded is not None:
+            source, file_type = io.BytesIO(decoded), "glb"
     parts = [
         part
-        for part in trimesh.load_scene(path, process=False).dump()
+        for part in trimesh.load_scene(source, file_type=file_type, process=False).dump()
         if isinstance(part, trimesh.Trimesh)
     ]
     mesh = trimesh.util.concatenate(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from pathlib import Path
@@ -489,3 +490,80 @@ def test_a_glb_needing_an_undecodable_compression_is_refused_by_name(tmp_path: P
     with pytest.raises(UnreadableMesh, match="EXT_meshopt_compression") as info:
         load_mesh(path)
     assert info.value.detail["extensions"] == ["EXT_meshopt_compression"]
+
+
+def test_quantized_glb_attributes_are_decoded_as_normalized(tmp_path: Path) -> None:
+    """KHR_mesh_quantization (gltfpack's output): positions as normalized int16 with the
+    scale on the node, texture coordinates as normalized uint16. trimesh reads the raw
+    integers; the loader decodes them to floats first. Positions are 8-byte strided (a
+    vertex attribute's elements are 4-byte aligned)."""
+    from PIL import Image
+
+    from sculptsvc.mesh.colors import color_source_from_visual
+
+    box = trimesh.creation.box(extents=(20.0, 20.0, 20.0))
+    v = box.vertices.repeat(1, axis=0)
+    positions = np.zeros((len(v), 4), np.int16)
+    positions[:, :3] = np.round(v / 10.0 * 32767)
+    uv = np.where(v[:, :1] > 0, 0.75, 0.25) * np.ones((1, 2))  # +x half: right of the image
+    texcoords = np.round(uv * 65535).astype(np.uint16)
+    png = io.BytesIO()
+    image = np.zeros((8, 16, 3), np.uint8)
+    image[:, :8], image[:, 8:] = RED, BLUE
+    Image.fromarray(image).save(png, format="PNG")
+    chunks = [positions.tobytes(), texcoords.tobytes(), box.faces.astype(np.uint32).tobytes()]
+    chunks.append(png.getvalue())
+    offsets = np.cumsum([0] + [len(c) for c in chunks[:-1]]).tolist()
+    doc = {
+        "asset": {"version": "2.0"},
+        "extensionsUsed": ["KHR_mesh_quantization"],
+        "extensionsRequired": ["KHR_mesh_quantization"],
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "scale": [10.0, 10.0, 10.0]}],
+        "meshes": [
+            {
+                "primitives": [
+                    {"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "indices": 2, "material": 0}
+                ]
+            }
+        ],
+        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+        "textures": [{"source": 0}],
+        "images": [{"bufferView": 3, "mimeType": "image/png"}],
+        "accessors": [
+            {
+                "bufferView": 0,
+                "componentType": 5122,
+                "normalized": True,
+                "count": len(v),
+                "type": "VEC3",
+                "min": [-32767] * 3,
+                "max": [32767] * 3,
+            },
+            {
+                "bufferView": 1,
+                "componentType": 5123,
+                "normalized": True,
+                "count": len(v),
+                "type": "VEC2",
+            },
+            {"bufferView": 2, "componentType": 5125, "count": box.faces.size, "type": "SCALAR"},
+        ],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": offsets[0], "byteLength": len(chunks[0]), "byteStride": 8},
+            {"buffer": 0, "byteOffset": offsets[1], "byteLength": len(chunks[1])},
+            {"buffer": 0, "byteOffset": offsets[2], "byteLength": len(chunks[2])},
+            {"buffer": 0, "byteOffset": offsets[3], "byteLength": len(chunks[3])},
+        ],
+        "buffers": [{"byteLength": sum(len(c) for c in chunks)}],
+    }
+    path = tmp_path / "quantized.glb"
+    path.write_bytes(glb_with(doc, b"".join(chunks)))
+    mesh = load_mesh(path)
+    assert np.allclose(mesh.vertices.min(axis=0), -10.0, atol=1e-3)
+    assert np.allclose(mesh.vertices.max(axis=0), 10.0, atol=1e-3)
+    source, kind = color_source_from_visual(mesh)
+    assert kind == "texture"
+    got = source(np.array([[10.0, 0, 0], [-10.0, 0, 0]]), np.zeros((2, 3)))[:, :3].tolist()
+    assert got == [list(BLUE), list(RED)]
