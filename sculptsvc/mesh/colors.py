@@ -139,24 +139,27 @@ def texture_color_source(
 _TRIMESH_DEFAULT_DIFFUSE = (102, 102, 102, 255)  # what trimesh fills in for a material without Kd
 
 
-def _base_color_factor(material: object) -> np.ndarray | None:
-    """A glTF material's linear RGBA base colour factor in 0..1, None when it is absent or
-    white (no effect)."""
+def _factor(material: object) -> np.ndarray | None:
+    """A glTF material's linear RGBA base colour factor in 0..1 (trimesh keeps it as uint8
+    0..255), None when the material has none."""
     factor = getattr(material, "baseColorFactor", None)
     if factor is None:
         return None
-    factor = np.asarray(factor, dtype=np.float64)
-    factor = factor / 255.0 if factor.max() > 1.0 else factor
-    return None if np.all(factor[:3] >= 1.0) else factor
+    factor = np.asarray(factor)
+    return factor / 255.0 if factor.dtype.kind in "ui" else factor.astype(np.float64)
+
+
+def _base_color_factor(material: object) -> np.ndarray | None:
+    """The factor that tints a texture; None when absent or white (no effect)."""
+    factor = _factor(material)
+    return None if factor is None or np.all(factor[:3] >= 1.0) else factor
 
 
 def material_color(material: object) -> tuple[int, int, int, int] | None:
     """The sRGB colour of an untextured material: glTF's base colour factor (linear, so
     converted), or an OBJ material's diffuse ``Kd``; None when the file gave none."""
-    factor = getattr(material, "baseColorFactor", None)
+    factor = _factor(material)
     if factor is not None:
-        factor = np.asarray(factor, dtype=np.float64)
-        factor = factor / 255.0 if factor.max() > 1.0 else factor
         rgb = np.clip(np.rint(linear_to_srgb(factor[:3]) * 255.0), 0, 255).astype(int)
         alpha = round(float(factor[3]) * 255.0) if len(factor) > 3 else 255
         return int(rgb[0]), int(rgb[1]), int(rgb[2]), alpha
@@ -236,12 +239,11 @@ def color_source_from_visual(
     samples_per_face: int = 4,
     uncoloured_hex: str | None = None,
 ) -> tuple[ColorSource | None, str]:
-    """The colour carrier of a loaded mesh, and its kind: 'vertex', 'face', 'texture',
-    'material' (an untextured material's colour) or 'none' ('face': colours per face or per
-    face corner). A mesh of parts (``COLOR_PARTS``)
-    joins its parts' colour clouds, parts without colour in ``uncoloured_hex``; its kind
-    names the parts' kinds joined by '+'. ``uncoloured_hex`` defaults to
-    ``MeshParams.default_color_hex``."""
+    """The colour carrier of a loaded mesh, and its kind: 'vertex', 'face' (colours per
+    face or per face corner), 'texture', 'material' (an untextured material's colour) or
+    'none'. A mesh of parts (``COLOR_PARTS``) joins its parts' colour clouds, parts without
+    colour in ``uncoloured_hex`` (default ``MeshParams.default_color_hex``); its kind names
+    the parts' kinds joined by '+'."""
     parts = mesh.metadata.get(COLOR_PARTS)
     if parts:
         if uncoloured_hex is None:
