@@ -187,6 +187,28 @@ def build_glb(
     return pack_glb(gltf, bytes(b.blob))
 
 
+def unpack_glb(data: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """(glTF JSON, BIN chunk bytes or b"") of a GLB container; None when ``data`` is not one
+    (readers then name the problem)."""
+    if len(data) < 20:
+        return None
+    magic, version, _total = struct.unpack_from("<III", data, 0)
+    json_length, json_type = struct.unpack_from("<II", data, 12)
+    if magic != _GLB_MAGIC or version != _GLB_VERSION or json_type != _CHUNK_JSON:
+        return None
+    try:
+        gltf = json.loads(data[20 : 20 + json_length])
+    except ValueError:
+        return None
+    blob = b""
+    bin_start = 20 + json_length
+    if len(data) >= bin_start + 8:
+        bin_length, bin_type = struct.unpack_from("<II", data, bin_start)
+        if bin_type == _CHUNK_BIN:
+            blob = data[bin_start + 8 : bin_start + 8 + bin_length]
+    return (gltf, blob) if isinstance(gltf, dict) else None
+
+
 def pack_glb(gltf: dict[str, Any], blob: bytes) -> bytes:
     """GLB container: header, JSON chunk (space-padded), BIN chunk (zero-padded)."""
     text = json.dumps(gltf, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()

@@ -128,19 +128,19 @@ def _check_gltf_extensions(path: Path, kind: str) -> None:
 
 
 def _gltf_json(path: Path) -> dict[str, Any]:
-    """The glTF JSON of a .gltf or a GLB's first chunk; {} when it is not readable as such
-    (the reader then names the problem)."""
+    """The glTF JSON of a .gltf or a GLB; {} when it is not readable as such (the reader
+    then names the problem)."""
     import json
-    import struct
 
+    from sculptsvc.mesh.gltf import unpack_glb
+
+    data = path.read_bytes()
+    unpacked = unpack_glb(data)
+    if unpacked is not None:
+        return unpacked[0]
     try:
-        data = path.read_bytes()
-        if data[:4] == b"glTF" and len(data) >= 20 and data[16:20] == b"JSON":
-            (length,) = struct.unpack_from("<I", data, 12)
-            doc = json.loads(data[20 : 20 + length])
-        else:
-            doc = json.loads(data)
-    except (ValueError, struct.error):
+        doc = json.loads(data)
+    except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
 
@@ -154,11 +154,12 @@ def _glb_with_float_accessors(data: bytes) -> bytes | None:
     coordinates, normals, colours as 8/16-bit) decoded to float32 as the glTF spec says
     (unsigned c / max, signed max(c / max, -1)), appended to the binary chunk; None when
     there is none. trimesh's reader ignores ``normalized`` and would read raw integers."""
-    import json
-    import struct
+    from sculptsvc.mesh.gltf import pack_glb, unpack_glb
 
-    (json_length,) = struct.unpack_from("<I", data, 12)
-    doc = json.loads(data[20 : 20 + json_length])
+    unpacked = unpack_glb(data)
+    if unpacked is None:
+        return None
+    doc, original = unpacked
     views = doc.get("bufferViews", [])
     accessors = [
         a
@@ -168,15 +169,8 @@ def _glb_with_float_accessors(data: bytes) -> bytes | None:
         and "sparse" not in a
         and views[a["bufferView"]].get("buffer", 0) == 0  # in the GLB's own binary chunk
     ]
-    bin_start = 20 + json_length
-    if (
-        not accessors
-        or len(data) < bin_start + 8
-        or data[bin_start + 4 : bin_start + 8] != b"BIN\0"
-    ):
+    if not accessors or not original:
         return None
-    (bin_length,) = struct.unpack_from("<I", data, bin_start)
-    original = data[bin_start + 8 : bin_start + 8 + bin_length]
     binary = bytearray(original)
     for accessor in accessors:
         view = views[accessor["bufferView"]]
@@ -200,13 +194,9 @@ def _glb_with_float_accessors(data: bytes) -> bytes | None:
         for bound in ("min", "max"):
             if bound in accessor:
                 accessor[bound] = np.maximum(np.asarray(accessor[bound]) / top, -1.0).tolist()
-    doc["buffers"][0]["byteLength"] = len(binary)
-    text = json.dumps(doc).encode()
-    text += b" " * (-len(text) % 4)
     binary += b"\0" * (-len(binary) % 4)
-    body = struct.pack("<I", len(text)) + b"JSON" + text
-    body += struct.pack("<I", len(binary)) + b"BIN\0" + bytes(binary)
-    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
+    doc["buffers"][0]["byteLength"] = len(binary)
+    return pack_glb(doc, bytes(binary))
 
 
 def _load_trimesh(path: Path) -> trimesh.Trimesh:

@@ -114,3 +114,13 @@ def test_unknown_mode_and_bad_colour_are_refused(processed) -> None:
         export_glb(processed, mode="chrome")  # type: ignore[arg-type]
     with pytest.raises(InvalidEvent):
         export_glb(processed, mode="solid", color_hex="blue")
+
+
+def test_unpack_glb_reads_back_what_pack_glb_wrote() -> None:
+    from sculptsvc.mesh.gltf import pack_glb, unpack_glb
+
+    doc = {"asset": {"version": "2.0"}, "buffers": [{"byteLength": 8}]}
+    blob = bytes(range(6))
+    assert unpack_glb(pack_glb(doc, blob)) == (doc, blob + b"\0\0")  # BIN padded to 4
+    assert unpack_glb(b"glTF" + bytes(30)) is None  # not a GLB of version 2 with JSON
+    assert unpack_glb(b'{"asset": {}}') is None  # a .gltf is not a GLB

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import struct
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import trimesh
 from mold.export import MeshObject, three_mf_bytes
 from sculptsvc.errors import UnreadableMesh
 from sculptsvc.mesh import MeshParams, load_mesh
+from sculptsvc.mesh.gltf import pack_glb, unpack_glb
 from sculptsvc.mesh.repair import is_closed_manifold, repair
 
 # a unit cube as triangle strips: the four sides in one strip (orientation alternates),
@@ -422,16 +422,6 @@ def test_3mf_texture_groups_come_along(tmp_path: Path) -> None:
     assert_two_tone(load_mesh(path), "face+texture")
 
 
-def glb_with(doc: dict, binary: bytes) -> bytes:
-    """A GLB container around a glTF JSON document and its binary chunk."""
-    text = json.dumps(doc).encode()
-    text += b" " * (-len(text) % 4)
-    binary += b"\0" * (-len(binary) % 4)
-    body = struct.pack("<I", len(text)) + b"JSON" + text
-    body += struct.pack("<I", len(binary)) + b"BIN\0" + binary
-    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
-
-
 def test_draco_compressed_glb_loads_its_real_geometry(tmp_path: Path) -> None:
     """Web GLBs are often Draco-compressed; trimesh decodes them only through DracoPy and
     otherwise loads every position as zero."""
@@ -473,7 +463,7 @@ def test_draco_compressed_glb_loads_its_real_geometry(tmp_path: Path) -> None:
         "buffers": [{"byteLength": len(blob) + (-len(blob) % 4)}],
     }
     path = tmp_path / "draco.glb"
-    path.write_bytes(glb_with(doc, blob))
+    path.write_bytes(pack_glb(doc, blob))
     mesh = load_mesh(path)
     assert len(mesh.faces) == len(ball.faces)
     solid, _ = repair(mesh, MeshParams())
@@ -481,12 +471,10 @@ def test_draco_compressed_glb_loads_its_real_geometry(tmp_path: Path) -> None:
 
 
 def test_a_glb_needing_an_undecodable_compression_is_refused_by_name(tmp_path: Path) -> None:
-    data = trimesh.creation.box().export(file_type="glb")
-    (length,) = struct.unpack_from("<I", data, 12)
-    doc = json.loads(data[20 : 20 + length])
+    doc, blob = unpack_glb(trimesh.creation.box().export(file_type="glb"))
     doc["extensionsUsed"] = doc["extensionsRequired"] = ["EXT_meshopt_compression"]
     path = tmp_path / "meshopt.glb"
-    path.write_bytes(glb_with(doc, data[28 + length :]))
+    path.write_bytes(pack_glb(doc, blob))
     with pytest.raises(UnreadableMesh, match="EXT_meshopt_compression") as info:
         load_mesh(path)
     assert info.value.detail["extensions"] == ["EXT_meshopt_compression"]
@@ -559,7 +547,7 @@ def test_quantized_glb_attributes_are_decoded_as_normalized(tmp_path: Path) -> N
         "buffers": [{"byteLength": sum(len(c) for c in chunks)}],
     }
     path = tmp_path / "quantized.glb"
-    path.write_bytes(glb_with(doc, b"".join(chunks)))
+    path.write_bytes(pack_glb(doc, b"".join(chunks)))
     mesh = load_mesh(path)
     assert np.allclose(mesh.vertices.min(axis=0), -10.0, atol=1e-3)
     assert np.allclose(mesh.vertices.max(axis=0), 10.0, atol=1e-3)
