@@ -6,9 +6,9 @@ without colours), OFF, GLB/glTF, 3MF. Readers, in order:
 - trimesh for everything it parses (scenes flattened with their transforms; vertex colours
   and textures ride along in ``mesh.visual``);
 - pymeshlab (VCG) where trimesh finds no triangles: PLY ``tristrips`` elements, which
-  scanners and older tools write and trimesh ignores; and for OFF files trimesh reads
-  without their colours (``COFF`` vertex colours, colours after a face's indices); vertex
-  and face colours are copied over;
+  scanners and older tools write and trimesh ignores; and for colours trimesh's readers
+  skip (an OFF's, a binary STL's per-facet colours); vertex and face colours are copied
+  over;
 - lib3mf (already a dependency of the mold exporter) for 3MF: trimesh's 3MF reader needs
   lxml, and lib3mf is the 3MF consortium's reference implementation. Colour groups and
   base materials (per triangle corner, or the object's default) come along as
@@ -73,8 +73,8 @@ def load_mesh(path: Path | str) -> trimesh.Trimesh:
     except Exception as exc:  # trimesh raises many types for malformed files
         loaded, problem = None, f"{type(exc).__name__}: {exc}"
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
-        if suffix == ".off" and not getattr(loaded.visual, "kind", None):
-            coloured, _, _ = _load_meshlab(path)  # trimesh's OFF reader skips colours
+        if _may_hold_colours_trimesh_skipped(loaded, suffix):
+            coloured, _, _ = _load_meshlab(path)
             if coloured is not None and getattr(coloured.visual, "kind", None):
                 return coloured
         return loaded
@@ -222,6 +222,19 @@ def _load_trimesh(path: Path) -> trimesh.Trimesh:
     if len(parts) > 1 and any(getattr(part.visual, "kind", None) for part in parts):
         mesh.metadata[COLOR_PARTS] = parts
     return mesh
+
+
+def _may_hold_colours_trimesh_skipped(mesh: trimesh.Trimesh, suffix: str) -> bool:
+    """Colours trimesh's readers leave out, which MeshLab's read: an OFF's (``COFF`` vertex
+    colours, colours after a face's indices), a binary STL's per-facet colours in the
+    attribute bytes (VisCAM/SolidView bit 15, or Materialise's ``COLOR=`` header). An STL
+    is re-read only when some attribute bytes are set: most exporters write zeros."""
+    if getattr(mesh.visual, "kind", None):
+        return False
+    if suffix == ".off":
+        return True
+    attributes = getattr(mesh, "face_attributes", {}).get("stl")  # the raw 16 bits per facet
+    return suffix == ".stl" and attributes is not None and bool(np.any(attributes))
 
 
 def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:

@@ -555,3 +555,29 @@ def test_quantized_glb_attributes_are_decoded_as_normalized(tmp_path: Path) -> N
     assert kind == "texture"
     got = source(np.array([[10.0, 0, 0], [-10.0, 0, 0]]), np.zeros((2, 3)))[:, :3].tolist()
     assert got == [list(BLUE), list(RED)]
+
+
+def test_binary_stl_facet_colours_come_along(tmp_path: Path) -> None:
+    """VisCAM/SolidView colour STL: bit 15 marks a valid colour, 5 bits each of blue (low),
+    green and red in every facet's attribute bytes; trimesh keeps only the raw bits."""
+    box, face_rgb = two_tone_box()
+
+    def rgb15(rgb: np.ndarray) -> int:
+        r, g, b = (int(c) >> 3 for c in rgb)
+        return (1 << 15) | (r << 10) | (g << 5) | b
+
+    path = tmp_path / "colour.stl"
+    with path.open("wb") as fh:
+        fh.write(b"binary stl with VisCAM colours".ljust(80, b" "))
+        fh.write(struct.pack("<I", len(box.faces)))
+        for normal, tri, rgb in zip(box.face_normals, box.triangles, face_rgb, strict=True):
+            fh.write(np.asarray(normal, "<f4").tobytes() + np.asarray(tri, "<f4").tobytes())
+            fh.write(struct.pack("<H", rgb15(rgb)))
+    mesh = load_mesh(path)
+    assert mesh.visual.kind == "face"
+    expected = (face_rgb.astype(int) >> 3) << 3  # 5 bits a channel
+    got = np.asarray(mesh.visual.face_colors)[:, :3].astype(int)
+    assert np.abs(got - expected).max() <= 8
+    plain = tmp_path / "plain.stl"
+    plain.write_bytes(box.export(file_type="stl"))  # attribute bytes all zero
+    assert not load_mesh(plain).visual.kind
