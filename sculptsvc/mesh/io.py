@@ -64,12 +64,13 @@ def load_mesh(path: Path | str) -> trimesh.Trimesh:
     kind = FORMATS[suffix]
     if suffix == ".3mf":
         return _load_3mf(path, kind)
-    if suffix in (".glb", ".gltf"):
-        _check_gltf_extensions(path, kind)
+    data = path.read_bytes() if suffix in (".glb", ".gltf") else None
+    if data is not None:
+        _check_gltf_extensions(path, data, kind)
     problem = ""
     points = 0
     try:
-        loaded = _load_trimesh(path)
+        loaded = _load_trimesh(path, data)
     except Exception as exc:  # trimesh raises many types for malformed files
         loaded, problem = None, f"{type(exc).__name__}: {exc}"
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
@@ -106,10 +107,10 @@ _GLTF_UNDECODABLE = ("EXT_meshopt_compression", "KHR_meshopt_compression")
 bytes as positions. (KHR_draco_mesh_compression is decoded through DracoPy.)"""
 
 
-def _check_gltf_extensions(path: Path, kind: str) -> None:
-    """Refuse, naming it, a glTF that requires a geometry extension we cannot decode
-    (rather than sculpting placeholder or garbage positions)."""
-    required = set(_gltf_json(path).get("extensionsRequired", []))
+def _check_gltf_extensions(path: Path, data: bytes, kind: str) -> None:
+    """Refuse, naming it, a glTF (``data``: the file's bytes) that requires a geometry
+    extension we cannot decode (rather than sculpting placeholder or garbage positions)."""
+    required = set(_gltf_json(data).get("extensionsRequired", []))
     blocked = required & set(_GLTF_UNDECODABLE)
     if "KHR_draco_mesh_compression" in required:
         try:
@@ -127,14 +128,13 @@ def _check_gltf_extensions(path: Path, kind: str) -> None:
         )
 
 
-def _gltf_json(path: Path) -> dict[str, Any]:
-    """The glTF JSON of a .gltf or a GLB; {} when it is not readable as such (the reader
-    then names the problem)."""
+def _gltf_json(data: bytes) -> dict[str, Any]:
+    """The glTF JSON of a .gltf's or a GLB's bytes; {} when they are not readable as such
+    (the reader then names the problem)."""
     import json
 
     from sculptsvc.mesh.gltf import unpack_glb
 
-    data = path.read_bytes()
     unpacked = unpack_glb(data)
     if unpacked is not None:
         return unpacked[0]
@@ -199,18 +199,19 @@ def _glb_with_float_accessors(data: bytes) -> bytes | None:
     return pack_glb(doc, bytes(binary))
 
 
-def _load_trimesh(path: Path) -> trimesh.Trimesh:
+def _load_trimesh(path: Path, data: bytes | None = None) -> trimesh.Trimesh:
     """Every mesh of the file's scene, transforms applied, as one (``force="mesh"``).
 
     Parts with different colour carriers (two textures, a texture beside vertex colours)
     cannot share one trimesh visual: concatenating them drops every colour. Each part is
-    then kept, as loaded, under ``colors.COLOR_PARTS`` for the colour source."""
+    then kept, as loaded, under ``colors.COLOR_PARTS`` for the colour source. ``data``:
+    the file's bytes when the caller has read them already."""
     import io
 
     source: Any = path
     file_type = None
     if path.suffix.lower() == ".glb":
-        decoded = _glb_with_float_accessors(path.read_bytes())
+        decoded = _glb_with_float_accessors(path.read_bytes() if data is None else data)
         if decoded is not None:
             source, file_type = io.BytesIO(decoded), "glb"
     parts = [
