@@ -89,6 +89,12 @@ class Event(BaseModel):
 
 # --- OrderPlaced ------------------------------------------------------------------------
 
+ImageMediaType = Literal[
+    "image/png", "image/jpeg", "image/webp", "image/avif", "image/heic", "image/heif"
+]
+"""What a shop may send (``imaging.ALLOWED_FORMATS`` decodes each; HEIC is what phones
+take by default). The decoder reads the bytes' own format; this names it for the record."""
+
 
 class InlineImage(BaseModel):
     """An image sent inside the event. Mind Kafka's 1 MiB message limit: about 700 kB of
@@ -97,7 +103,7 @@ class InlineImage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["inline"] = "inline"
-    media_type: Literal["image/png", "image/jpeg", "image/webp"]
+    media_type: ImageMediaType
     data_base64: str = Field(min_length=4, description="Standard base64 of the image file.")
 
     def decoded(self) -> bytes:
@@ -119,7 +125,7 @@ class UriImage(BaseModel):
 
     kind: Literal["uri"] = "uri"
     uri: AnyUrl
-    media_type: Literal["image/png", "image/jpeg", "image/webp"] | None = None
+    media_type: ImageMediaType | None = None
 
 
 class MoldMaterial(StrEnum):

@@ -25,7 +25,13 @@ from sculptsvc.settings import Settings
 
 DESIGN_SEED = 0
 """Seed of every design (sent with the order, so the factory repeats the design exactly)."""
-IMAGE_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+IMAGE_MEDIA_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "AVIF": "image/avif",
+    "HEIF": "image/heic",
+}
 """What ``OrderPlaced`` can carry inline; other decodable formats are converted to PNG."""
 
 

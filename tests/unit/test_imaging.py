@@ -174,3 +174,23 @@ def test_byte_limit_is_checked_first() -> None:
     with pytest.raises(ImageTooLarge) as info:
         decode_image(b"\x00" * 101, max_bytes=100, max_pixels=10**6)
     assert info.value.detail["size_bytes"] == 101
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_heic_and_avif_photos_decode_with_their_orientation(fmt: str) -> None:
+    """HEIC is what phones take photos in by default; AVIF is the web's newer format. Both
+    decode to the picture (lossy: colours within a few levels), EXIF orientation applied."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()  # to write the fixture; the decoder loads it by itself for HEIF
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:, :32] = (220, 30, 30)  # left half red
+    pixels[:, 32:] = (30, 30, 220)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = encode(Image.fromarray(pixels), fmt, quality=95, exif=exif.tobytes())
+    assert data[4:8] == b"ftyp"
+    out = decode_image(data, **LIMITS)
+    assert out.shape == (64, 48, 3)
+    assert np.abs(out[5, 24].astype(int) - (220, 30, 30)).max() < 25  # red now on top
+    assert np.abs(out[-5, 24].astype(int) - (30, 30, 220)).max() < 25
