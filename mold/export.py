@@ -13,6 +13,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import lib3mf
 import numpy as np
@@ -153,24 +154,21 @@ def _content_uuid(digest: str, role: str) -> str:
     return str(uuid.uuid5(_UUID_NAMESPACE, f"{digest}/{role}"))
 
 
-def _write_buffer(writer: lib3mf.Writer) -> bytes:
-    """``Writer.WriteToBuffer`` returns a Python list of ints; go through ctypes for bytes."""
-    w = writer._wrapper
+def lib3mf_bytes(owner: lib3mf.Base, function: Any) -> bytes:
+    """The bytes of one of lib3mf's "ask the size, then fill" buffer calls,
+    ``function(handle, count, needed, buffer)``, on ``owner`` (a writer, an attachment):
+    the binding's own wrappers return a Python list of ints; ctypes gives bytes."""
+    w = owner._wrapper
     needed = ctypes.c_uint64(0)
-    w.checkError(
-        writer,
-        w.lib.lib3mf_writer_writetobuffer(
-            writer._handle, ctypes.c_uint64(0), needed, (ctypes.c_uint8 * 0)()
-        ),
-    )
+    w.checkError(owner, function(owner._handle, ctypes.c_uint64(0), needed, (ctypes.c_uint8 * 0)()))
     buffer = (ctypes.c_uint8 * needed.value)()
-    w.checkError(
-        writer,
-        w.lib.lib3mf_writer_writetobuffer(
-            writer._handle, ctypes.c_uint64(needed.value), needed, buffer
-        ),
-    )
+    w.checkError(owner, function(owner._handle, ctypes.c_uint64(needed.value), needed, buffer))
     return bytes(buffer)
+
+
+def _write_buffer(writer: lib3mf.Writer) -> bytes:
+    """``Writer.WriteToBuffer`` as bytes."""
+    return lib3mf_bytes(writer, writer._wrapper.lib.lib3mf_writer_writetobuffer)
 
 
 def three_mf_bytes(objects: list[MeshObject], decimals: int) -> bytes:

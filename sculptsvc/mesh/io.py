@@ -426,20 +426,9 @@ def _texture_image_3mf(wrapper: Any, texture: Any) -> Any:
 
     from PIL import Image
 
+    from mold.export import lib3mf_bytes
+
     attachment = texture.GetAttachment()
-    size = ctypes.c_uint64(0)
-    empty = (ctypes.c_uint8 * 0)()
-    # the binding's WriteToBuffer returns a list of ints; read the bytes directly
-    wrapper.checkError(
-        attachment,
-        wrapper.lib.lib3mf_attachment_writetobuffer(
-            attachment._handle, ctypes.c_uint64(0), size, empty
-        ),
-    )
-    data = (ctypes.c_uint8 * size.value)()
-    wrapper.checkError(
-        attachment,
-        wrapper.lib.lib3mf_attachment_writetobuffer(attachment._handle, size, size, data),
-    )
-    with Image.open(io.BytesIO(bytes(data))) as image:
+    data = lib3mf_bytes(attachment, wrapper.lib.lib3mf_attachment_writetobuffer)
+    with Image.open(io.BytesIO(data)) as image:
         return image.convert("RGBA")
