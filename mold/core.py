@@ -114,7 +114,11 @@ def scaled_part(
     No self-intersection check yet: see :func:`part_self_intersections`.
     """
     mesh = validate_arrays(vertices, faces)
-    solid = to_manifold(mesh)
+    # Built about the centre of its box: manifold3d's tolerance grows with the largest
+    # coordinate and transforms keep it, so a scan kept in world coordinates (a 5 cm part at
+    # UTM 6.8e6 m) would carry a 6 um tolerance into the mm frame and cut slivers at the plane.
+    origin = 0.5 * (mesh.vertices.min(axis=0) + mesh.vertices.max(axis=0))
+    solid = to_manifold(TriMesh(mesh.vertices - origin, mesh.faces))
     bodies = solid.decompose()
     merged = len(bodies)
     if merged > 1:  # overlapping shells pass status() yet count their overlap twice
@@ -140,7 +144,8 @@ def scaled_part(
     scale = 1.0 if spec.size_mm is None else spec.size_mm / longest
     to_part = affine(np.eye(3) * scale, -scale * 0.5 * (lo + hi))
     solid = transform_manifold(solid, to_part)
-    return _Part(from_manifold(solid), solid, to_part, merged, dropped)
+    from_input = to_part @ affine(translation=-origin)
+    return _Part(from_manifold(solid), solid, from_input, merged, dropped)
 
 
 class _CheckedParts:

@@ -210,6 +210,21 @@ def test_input_units_do_not_matter() -> None:
     )
 
 
+@pytest.mark.parametrize("offset_mm", [0.001, -0.001])
+def test_a_part_in_world_coordinates_molds_like_one_at_the_origin(offset_mm: float) -> None:
+    """A 5 cm scan kept in UTM metres: manifold3d's tolerance follows the largest coordinate,
+    so a solid built there cut slivers at a plane 1 um from the equator's vertices."""
+    vertices, faces = shapes.sphere()
+    local = vertices * 0.025
+    far = local + np.array([512345.0, 6781234.0, 120.0])
+    spec = MoldSpec(parting="z", parting_offset_mm=offset_mm)
+    there = make_mold(far, faces, spec).report
+    here = make_mold(local, faces, spec).report
+    assert there.gate.passed
+    assert there.cavity_volume_ml == pytest.approx(here.cavity_volume_ml, rel=1e-9)
+    assert there.part.volume_ml == pytest.approx(here.part.volume_ml, rel=1e-9)
+
+
 def test_overlapping_shells_are_united_before_molding() -> None:
     v, f = shapes.sphere(1.0, 48)
     # two shells in one mesh, overlapping: a closed surface whose volume counts twice
