@@ -41,6 +41,7 @@ _RELABEL_PASSES = 2
 _RELABEL_MIN_DOT = 0.3  # a face joins a neighbour's chart only if it still faces that way
 _PACK_SHRINK = 0.9  # texel density factor when the charts do not fit in one atlas
 _PACK_ATTEMPTS = 8
+_UV_DIAGONAL_EXPONENT = 6  # charts are packed at a diagonal of 2**6..2**7 units
 _INSIDE_EPS = 1e-6  # barycentric margin for "strictly inside" (overlap test)
 _ROW_SLACK = 1e-3  # texels; far above the rasteriser's own tolerance (1e-9 x the triangle)
 
@@ -263,9 +264,13 @@ def _projection_unwrap(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, Raster | None]:
     labels = _projection_labels(mesh)
     chart = _components(mesh, labels)
-    corner_uv = _project(mesh, labels)
+    # Projected at the scale of a sculpture in mm (a diagonal of 64-128 units; a power of two,
+    # so exact): xatlas drops UV triangles below its own absolute area epsilon, and a 10 cm
+    # part in metres packed its faces on top of each other.
+    unit = 2.0 ** (np.floor(np.log2(diagonal_of(mesh))) - _UV_DIAGONAL_EXPONENT)
+    corner_uv = _project(mesh, labels) / unit
     faces = np.asarray(mesh.faces, dtype=np.int64)
-    area = float(mesh.area_faces.sum())
+    area = float(mesh.area_faces.sum()) / (unit * unit)
     size = params.texture_size
     density = float(np.sqrt(params.atlas_fill * size * size / max(area, 1e-300)))
     passes = 0

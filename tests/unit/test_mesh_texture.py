@@ -185,3 +185,24 @@ def test_bad_colour_is_rejected_naming_the_value(bad: str) -> None:
 
     with pytest.raises(InvalidEvent, match="RRGGBB"):
         parse_hex(bad)
+
+
+def _bumpy(diagonal: float) -> trimesh.Trimesh:
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
+    v = sphere.vertices
+    v = v * (1 + 0.15 * np.sin(5 * v[:, :1]) * np.cos(4 * v[:, 1:2])) * np.array([1, 0.6, 1.4])
+    return trimesh.Trimesh(v * (diagonal / np.linalg.norm(np.ptp(v, axis=0))), sphere.faces)
+
+
+@pytest.mark.parametrize("diagonal", [0.01, 0.1, 100.0])
+def test_unwrap_packs_the_same_charts_whatever_the_unit(diagonal: float) -> None:
+    """A 1 cm figurine in metres (glTF's unit) has UV triangles below xatlas's absolute
+    area epsilon; they were packed on top of each other and the atlas never fitted."""
+    params = MeshParams()
+    atlas = unwrap(_bumpy(diagonal), params)
+    reference = unwrap(_bumpy(100.0), params)
+    assert atlas.charts == reference.charts
+    assert atlas.overlap_passes == 0
+    r = rasterize(atlas.uv, atlas.faces, params.texture_size)
+    assert len(_overlapping_faces(r, params.texture_size)) == 0
+    assert len(r.face) == pytest.approx(len(reference.raster.face), rel=0.01)
