@@ -23,6 +23,15 @@ class MeshParams(BaseModel):
         3_000_000, ge=1, description="Larger inputs are rejected before any work is done."
     )
 
+    recentre_beyond_diagonals: float = Field(
+        16.0,
+        gt=0,
+        description="An input whose box centre lies more than this many diagonals from the "
+        "origin (a scan in map or world coordinates) is first moved to the origin, and stays "
+        "there: float32 positions (MeshLab's and the GLB's) keep about 7 digits, so beyond 16 "
+        "diagonals they lose more than 1e-6 of the part's size.",
+    )
+
     # --- Repair ----------------------------------------------------------------------
     weld_tolerance_rel: float = Field(
         1e-7, ge=0, description="Vertices closer than this (x diagonal) are welded."

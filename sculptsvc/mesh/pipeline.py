@@ -91,6 +91,40 @@ def to_trimesh(mesh: trimesh.Trimesh | ColoredMesh) -> tuple[trimesh.Trimesh, Co
     return mesh, None
 
 
+def _near_the_origin(
+    mesh: trimesh.Trimesh, params: MeshParams
+) -> tuple[trimesh.Trimesh, np.ndarray | None]:
+    """``mesh`` moved so its box is centred on the origin when it lies farther than
+    ``params.recentre_beyond_diagonals`` diagonals away (else as given); and the shift."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if len(vertices) == 0 or not np.isfinite(vertices).all():
+        return mesh, None  # repair drops non-finite corners; the mesh is then near enough
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    centre = 0.5 * (lo + hi)
+    diagonal = float(np.linalg.norm(hi - lo))
+    if float(np.abs(centre).max()) <= params.recentre_beyond_diagonals * diagonal:
+        return mesh, None
+    moved = mesh.copy()
+    moved.vertices = vertices - centre
+    log.info("mesh moved to the origin", from_centre=centre.tolist(), diagonal=diagonal)
+    return moved, -centre
+
+
+def _shifted(source: ColorSource | None, moved_by: np.ndarray) -> ColorSource | None:
+    """A colour field of the input's frame, asked in the moved frame."""
+    if source is None:
+        return None
+
+    def shifted(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        return source(points - moved_by, normals)
+
+    return shifted
+
+
+def _vector_text(v: np.ndarray) -> str:
+    return "(" + ", ".join(f"{x:.10g}" for x in v) + ")"
+
+
 def process_mesh(
     mesh: trimesh.Trimesh | ColoredMesh,
     params: MeshParams | None = None,
@@ -105,6 +139,10 @@ def process_mesh(
     params = params or MeshParams()
     timings: dict[str, float] = {}
     source_mesh, carried = to_trimesh(mesh)
+    source_mesh, moved_by = _near_the_origin(source_mesh, params)
+    if moved_by is not None:
+        color_source = _shifted(color_source, moved_by)
+        carried = _shifted(carried, moved_by)
     with timed(timings, "colors"):
         if color_source is not None:
             kind = "callable"
@@ -123,6 +161,12 @@ def process_mesh(
             )
     with timed(timings, "repair"):
         repaired, repair_log = repair(source_mesh, params)
+    if moved_by is not None:
+        repair_log.actions.insert(
+            0,
+            f"moved to the origin from {_vector_text(-moved_by)}: float32 positions cannot hold "
+            "the part that far from it",
+        )
     with timed(timings, "smooth"):
         smoothed, displacement = smooth(repaired, params)
     with timed(timings, "budget"):

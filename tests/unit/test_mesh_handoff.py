@@ -139,3 +139,40 @@ def test_make_mold_reuses_the_check_on_the_same_arrays_and_only_on_them(
     assert len(counted) == 3
     again = make_mold(np.array(clean.vertices), np.array(clean.faces), spec)
     assert again.stl_a == first.stl_a  # and the bytes do not depend on where the part came from
+
+
+def test_a_scan_in_world_coordinates_is_moved_to_the_origin_and_keeps_its_colours(
+    tmp_path: Path,
+) -> None:
+    """A 5 cm scan in UTM metres: float32 keeps 0.5 m there, so the stage used to flatten it
+    ("no volume") instead of making the sculpture the file holds."""
+    local = trimesh.creation.icosphere(subdivisions=4, radius=0.025)
+    offset = np.array([512345.0, 6781234.0, 120.0])
+    far = trimesh.Trimesh(local.vertices + offset, local.faces, process=False)
+    red_top = np.where(local.vertices[:, 2:] > 0, [220, 20, 20, 255], [20, 20, 220, 255])
+    far.visual.vertex_colors = red_top.astype(np.uint8)
+    result = process_mesh(far, MeshParams(target_faces=2000, mold_size_mm=80))
+    report = result.report
+    assert report.watertight and report.outward and report.self_intersecting_faces == 0
+    assert report.repair_actions[0].startswith("moved to the origin from (512345, 6781234, 120)")
+    centre = 0.5 * (result.mesh.bounds[0] + result.mesh.bounds[1])
+    assert np.abs(centre).max() < 1e-3 * 0.05
+    assert report.volume == pytest.approx(local.volume, rel=0.01)
+    assert report.hausdorff_rel < 0.01
+    # colours are asked where they are: top red, bottom blue
+    points = np.array([[0.0, 0.0, 0.025], [0.0, 0.0, -0.025]])
+    colours = result.color_source(points, np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))
+    assert colours[0, 0] > 200 and colours[0, 2] < 50
+    assert colours[1, 2] > 200 and colours[1, 0] < 50
+    glb = tmp_path / "sculpture.glb"
+    glb.write_bytes(export_glb(result))
+    part = load_part(glb, repair=False)
+    assert run_mold(part, MoldSpec(size_mm=80), tmp_path / "mold").report.gate.passed
+
+
+def test_a_part_near_the_origin_is_left_where_it_is() -> None:
+    mesh = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    mesh.apply_translation((100.0, 0.0, 0.0))  # 5 diagonals away: not moved
+    result = process_mesh(mesh, MeshParams(target_faces=1000))
+    assert not any("origin" in a for a in result.report.repair_actions)
+    assert 0.5 * (result.mesh.bounds[0] + result.mesh.bounds[1])[0] == pytest.approx(100, abs=0.05)
