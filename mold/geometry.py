@@ -56,6 +56,23 @@ def validate_arrays(vertices: np.ndarray, faces: np.ndarray) -> TriMesh:
     return TriMesh(v, f)
 
 
+def without_non_finite(
+    vertices: np.ndarray, faces: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(vertices, faces, faces dropped): faces with a NaN or infinite corner dropped (a
+    scanner's missing depth), the vertices compacted to those still used. The input as it
+    is when every vertex is finite; all faces dropped when none is left whole."""
+    finite = np.isfinite(vertices).all(axis=1)
+    if finite.all() or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
+        return vertices, faces, 0  # (bad indices are check_input's to name)
+    whole = finite[faces].all(axis=1)
+    kept = faces[whole]
+    used = np.unique(kept)
+    index = np.full(len(vertices), -1, dtype=np.int64)
+    index[used] = np.arange(len(used))
+    return vertices[used], index[kept], int((~whole).sum())
+
+
 def to_manifold(mesh: TriMesh) -> m3.Manifold:
     """Build a manifold3d solid (double precision); reject anything that is not closed."""
     m = m3.Manifold(

@@ -83,8 +83,8 @@ def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) 
     import numpy as np
     import trimesh
 
+    from mold.geometry import without_non_finite
     from sculptsvc.mesh.io import load_mesh
-    from sculptsvc.mesh.repair import without_non_finite
 
     mesh = load_mesh(path)  # UnreadableMesh names the format problem
     vertices, faces, non_finite = without_non_finite(np.asarray(mesh.vertices), mesh.faces)

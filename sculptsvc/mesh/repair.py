@@ -23,6 +23,7 @@ import trimesh
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from mold.geometry import without_non_finite
 from sculptsvc.errors import UnrepairableMesh
 from sculptsvc.logging import get_logger
 from sculptsvc.mesh.params import MeshParams
@@ -90,23 +91,6 @@ def check_input(vertices: np.ndarray, faces: np.ndarray, params: MeshParams) -> 
         raise UnrepairableMesh("mesh has non-finite vertex coordinates (NaN or inf)")
     if float(np.ptp(vertices[np.unique(faces)], axis=0).min()) <= 0:
         raise UnrepairableMesh("mesh is flat: its bounding box has zero thickness")
-
-
-def without_non_finite(
-    vertices: np.ndarray, faces: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """(vertices, faces, faces dropped): faces with a NaN or infinite corner dropped (a
-    scanner's missing depth), the vertices compacted to those still used. The input as it
-    is when every vertex is finite; all faces dropped when none is left whole."""
-    finite = np.isfinite(vertices).all(axis=1)
-    if finite.all() or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
-        return vertices, faces, 0  # (bad indices are check_input's to name)
-    whole = finite[faces].all(axis=1)
-    kept = faces[whole]
-    used = np.unique(kept)
-    index = np.full(len(vertices), -1, dtype=np.int64)
-    index[used] = np.arange(len(used))
-    return vertices[used], index[kept], int((~whole).sum())
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,13 +7,13 @@ import pymeshlab
 import trimesh
 from pydantic import BaseModel, ConfigDict, Field
 
+from mold.geometry import without_non_finite
 from sculptsvc.mesh.repair import (
     RepairLog,
     diagonal,
     edge_counts,
     signed_volume,
     split_shells,
-    without_non_finite,
 )
 
 Vec3 = tuple[float, float, float]
