@@ -149,54 +149,143 @@ _COMPONENT_DTYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "
 _TYPE_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 
 
-def _glb_with_float_accessors(data: bytes) -> bytes | None:
-    """The GLB with every ``normalized`` integer accessor (KHR_mesh_quantization: texture
-    coordinates, normals, colours as 8/16-bit) decoded to float32 as the glTF spec says
-    (unsigned c / max, signed max(c / max, -1)), appended to the binary chunk; None when
-    there is none. trimesh's reader ignores ``normalized`` and would read raw integers."""
+def _glb_for_trimesh(data: bytes) -> bytes | None:
+    """The GLB rewritten where trimesh's reader would misread it; None when it reads right.
+
+    - ``normalized`` integer accessors (KHR_mesh_quantization: texture coordinates,
+      normals, colours as 8/16-bit) are decoded to float32, as the glTF spec says;
+      trimesh reads the raw integers.
+    - the base colour texture's coordinates are baked into ``TEXCOORD_0``: the set it names
+      (``texCoord``) and its ``KHR_texture_transform`` (offset, rotation, scale: how
+      exporters tile or crop an atlas); trimesh always samples set 0, untransformed.
+
+    New accessors go at the end of the binary chunk; nothing already there moves.
+    """
     from sculptsvc.mesh.gltf import pack_glb, unpack_glb
 
     unpacked = unpack_glb(data)
-    if unpacked is None:
+    if unpacked is None or not unpacked[1]:
         return None
     doc, original = unpacked
-    views = doc.get("bufferViews", [])
-    accessors = [
-        a
-        for a in doc.get("accessors", [])
-        if a.get("normalized")
-        and "bufferView" in a
-        and "sparse" not in a
-        and views[a["bufferView"]].get("buffer", 0) == 0  # in the GLB's own binary chunk
-    ]
-    if not accessors or not original:
-        return None
     binary = bytearray(original)
+    decoded = _decode_normalized(doc, original, binary)
+    baked = _bake_base_color_uv(doc, binary)
+    if not (decoded or baked):
+        return None
+    binary += b"\0" * (-len(binary) % 4)
+    doc["buffers"][0]["byteLength"] = len(binary)
+    return pack_glb(doc, bytes(binary))
+
+
+def _in_binary_chunk(doc: dict[str, Any], accessor: dict[str, Any]) -> bool:
+    views = doc.get("bufferViews", [])
+    return (
+        "bufferView" in accessor
+        and "sparse" not in accessor
+        and views[accessor["bufferView"]].get("buffer", 0) == 0
+    )
+
+
+def _accessor_rows(doc: dict[str, Any], accessor: dict[str, Any], binary: bytes) -> np.ndarray:
+    """An accessor's ``(count, width)`` values as stored (a view into ``binary``)."""
+    view = doc["bufferViews"][accessor["bufferView"]]
+    dtype = np.dtype(_COMPONENT_DTYPES.get(accessor["componentType"], "<f4"))
+    width = _TYPE_WIDTH[accessor["type"]]
+    stride = view.get("byteStride") or dtype.itemsize * width
+    return np.ndarray(
+        (accessor["count"], width),
+        dtype,
+        binary,
+        offset=view.get("byteOffset", 0) + accessor.get("byteOffset", 0),
+        strides=(stride, dtype.itemsize),
+    )
+
+
+def _append_float_view(doc: dict[str, Any], binary: bytearray, values: np.ndarray) -> int:
+    """Append float32 ``values`` to the binary chunk as a new buffer view; its index."""
+    data = np.ascontiguousarray(values, dtype="<f4").tobytes()
+    binary += b"\0" * (-len(binary) % 4)
+    views = doc.setdefault("bufferViews", [])
+    views.append({"buffer": 0, "byteOffset": len(binary), "byteLength": len(data)})
+    binary += data
+    return len(views) - 1
+
+
+def _decode_normalized(doc: dict[str, Any], original: bytes, binary: bytearray) -> bool:
+    """Every ``normalized`` accessor of the binary chunk as float32 (unsigned c / max,
+    signed max(c / max, -1)); whether there was one."""
+    accessors = [
+        a for a in doc.get("accessors", []) if a.get("normalized") and _in_binary_chunk(doc, a)
+    ]
     for accessor in accessors:
-        view = views[accessor["bufferView"]]
-        dtype = np.dtype(_COMPONENT_DTYPES[accessor["componentType"]])
-        width = _TYPE_WIDTH[accessor["type"]]
-        stride = view.get("byteStride") or dtype.itemsize * width
-        rows = np.ndarray(
-            (accessor["count"], width),
-            dtype,
-            original,
-            offset=view.get("byteOffset", 0) + accessor.get("byteOffset", 0),
-            strides=(stride, dtype.itemsize),
-        )
-        top = float(np.iinfo(dtype).max)
-        values = np.maximum(rows / top, -1.0).astype("<f4")
-        binary += b"\0" * (-len(binary) % 4)
-        views.append({"buffer": 0, "byteOffset": len(binary), "byteLength": values.nbytes})
-        binary += values.tobytes()
-        accessor.update(bufferView=len(views) - 1, byteOffset=0, componentType=5126)
+        rows = _accessor_rows(doc, accessor, original)
+        top = float(np.iinfo(rows.dtype).max)
+        view = _append_float_view(doc, binary, np.maximum(rows / top, -1.0))
+        accessor.update(bufferView=view, byteOffset=0, componentType=5126)
         del accessor["normalized"]
         for bound in ("min", "max"):
             if bound in accessor:
                 accessor[bound] = np.maximum(np.asarray(accessor[bound]) / top, -1.0).tolist()
-    binary += b"\0" * (-len(binary) % 4)
-    doc["buffers"][0]["byteLength"] = len(binary)
-    return pack_glb(doc, bytes(binary))
+    return bool(accessors)
+
+
+def _texture_transform(info: dict[str, Any]) -> tuple[int, np.ndarray | None]:
+    """(the coordinate set, the 3x3 KHR_texture_transform matrix or None) of a textureInfo:
+    translation x rotation x scale, rotation counter-clockwise in UV space (the spec's)."""
+    transform = info.get("extensions", {}).get("KHR_texture_transform")
+    if not isinstance(transform, dict):
+        return int(info.get("texCoord", 0)), None
+    ox, oy = transform.get("offset", [0.0, 0.0])
+    sx, sy = transform.get("scale", [1.0, 1.0])
+    r = float(transform.get("rotation", 0.0))
+    c, s = np.cos(r), np.sin(r)
+    matrix = (
+        np.array([[1.0, 0.0, ox], [0.0, 1.0, oy], [0.0, 0.0, 1.0]])
+        @ np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+        @ np.diag([sx, sy, 1.0])
+    )
+    return int(transform.get("texCoord", info.get("texCoord", 0))), matrix
+
+
+def _bake_base_color_uv(doc: dict[str, Any], binary: bytearray) -> bool:
+    """Point each primitive's ``TEXCOORD_0`` at the coordinates its base colour texture
+    samples, transformed; whether any primitive changed."""
+    materials = doc.get("materials", [])
+    accessors = doc.get("accessors", [])
+    baked: dict[tuple[int, int], int] = {}  # (source accessor, material) -> new accessor
+    rewritten: set[int] = set()  # materials whose coordinates are baked in
+    for mesh in doc.get("meshes", []):
+        for primitive in mesh.get("primitives", []):
+            index = primitive.get("material")
+            if not isinstance(index, int) or not 0 <= index < len(materials):
+                continue
+            info = materials[index].get("pbrMetallicRoughness", {}).get("baseColorTexture")
+            if not isinstance(info, dict):
+                continue
+            coord_set, matrix = _texture_transform(info)
+            attributes = primitive.get("attributes", {})
+            source = attributes.get(f"TEXCOORD_{coord_set}")
+            if (coord_set == 0 and matrix is None) or not isinstance(source, int):
+                continue
+            if matrix is None:
+                attributes["TEXCOORD_0"] = source  # another set, as stored
+            elif _in_binary_chunk(doc, accessors[source]):
+                if (source, index) not in baked:
+                    uv = _accessor_rows(doc, accessors[source], binary).astype(np.float64)
+                    uv = uv @ matrix[:2, :2].T + matrix[:2, 2]
+                    view = _append_float_view(doc, binary, uv)
+                    new = {"bufferView": view, "componentType": 5126, "type": "VEC2"}
+                    accessors.append(new | {"count": len(uv)})
+                    baked[(source, index)] = len(accessors) - 1
+                attributes["TEXCOORD_0"] = baked[(source, index)]
+            else:
+                continue
+            rewritten.add(index)
+    for index in rewritten:  # what is baked in must not be applied again by a reader
+        info = materials[index]["pbrMetallicRoughness"]["baseColorTexture"]
+        info.pop("texCoord", None)
+        info.get("extensions", {}).pop("KHR_texture_transform", None)
+    return bool(rewritten)
 
 
 def _load_trimesh(path: Path, data: bytes | None = None) -> trimesh.Trimesh:
@@ -211,7 +300,7 @@ def _load_trimesh(path: Path, data: bytes | None = None) -> trimesh.Trimesh:
     source: Any = path
     file_type = None
     if path.suffix.lower() == ".glb":
-        decoded = _glb_with_float_accessors(path.read_bytes() if data is None else data)
+        decoded = _glb_for_trimesh(path.read_bytes() if data is None else data)
         if decoded is not None:
             source, file_type = io.BytesIO(decoded), "glb"
     parts = [

@@ -581,3 +581,102 @@ def test_binary_stl_facet_colours_come_along(tmp_path: Path) -> None:
     plain = tmp_path / "plain.stl"
     plain.write_bytes(box.export(file_type="stl"))  # attribute bytes all zero
     assert not load_mesh(plain).visual.kind
+
+
+GREEN, WHITE = (20, 200, 40), (250, 250, 250)
+
+
+def _quadrant_box_glb(texcoords: list[np.ndarray], texture_info: dict[str, object]) -> bytes:
+    """A 20 mm box whose base colour texture has four quadrants (glTF's v runs down: top-left
+    RED, top-right BLUE, bottom-left GREEN, bottom-right WHITE), with the given coordinate
+    sets (float32, one row per vertex) and base colour textureInfo."""
+    from PIL import Image
+
+    box = trimesh.creation.box(extents=(20.0, 20.0, 20.0))
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[:8, :8], image[:8, 8:], image[8:, :8], image[8:, 8:] = RED, BLUE, GREEN, WHITE
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    chunks = [np.asarray(box.vertices, "<f4").tobytes()]
+    chunks += [np.asarray(uv, "<f4").tobytes() for uv in texcoords]
+    chunks += [box.faces.astype("<u4").tobytes(), png.getvalue()]
+    offsets = np.cumsum([0] + [len(c) for c in chunks[:-1]]).tolist()
+    n, sets = len(box.vertices), len(texcoords)
+    attributes = {"POSITION": 0} | {f"TEXCOORD_{i}": i + 1 for i in range(sets)}
+    accessors = [{"bufferView": 0, "componentType": 5126, "count": n, "type": "VEC3"}]
+    accessors[0] |= {"min": box.vertices.min(axis=0).tolist()}
+    accessors[0] |= {"max": box.vertices.max(axis=0).tolist()}
+    accessors += [
+        {"bufferView": i + 1, "componentType": 5126, "count": n, "type": "VEC2"}
+        for i in range(sets)
+    ]
+    accessors.append(
+        {"bufferView": sets + 1, "componentType": 5125, "count": box.faces.size, "type": "SCALAR"}
+    )
+    doc = {
+        "asset": {"version": "2.0"},
+        "extensionsUsed": ["KHR_texture_transform"],
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [
+            {"primitives": [{"attributes": attributes, "indices": sets + 1, "material": 0}]}
+        ],
+        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": texture_info}}],
+        "textures": [{"source": 0}],
+        "images": [{"bufferView": sets + 2, "mimeType": "image/png"}],
+        "accessors": accessors,
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": o, "byteLength": len(c)}
+            for o, c in zip(offsets, chunks, strict=True)
+        ],
+        "buffers": [{"byteLength": sum(len(c) for c in chunks)}],
+    }
+    return pack_glb(doc, b"".join(chunks))
+
+
+def _colours_of(glb: bytes, tmp_path: Path) -> set[tuple[int, ...]]:
+    """The colours the loaded mesh's colour source gives at 200 points over its surface."""
+    from sculptsvc.mesh.colors import color_source_from_visual
+
+    path = tmp_path / "textured.glb"
+    path.write_bytes(glb)
+    mesh = load_mesh(path)
+    source, kind = color_source_from_visual(mesh)
+    assert kind == "texture"
+    points, faces = trimesh.sample.sample_surface(mesh, 200, seed=0)
+    colours = source(points, mesh.face_normals[faces])[:, :3]
+    return {tuple(int(c) for c in row) for row in colours}
+
+
+def _corner_uv(lo: float, hi: float) -> np.ndarray:
+    """Per-vertex UVs spanning [lo, hi]^2 with the box's x and y."""
+    box = trimesh.creation.box(extents=(20.0, 20.0, 20.0))
+    return lo + (hi - lo) * (box.vertices[:, :2] + 10.0) / 20.0
+
+
+def test_a_glb_texture_transform_is_applied_to_the_base_colour(tmp_path: Path) -> None:
+    """KHR_texture_transform (an atlas crop): trimesh samples the raw coordinates, which
+    here span all four quadrants; the transform picks the top-right one."""
+    transform = {"offset": [0.55, 0.05], "scale": [0.4, 0.4]}
+    info = {"index": 0, "extensions": {"KHR_texture_transform": transform}}
+    assert _colours_of(_quadrant_box_glb([_corner_uv(0.0, 1.0)], info), tmp_path) == {BLUE}
+
+
+def test_a_glb_texture_rotation_turns_counter_clockwise_as_the_spec_says(
+    tmp_path: Path,
+) -> None:
+    """Top-left coordinates turned a quarter counter-clockwise and moved down by one land
+    in the bottom-left quadrant (turned the other way they would wrap to the top-right)."""
+    transform = {"rotation": np.pi / 2, "offset": [0.0, 1.0]}
+    info = {"index": 0, "extensions": {"KHR_texture_transform": transform}}
+    assert _colours_of(_quadrant_box_glb([_corner_uv(0.05, 0.45)], info), tmp_path) == {GREEN}
+
+
+def test_a_glb_base_colour_on_the_second_coordinate_set_is_sampled_there(
+    tmp_path: Path,
+) -> None:
+    unused = np.full((8, 2), 0.75)  # set 0 points at the bottom-right (WHITE)
+    info = {"index": 0, "texCoord": 1}
+    glb = _quadrant_box_glb([unused, _corner_uv(0.05, 0.45)], info)
+    assert _colours_of(glb, tmp_path) == {RED}
