@@ -111,10 +111,11 @@ class MoldParams(BaseModel):
     )
     parting_seed: int = Field(0, description="Seed of that (deterministic) sample.")
     parting_report_faces: int = Field(
-        200_000,
+        50_000,
         ge=1000,
         description="Parts with more faces have the chosen parting's undercut measured on an "
-        "area-weighted sample of this many (seeded); smaller parts on every face.",
+        "area-weighted sample of this many (seeded; standard error at most 0.23 % of the "
+        "area); smaller parts on every face.",
     )
     undercut_tie_fraction: float = Field(
         0.005, ge=0, description="Undercut differences below this share of area are ties."

@@ -43,12 +43,12 @@ class LoadedPart:
 
 
 def _welded(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
-    """Merge vertices split only by UV or normal seams (OBJ files are full of them)."""
+    """Merge vertices split only by UV or normal seams (OBJ files are full of them): built
+    from positions alone, trimesh's processing welds equal positions once."""
     import numpy as np
     import trimesh
 
     welded = trimesh.Trimesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), process=True)
-    welded.merge_vertices(merge_tex=True, merge_norm=True)
     return np.asarray(welded.vertices, dtype=np.float64), np.asarray(welded.faces, dtype=np.int64)
 
 
