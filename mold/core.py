@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import manifold3d as m3
@@ -45,6 +46,7 @@ from mold.parting import Parting, choose_parting, parting_for, ranked_candidates
 from mold.report import (
     CandidateInfo,
     ChannelInfo,
+    GateCheck,
     GateInfo,
     HalfInfo,
     KeyInfo,
@@ -428,12 +430,22 @@ def _gated_mold(
     """Steps 4-7 for one parting; raises ``MoldGenerationFailed`` when a gate refuses it."""
     geom = geometry_for(part, parting, spec, params)  # steps 4-5
     out = export_halves(geom, spec)  # step 6
-    # 7. gate the geometry, then write the 3MF of the gated halves and check it too
-    gated = run_gate(gate_input(geom, out, params), spec, params)
-    three_mf = write_three_mf(out, params)
-    checks = [*gated.info.checks, check_three_mf(three_mf, (len(out.fa), len(out.fb)))]
+    # 7. gate the geometry; write the 3MF of the halves and read it back meanwhile, on a
+    # second thread (lib3mf runs through ctypes, which releases the GIL). A failed gate
+    # still wins over a refused 3MF, as if the 3MF were written after it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mold-3mf") as pool:
+        packaged = pool.submit(_checked_three_mf, out, params)
+        gated = run_gate(gate_input(geom, out, params), spec, params)
+        three_mf, three_mf_check = packaged.result()
+    checks = [*gated.info.checks, three_mf_check]
     fail_on(checks)
     return geom, out, gated, GateInfo(passed=True, checks=tuple(checks)), three_mf
+
+
+def _checked_three_mf(out: ExportedHalves, params: MoldParams) -> tuple[bytes, GateCheck]:
+    """The 3MF of both halves and lib3mf's strict reading of it."""
+    three_mf = write_three_mf(out, params)
+    return three_mf, check_three_mf(three_mf, (len(out.fa), len(out.fb)))
 
 
 def _no_parting_passes(

@@ -84,7 +84,8 @@ def release_rays(
     tris: np.ndarray, centroids: np.ndarray, normals: np.ndarray, rotation: np.ndarray, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(blocked_up, blocked_down)`` per face for the pull direction ``rotation[2]``."""
-    rotated = tris @ rotation.T
+    # one (3m, 3) product: numpy's stacked (m, 3, 3) matmul is ~5x slower on big parts
+    rotated = (tris.reshape(-1, 3) @ rotation.T).reshape(tris.shape)
     origins = (centroids + eps * normals) @ rotation.T
     return vertical_hits(rotated, origins)
 

@@ -305,3 +305,36 @@ def test_self_intersecting_part_is_rejected() -> None:
     with pytest.raises(PartSelfIntersecting) as info:
         make_mold(*_spindle_torus())
     assert info.value.rejects_input and info.value.detail["faces"] > 0
+
+
+def _refusing_3mf(*_: object) -> bytes:
+    raise MoldGateFailed("three_mf", "lib3mf refused to write the 3MF: broken")
+
+
+def test_a_failed_gate_wins_over_a_refused_3mf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 3MF is written beside the gate, on a second thread; the error is still the
+    gate's, as when the 3MF came only after a passed gate, and no thread is left behind."""
+    import threading
+
+    import mold.core
+
+    def failing_gate(*_: object) -> None:
+        raise MoldGateFailed("min_wall", "min_wall failed: measured 1, limit 4")
+
+    monkeypatch.setattr(mold.core, "write_three_mf", _refusing_3mf)
+    monkeypatch.setattr(mold.core, "run_gate", failing_gate)
+    v, f = shapes.sphere(1.0, 24)
+    with pytest.raises(MoldGateFailed) as info:
+        make_mold(v, f, MoldSpec(parting="z"))
+    assert info.value.check == "min_wall"
+    assert not [t for t in threading.enumerate() if t.name.startswith("mold-3mf")]
+
+
+def test_a_refused_3mf_fails_a_passed_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mold.core
+
+    monkeypatch.setattr(mold.core, "write_three_mf", _refusing_3mf)
+    v, f = shapes.sphere(1.0, 24)
+    with pytest.raises(MoldGateFailed) as info:
+        make_mold(v, f, MoldSpec(parting="z"))
+    assert info.value.check == "three_mf"
