@@ -29,7 +29,7 @@ from sculptsvc.mesh.colors import (
 from sculptsvc.mesh.gltf import PbrMaterial, build_glb, unit_normals
 from sculptsvc.mesh.handoff import as_stored, check_handoff, mold_size, repair_crossings
 from sculptsvc.mesh.params import MeshParams
-from sculptsvc.mesh.refine import fit_face_budget, smooth
+from sculptsvc.mesh.refine import fit_face_budget, refine_to, smooth, within
 from sculptsvc.mesh.remesh import voxel_remesh
 from sculptsvc.mesh.repair import RepairLog, edge_counts, repair, signed_volume
 from sculptsvc.mesh.report import MeshReport, measure
@@ -221,8 +221,9 @@ def _without_self_intersections(
     stores them (:mod:`sculptsvc.mesh.handoff`), so nothing leaves that the mold refuses.
 
     Repairs, in order: the local ones of :func:`~sculptsvc.mesh.handoff.repair_crossings`
-    (separate touching surfaces, re-triangulate); else rebuild the surface from a voxel
-    field (always embedded), then smooth and fit the budget again.
+    (separate touching surfaces, re-triangulate); else, below the budget, the repaired
+    surface bisected to it unsmoothed (:func:`_refined_unsmoothed`); else rebuild the
+    surface from a voxel field (always embedded), then smooth and fit the budget again.
     Returns the float32-exact mesh, how the budget was met, the smoothing displacement and
     the crossing count of the returned mesh (the report's figure: counted once).
     """
@@ -239,6 +240,13 @@ def _without_self_intersections(
         fixed, action = repaired_locally
         repair_log.add(f"{found} ({where}): {action}")
         return fixed, budget, displacement, 0
+    unsmoothed = _refined_unsmoothed(repaired, params)
+    if unsmoothed is not None:
+        repair_log.add(
+            f"{found} ({where}): the repaired surface refined by longest-edge bisection "
+            "instead, unsmoothed (smoothing bent long flat triangles out of their plane)"
+        )
+        return unsmoothed, "subdivided (longest-edge bisection)", 0.0, 0
     if not params.remesh_fallback:
         raise MeshProcessingFailed(
             f"{found} ({where}) and the remesh fallback is off",
@@ -267,6 +275,22 @@ def _without_self_intersections(
             self_intersecting_faces=check.crossing_faces,
         )
     return final, budget, displacement, 0
+
+
+def _refined_unsmoothed(repaired: trimesh.Trimesh, params: MeshParams) -> trimesh.Trimesh | None:
+    """The repaired surface below the budget, brought to it by bisection without smoothing
+    (a CAD part's flat faces stay exactly flat), if that passes the mold's check; else None.
+
+    Smoothing a coarse CAD part first moves the corners of its long flat slivers off their
+    common plane, and the pieces the budget then cuts them into fail the mold's
+    intersection test against each other (two stacked boxes, an open tube closed by two
+    fans); local re-triangulation does not clear that, and a voxel rebuild loses the
+    edges."""
+    count, target = len(repaired.faces), params.target_faces
+    if count >= target or within(count, target, params.face_tolerance):
+        return None
+    refined = as_stored(refine_to(repaired, target, params))
+    return refined if check_handoff(refined, params).passed else None
 
 
 def silicone_material(

@@ -50,16 +50,70 @@ def subdivide(mesh: trimesh.Trimesh, target: int, method: str) -> trimesh.Trimes
     """Split every triangle in four until there are at least ``target`` triangles."""
     result = mesh
     while len(result.faces) < target:
-        if method == "loop":
-            ms = _meshset(result)
-            ms.meshing_surface_subdivision_loop(
-                iterations=1, threshold=pymeshlab.PercentageValue(0.0)
-            )
-            result = _to_trimesh(ms)
-        else:
-            vertices, faces = trimesh.remesh.subdivide(result.vertices, result.faces)
-            result = trimesh.Trimesh(vertices, faces, process=False)
+        result = _subdivided_once(result, method)
     return result
+
+
+def _subdivided_once(mesh: trimesh.Trimesh, method: str) -> trimesh.Trimesh:
+    if method == "loop":
+        ms = _meshset(mesh)
+        ms.meshing_surface_subdivision_loop(iterations=1, threshold=pymeshlab.PercentageValue(0.0))
+        return _to_trimesh(ms)
+    vertices, faces = trimesh.remesh.subdivide(mesh.vertices, mesh.faces)
+    return trimesh.Trimesh(vertices, faces, process=False)
+
+
+def refine_to(mesh: trimesh.Trimesh, target: int, params: MeshParams) -> trimesh.Trimesh:
+    """Up to ``target`` triangles (within ``face_tolerance``) by longest-edge bisection
+    alone: the surface stays where it is, nothing is collapsed (so nothing folds), and long
+    thin triangles get rounder pass after pass (uniform subdivision keeps them thin)."""
+    result = mesh
+    while not within(len(result.faces), target, params.face_tolerance):
+        before = len(result.faces)
+        if before > target:
+            break
+        result = split_longest_edges(result, (target - before) // 2)
+        if len(result.faces) == before:  # no edge to split (not a closed surface)
+            break
+    return result
+
+
+def split_longest_edges(mesh: trimesh.Trimesh, count: int) -> trimesh.Trimesh:
+    """Split up to ``count`` edges at their midpoints, longest first (ties by index), at
+    most one edge per triangle, so each of their two triangles becomes two: +2 triangles an
+    edge, the surface unmoved, a closed mesh kept closed and oriented."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    pairs = np.asarray(mesh.face_adjacency, dtype=np.int64)  # (e, 2) faces of each edge
+    edges = np.asarray(mesh.face_adjacency_edges, dtype=np.int64)
+    length = np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)
+    taken = np.zeros(len(faces), dtype=bool)
+    chosen: list[int] = []
+    for e in np.argsort(-length, kind="stable").tolist():
+        a, b = pairs[e]
+        if taken[a] or taken[b]:
+            continue
+        taken[a] = taken[b] = True
+        chosen.append(e)
+        if len(chosen) == count:
+            break
+    picked = np.array(chosen, dtype=np.int64)
+    midpoints = len(vertices) + np.arange(len(picked))
+    new_vertices = 0.5 * (vertices[edges[picked, 0]] + vertices[edges[picked, 1]])
+    split = pairs[picked].ravel()  # two triangles per edge
+    middle = np.repeat(midpoints, 2)
+    ends = np.repeat(edges[picked], 2, axis=0)
+    tri = faces[split]
+    # the corner opposite the edge, then the triangle turned so that it comes last
+    opposite = np.argmax((tri != ends[:, :1]) & (tri != ends[:, 1:]), axis=1)
+    turn = (opposite[:, None] + np.array([1, 2, 0])) % 3
+    x, y, c = (np.take_along_axis(tri, turn, axis=1)[:, i] for i in range(3))
+    out = faces.copy()
+    out[split] = np.stack([x, middle, c], axis=1)
+    added = np.stack([middle, y, c], axis=1)
+    return trimesh.Trimesh(
+        np.vstack([vertices, new_vertices]), np.vstack([out, added]), process=False
+    )
 
 
 def decimate(mesh: trimesh.Trimesh, target: int, params: MeshParams) -> trimesh.Trimesh:

@@ -176,3 +176,41 @@ def test_a_part_near_the_origin_is_left_where_it_is() -> None:
     result = process_mesh(mesh, MeshParams(target_faces=1000))
     assert not any("origin" in a for a in result.report.repair_actions)
     assert 0.5 * (result.mesh.bounds[0] + result.mesh.bounds[1])[0] == pytest.approx(100, abs=0.05)
+
+
+def _stacked_boxes() -> trimesh.Trimesh:
+    plate = trimesh.creation.box(extents=(20.0, 20.0, 10.0))
+    block = trimesh.creation.box(extents=(10.0, 10.0, 10.0))
+    block.apply_translation((0.0, 0.0, 10.0))
+    return trimesh.util.concatenate([plate, block])
+
+
+def test_a_flat_cad_part_is_refined_unsmoothed_and_passes_the_mold_check() -> None:
+    """A block on a plate, touching face to face: smoothing the 24-triangle union bends its
+    long flat slivers out of plane, and the pieces the budget cuts them into can fail the
+    mold's intersection test against each other. The fallback bisects the repaired surface
+    to the budget unsmoothed: exactly the same solid, and nothing for the test to flag."""
+    from sculptsvc.mesh.pipeline import _refined_unsmoothed
+    from sculptsvc.mesh.repair import is_closed_manifold, repair
+
+    params = MeshParams(mold_size_mm=80)
+    repaired, _ = repair(_stacked_boxes(), params)
+    refined = _refined_unsmoothed(repaired, params)
+    assert refined is not None
+    assert abs(len(refined.faces) - 20_000) <= 400
+    assert is_closed_manifold(refined.faces) and refined.is_winding_consistent
+    assert refined.volume == pytest.approx(4000.0 + 1000.0, rel=1e-9)  # not rounded at all
+    assert check_handoff(refined, params).passed
+
+
+def test_stacked_boxes_reach_the_mold(tmp_path: Path) -> None:
+    """The whole stage on that part (which of the repairs clears it can depend on MeshLab's
+    state in the process), then ``sculpt mold`` on its GLB."""
+    result = process_mesh(_stacked_boxes(), MeshParams(mold_size_mm=80))
+    report = result.report
+    assert report.watertight and report.outward and report.self_intersecting_faces == 0
+    assert abs(report.triangles - 20_000) <= 400
+    glb = tmp_path / "stacked.glb"
+    glb.write_bytes(export_glb(result))
+    part = load_part(glb, repair=False)
+    assert run_mold(part, MoldSpec(size_mm=80), tmp_path / "mold").report.gate.passed

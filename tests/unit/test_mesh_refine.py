@@ -92,3 +92,22 @@ def test_fqmr_slivers_fall_back_to_meshlab() -> None:
     out = decimate(dense, 2_000, MeshParams(target_faces=2_000))
     assert triangle_quality(out.triangles).min() >= 0.005
     assert is_closed_manifold(out.faces) and abs(len(out.faces) - 2_000) <= 40
+
+
+def test_longest_edges_are_split_at_their_midpoints_without_moving_the_surface() -> None:
+    from sculptsvc.mesh.refine import refine_to, split_longest_edges
+
+    box = trimesh.creation.box(extents=(30.0, 10.0, 10.0))  # 12 triangles, 18 edges
+    lengths = np.sort(box.edges_unique_length)[::-1]
+    out = split_longest_edges(box, 3)
+    assert len(out.faces) == 12 + 2 * 3 and len(out.vertices) == 8 + 3
+    assert is_closed_manifold(out.faces) and out.is_winding_consistent
+    assert out.volume == pytest.approx(box.volume, rel=1e-12)
+    new = out.vertices[8:]  # midpoints of three of the longest (30.x mm diagonals) edges
+    halves = np.linalg.norm(new[:, None] - box.vertices[None], axis=2).min(axis=1)
+    assert np.allclose(halves, lengths[0] / 2)
+    refined = refine_to(box, 2_000, MeshParams(target_faces=2_000))
+    assert abs(len(refined.faces) - 2_000) <= 40
+    assert is_closed_manifold(refined.faces) and refined.is_winding_consistent
+    assert refined.volume == pytest.approx(box.volume, rel=1e-12)
+    assert triangle_quality(refined.triangles).min() > 0.2  # bisection keeps them round
