@@ -9,7 +9,8 @@ Used by both stylizers (classic and diffusion). Sources, in order of trust:
    smooth colour surface (a gradient sky, a vignetted studio wall) and by a few colour
    clusters (a floor and a wall); pixels far from both seed OpenCV's GrabCut. Frame pixels
    that do not fit the model (a subject standing on the bottom edge) are not forced to
-   background.
+   background. Flat bars at the picture's edges (letterbox bars, the lines of a printed
+   border) are cut off first: they are neither that frame nor background to model.
 
 Then every part of the subject is kept (letters of a logo, a loose handle or limb), not
 only the largest: parts at least ``min_part_fraction`` of the largest that lie within
@@ -127,6 +128,17 @@ class SubjectParams:
     """Gaussian smoothing of the outline, in pixels."""
     outline_band_px: int = 2
     """Photo path: the outline is re-placed at half coverage within this many pixels."""
+    bar_tolerance: int = 12
+    """Photo path: a row (or column) at an edge is one flat colour when 98 % of its pixels
+    are within this many levels of its median (JPEG noise)."""
+    bar_edge_step: int = 40
+    """... and the flat run is a bar (letterbox, a printed border) only if the picture
+    steps away from its colour by more than this many levels right after it,"""
+    bar_edge_fraction: float = 0.9
+    """... across at least this share of the row: a plain backdrop ends where the subject
+    begins, a bar where the picture begins."""
+    max_bar_fraction: float = 0.25
+    """Bars are looked for in at most this share of each side."""
 
 
 def has_informative_alpha(image: np.ndarray, params: SubjectParams | None = None) -> bool:
@@ -153,6 +165,7 @@ def find_subject(
     p = params or SubjectParams()
     h, w = image.shape[:2]
     box = _box_mask(hint.box, h, w) if hint is not None and hint.box is not None else None
+    picture = (slice(None), slice(None))  # where the outline is looked for
     if hint is not None and hint.mask is not None:
         scale = min(1.0, p.alpha_size / max(h, w))
         raw = _resize_mask(hint.mask, _scaled_shape(h, w, scale))
@@ -164,15 +177,22 @@ def find_subject(
     else:
         scale = min(1.0, p.analysis_size / max(h, w))
         rgb = _resize(np.ascontiguousarray(image[..., :3]), scale, cv2.INTER_AREA)
-        small_box = None if box is None else _resize_mask(box, rgb.shape[:2])
-        raw = _photo_subject(rgb, seed=seed, params=p, box=small_box)
+        # the picture inside letterbox bars or a printed border: the bars are neither the
+        # background to model nor the frame a background sculpture would touch
+        picture = picture_inside_bars(rgb, p)
+        small_box = None if box is None else _resize_mask(box, rgb.shape[:2])[picture]
+        raw = _photo_subject(rgb[picture], seed=seed, params=p, box=small_box)
         reference, source = p.analysis_size, "photo"
     if box is not None:
-        raw = raw & _resize_mask(box, raw.shape)
+        raw = raw & _resize_mask(box, _scaled_shape(h, w, scale))[picture]
     mask = clean_mask(raw, p, reference_size=reference)
     _check_plausible(mask, p, photo=source == "photo" and box is None)
     # an alpha cut-out keeps its own resolution downstream; the other outlines are this mask
     _check_resolution(mask, 1.0 / scale if source == "alpha" else 1.0, p)
+    if source == "photo" and mask.shape != rgb.shape[:2]:
+        whole = np.zeros(rgb.shape[:2], dtype=bool)
+        whole[picture] = mask
+        mask = whole
     return mask, scale
 
 
@@ -188,6 +208,44 @@ def subject_mask(
     h, w = image.shape[:2]
     resized = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     return resized >= 0.5
+
+
+def picture_inside_bars(rgb: np.ndarray, p: SubjectParams) -> tuple[slice, slice]:
+    """(rows, columns) of ``rgb`` inside flat-colour bars at its edges: letterbox bars, the
+    line of a printed or drawn border. A bar is a run of flat rows of one colour after which
+    the picture steps away from that colour across (nearly) its whole width; a plain
+    backdrop is flat too, but where it ends only the subject differs from it."""
+    top, bottom, left, right = 0, rgb.shape[0], 0, rgb.shape[1]
+    for _ in range(3):  # a border of two lines (black, then white) is two bars
+        before = (top, bottom, left, right)
+        inner = rgb[top:bottom, left:right]
+        top += _bar_rows(inner, p)
+        bottom -= _bar_rows(inner[::-1], p)
+        left += _bar_rows(inner.transpose(1, 0, 2), p)
+        right -= _bar_rows(inner.transpose(1, 0, 2)[::-1], p)
+        if (top, bottom, left, right) == before:
+            break
+    return slice(top, bottom), slice(left, right)
+
+
+def _bar_rows(rgb: np.ndarray, p: SubjectParams) -> int:
+    """How many leading rows of ``rgb`` are a bar (see :func:`picture_inside_bars`), with
+    the blended rows after it (JPEG, resampling); 0 when they are not one."""
+    limit = int(p.max_bar_fraction * rgb.shape[0])
+    if limit < 1:
+        return 0
+    rows = rgb[: limit + 3].astype(np.int16)
+    colour = np.median(rows, axis=1)  # (rows, 3)
+    spread = np.quantile(np.abs(rows - colour[:, None]).max(axis=2), 0.98, axis=1)
+    drift = np.abs(colour - colour[0]).max(axis=1)
+    flat = (spread <= p.bar_tolerance) & (drift <= p.bar_tolerance)
+    run = int(np.argmin(flat)) if not flat.all() else len(flat)
+    if run == 0 or run > limit:
+        return 0
+    blended = 2  # rows between the bar and the picture, neither one nor the other
+    after = rows[min(run + blended, len(rows) - 1)]
+    stepped = (np.abs(after - colour[0]).max(axis=1) > p.bar_edge_step).mean()
+    return run + blended if stepped >= p.bar_edge_fraction else 0
 
 
 def _check_plausible(mask: np.ndarray, p: SubjectParams, *, photo: bool) -> None:

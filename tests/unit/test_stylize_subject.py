@@ -175,3 +175,53 @@ def test_a_subject_too_small_to_outline_is_rejected_and_one_just_large_enough_is
     mask, scale = find_subject(picture(enough), seed=0)
     span = np.ptp(np.flatnonzero(mask.any(axis=0))) + 1
     assert span / (scale if source == "alpha" else 1.0) >= 48
+
+
+def _vase_on_a_backdrop(h: int = 300, w: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """A terracotta vase on a plain pale backdrop (JPEG-like noise), and its mask."""
+    y, x = np.mgrid[0:h, 0:w]
+    mask = (((x - w / 2) / (w * 0.14)) ** 2 + ((y - h * 0.55) / (h * 0.3)) ** 2) < 1
+    backdrop = np.full((h, w, 3), 236.0) + np.random.default_rng(5).normal(0, 2.0, (h, w, 3))
+    return paint(backdrop, mask, (190, 90, 50)), mask
+
+
+def _framed(picture: np.ndarray, lines: list[tuple[int, tuple[int, int, int]]]) -> np.ndarray:
+    """``picture`` inside borders, outermost first: (width px, colour) each."""
+    out = picture
+    for width, colour in reversed(lines):
+        out = cv2.copyMakeBorder(out, width, width, width, width, cv2.BORDER_CONSTANT, value=colour)
+    return out
+
+
+@pytest.mark.parametrize(
+    "kind", ["letterbox", "pillarbox", "black line", "black line and white mat"]
+)
+def test_a_subject_inside_bars_or_a_printed_border_is_found(kind: str) -> None:
+    """Bars and border lines are neither the background to model nor a frame: with them
+    as the frame, the vase was 'nothing stands out' or 'covers most of the frame'."""
+    picture, mask = _vase_on_a_backdrop()
+    if kind == "letterbox":
+        framed = cv2.copyMakeBorder(picture, 60, 60, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        inner = (slice(60, -60), slice(None))
+    elif kind == "pillarbox":
+        framed = cv2.copyMakeBorder(picture, 0, 0, 90, 90, cv2.BORDER_CONSTANT, value=(8, 8, 8))
+        inner = (slice(None), slice(90, -90))
+    elif kind == "black line":
+        framed = _framed(picture, [(6, (0, 0, 0))])
+        inner = (slice(6, -6), slice(6, -6))
+    else:
+        framed = _framed(picture, [(5, (10, 10, 10)), (24, (255, 255, 255))])
+        inner = (slice(29, -29), slice(29, -29))
+    found = subject_mask(framed, seed=0)
+    assert found.shape == framed.shape[:2]
+    assert iou(found[inner], mask) > 0.9
+    assert not found.sum() - found[inner].sum()  # nothing on the bars
+
+
+def test_a_plain_backdrop_or_a_sky_is_not_taken_for_a_bar() -> None:
+    from sculptsvc.stylize.subject import SubjectParams, picture_inside_bars
+
+    picture, _ = _vase_on_a_backdrop()
+    assert picture_inside_bars(picture, SubjectParams()) == (slice(0, 300), slice(0, 400))
+    sky = paint(gradient_sky(), tower_mask(), (70, 60, 55))
+    assert picture_inside_bars(sky, SubjectParams()) == (slice(0, 360), slice(0, 240))
