@@ -227,8 +227,8 @@ class GateResult:
 def run_gate(inp: GateInput, spec: MoldSpec, params: MoldParams) -> GateResult:
     """Run the geometry checks; raise ``MoldGateFailed`` on the first failure.
 
-    The 3MF is written only after these pass (lib3mf refuses some broken meshes with an
-    unhelpful error) and then checked with :func:`check_three_mf`.
+    The 3MF's own check (:func:`check_three_mf`) counts only after these pass: lib3mf
+    refuses some broken meshes with an unhelpful error, so a failure here is the one named.
     """
     checks = [check_status(inp)]
     fail_on(checks)  # the rest would only repeat a broken solid's symptoms
