@@ -6,9 +6,12 @@ Command modules import their heavy dependencies inside the command body so that
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from sculptsvc.commands import make, mesh, mold, replay, serve, station, store, studio
+from sculptsvc.commands._exit import ONE_SHOT_COMMANDS, exit_code, exit_now
 
 app = typer.Typer(
     name="sculpt",
@@ -22,5 +25,19 @@ for command_module in (serve, mesh, mold, make, replay, station, store, studio):
     command_module.register(app)
 
 
+def main() -> None:
+    """The ``sculpt`` executable: a one-shot command ends without interpreter teardown
+    (``commands/_exit.py``), any other ends as Python ends."""
+    try:
+        app()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command in ONE_SHOT_COMMANDS:
+        exit_now(exit_code(code))
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

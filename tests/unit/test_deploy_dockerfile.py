@@ -162,7 +162,7 @@ def test_entrypoint_and_command_are_accepted_by_the_cli(steps: list[Instruction]
     (entrypoint,) = [json.loads(s.args) for s in steps if s.keyword == "ENTRYPOINT"]
     (command,) = [json.loads(s.args) for s in steps if s.keyword == "CMD"]
     assert entrypoint[:2] == ["tini", "--"]
-    assert PYPROJECT["project"]["scripts"][entrypoint[2]] == "sculptsvc.cli:app"
+    assert PYPROJECT["project"]["scripts"][entrypoint[2]] == "sculptsvc.cli:main"
     result = CliRunner().invoke(app, [*entrypoint[3:], *command, "--help"])
     assert result.exit_code == 0, result.output
     assert "--workers" in result.output
