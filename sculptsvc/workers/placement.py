@@ -3,7 +3,8 @@
 One worker per visible GPU, pinned with ``CUDA_VISIBLE_DEVICES`` so every process sees its
 own device as ``cuda:0``; otherwise ``Settings.workers`` CPU workers. Each worker's BLAS/OpenMP
 thread pools get an equal share of the cores, because N processes each spinning up one
-thread per core make every job slower (unless the operator set those variables already).
+thread per core make every job slower (unless the operator set those variables already;
+``sculpt`` itself sets OpenBLAS to one thread, ``sculptsvc/cli.py``).
 
 GPUs are found without importing torch in the service process: ``CUDA_VISIBLE_DEVICES``
 when the operator set it, else ``nvidia-smi``.

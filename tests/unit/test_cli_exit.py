@@ -4,6 +4,8 @@ flushed, the command's exit code."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -83,3 +85,33 @@ def test_sculpt_mold_ends_fast_with_its_files_and_exit_codes(tmp_path: Path) -> 
     )
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert '"error"' in refused.stderr
+
+
+OPENBLAS_THREADS = """
+import ctypes, json
+import sculptsvc.cli  # what `sculpt` imports first
+import numpy, scipy.linalg  # every OpenBLAS the stages load
+GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+           "openblas_get_num_threads64_", "openblas_get_num_threads")
+counts = []
+for path in sorted({line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line}):
+    lib = ctypes.CDLL(path)
+    counts += [getattr(lib, name)() for name in GETTERS if hasattr(lib, name)][:1]
+print(json.dumps(counts))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize(("preset", "expected"), [(None, 1), ("2", 2)])
+def test_sculpt_runs_openblas_on_one_thread_unless_told(
+    tmp_path: Path, preset: str | None, expected: int
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    proc = subprocess.run(
+        [sys.executable, "-c", OPENBLAS_THREADS], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)
+    assert counts and all(count == expected for count in counts), counts
