@@ -46,7 +46,14 @@ TARGETS_S = {
     "warm worker per order": 2.0,
 }
 PROBE = Path(__file__).resolve().parent / "_probe.py"
-SCULPT = Path(sys.executable).parent / "sculpt"
+# The ``sculpt`` console script, for either tree: its entry point was ``app`` before #16
+# and is ``main`` now (one-shot commands end without interpreter teardown).
+SCULPT = (
+    sys.executable,
+    "-c",
+    "import sys, sculptsvc.cli as cli; sys.argv[0] = 'sculpt'; "
+    "sys.exit(getattr(cli, 'main', cli.app)())",
+)
 STAGE_ORDER = (
     "startup",
     "decode",
@@ -166,7 +173,7 @@ def main() -> None:
         help_runs: dict[str, list[dict[str, float]]] = {v: [] for v in both}
         for _ in range(repeats):
             for v in both:
-                help_runs[v].append(run_cold([str(SCULPT), "--help"], envs[v]))
+                help_runs[v].append(run_cold([*SCULPT, "--help"], envs[v]))
         rows.append(compare("sculpt --help", help_runs, None))
 
         # 1 + 2: every picture once per variant, cold, through the stage probe
@@ -190,10 +197,10 @@ def main() -> None:
         bunny = corpus_dir() / "meshes" / "stanford-bunny.obj"
         for _ in range(repeats):
             for v in both:
-                mold = [str(SCULPT), "mold", str(glb), "--out", str(tmp / v / "mold")]
+                mold = [*SCULPT, "mold", str(glb), "--out", str(tmp / v / "mold")]
                 mold_runs[v].append(run_cold(mold, envs[v]))
                 if bunny.is_file():
-                    mesh = [str(SCULPT), "mesh", str(bunny), "--out", str(tmp / v / "bunny.glb")]
+                    mesh = [*SCULPT, "mesh", str(bunny), "--out", str(tmp / v / "bunny.glb")]
                     mesh_runs[v].append(run_cold(mesh, envs[v]))
         rows.append(compare("sculpt mold 20k GLB", mold_runs, TARGETS_S["sculpt mold 20k GLB"]))
         if mesh_runs["after"]:
