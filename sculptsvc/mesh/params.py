@@ -158,6 +158,12 @@ class MeshParams(BaseModel):
     uv_overlap_passes: int = Field(
         3, ge=0, description="Rounds of splitting charts whose projection folds over itself."
     )
+    uv_max_charts: int = Field(
+        4096,
+        ge=1,
+        description="When splitting folds makes more charts than this (a screw thread folds "
+        "on most faces), xatlas charts the surface itself instead (seconds slower).",
+    )
     color_neighbors: int = Field(
         4, ge=1, le=32, description="Source points blended per texel (inverse distance)."
     )

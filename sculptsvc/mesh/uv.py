@@ -16,6 +16,7 @@ nearest inside texel so bilinear filtering and mip-maps never bleed background i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +40,10 @@ _DIRECTIONS = np.vstack([np.eye(3), -np.eye(3)])
 _PLANE_AXES = ((1, 2), (2, 0), (0, 1), (2, 1), (0, 2), (1, 0))
 _RELABEL_PASSES = 2
 _RELABEL_MIN_DOT = 0.3  # a face joins a neighbour's chart only if it still faces that way
-_PACK_SHRINK = 0.9  # texel density factor when the charts do not fit in one atlas
-_PACK_ATTEMPTS = 8
+_PACK_SHRINK = 0.9  # texel density factor when the charts do not fit in one atlas ...
+_PACK_FINE_ATTEMPTS = 8  # ... for this many attempts (nearly every mesh fits in the first),
+_PACK_COARSE_SHRINK = 0.75  # then in coarser steps,
+_PACK_MIN_FRACTION = 1 / 64  # down to this share of the density the charts' area asks for
 _UV_DIAGONAL_EXPONENT = 6  # charts are packed at a diagonal of 2**6..2**7 units
 _INSIDE_EPS = 1e-6  # barycentric margin for "strictly inside" (overlap test)
 _ROW_SLACK = 1e-3  # texels; far above the rasteriser's own tolerance (1e-9 x the triangle)
@@ -208,6 +211,21 @@ def _corner_vertices(faces: np.ndarray, chart: np.ndarray) -> tuple[np.ndarray, 
     return uniq // charts, inverse.reshape(-1, 3)
 
 
+def pack_densities(start: float) -> Iterator[float]:
+    """Texel densities to pack at, highest first. The first guess fills ``atlas_fill`` of
+    the texture by area, but charts take their bounding boxes plus padding: a chart much
+    longer than wide (the side of a thin plate, a mast), a ring, or thousands of small
+    charts (a screw thread's folds, each face its own chart) fit only far below it. A
+    coarser texture beats a refused order."""
+    density = start
+    for _ in range(_PACK_FINE_ATTEMPTS):
+        yield density
+        density *= _PACK_SHRINK
+    while density >= start * _PACK_MIN_FRACTION:
+        yield density
+        density *= _PACK_COARSE_SHRINK
+
+
 def _pack(
     corner_uv: np.ndarray, faces: np.ndarray, chart: np.ndarray, density: float, params: MeshParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -217,7 +235,7 @@ def _pack(
     uv = np.zeros((len(source), 2), dtype=np.float64)
     uv[uv_faces.ravel()] = corner_uv.reshape(-1, 2)
     size = params.texture_size
-    for _ in range(_PACK_ATTEMPTS):
+    for fitted in pack_densities(density):
         atlas = xatlas.Atlas()
         atlas.add_uv_mesh(
             np.ascontiguousarray(uv, dtype=np.float32),
@@ -226,7 +244,7 @@ def _pack(
         )
         pack = xatlas.PackOptions()
         pack.resolution = size
-        pack.texels_per_unit = density
+        pack.texels_per_unit = fitted
         pack.padding = params.texture_padding
         pack.bilinear = True
         pack.blockAlign = True
@@ -239,9 +257,8 @@ def _pack(
                 source[vmap.astype(np.int64)],
                 packed_uv.astype(np.float64) * scale,
                 packed_faces.astype(np.int64),
-                density,
+                fitted,
             )
-        density *= _PACK_SHRINK
     raise MeshProcessingFailed(f"UV charts do not fit one {size}px atlas", charts=int(chart.max()))
 
 
@@ -276,7 +293,12 @@ def _projection_unwrap(
     passes = 0
     while True:
         # Split charts pack at most as densely as before: start where the last pass fitted.
-        source_uv, uv, packed_faces, density = _pack(corner_uv, faces, chart, density, params)
+        try:
+            source_uv, uv, packed_faces, density = _pack(corner_uv, faces, chart, density, params)
+        except MeshProcessingFailed:
+            if passes == 0:
+                raise
+            return _xatlas_instead(mesh, params, passes, int(chart.max()) + 1)
         raster = rasterize(uv, packed_faces, params.texture_size)
         bad = _overlapping_faces(raster, params.texture_size)
         if len(bad) == 0:
@@ -294,6 +316,23 @@ def _projection_unwrap(
         chart = _components(mesh, key)
         _, chart = np.unique(chart, return_inverse=True)
         chart = chart.reshape(-1)
+        if int(chart.max()) + 1 > params.uv_max_charts:
+            return _xatlas_instead(mesh, params, passes, int(chart.max()) + 1)
+
+
+def _xatlas_instead(
+    mesh: trimesh.Trimesh, params: MeshParams, passes: int, charts: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, Raster | None]:
+    """xatlas's own charts when the projection's folds split the surface into more charts
+    than make a texture (or than one atlas holds), with the projection path's check: no
+    texel claimed by two faces."""
+    log.debug("uv projection folds too much; xatlas charts instead", charts=charts)
+    source, uv, faces, xatlas_charts, _, _ = _xatlas_unwrap(mesh, params)
+    raster = rasterize(uv, faces, params.texture_size)
+    bad = _overlapping_faces(raster, params.texture_size)
+    if len(bad):
+        raise MeshProcessingFailed("the UV atlas folds over itself", faces=len(bad))
+    return source, uv, faces, xatlas_charts, passes, raster
 
 
 def _xatlas_unwrap(
@@ -302,8 +341,9 @@ def _xatlas_unwrap(
     scale = 1.0 / diagonal_of(mesh)
     size = params.texture_size
     area = float(mesh.area) * scale * scale
-    density = float(np.sqrt(params.atlas_fill * size * size / max(area, 1e-300)))
-    for _ in range(_PACK_ATTEMPTS):
+    for density in pack_densities(
+        float(np.sqrt(params.atlas_fill * size * size / max(area, 1e-300)))
+    ):
         atlas = xatlas.Atlas()
         atlas.add_mesh(
             np.ascontiguousarray(mesh.vertices * scale, dtype=np.float32),
@@ -322,7 +362,6 @@ def _xatlas_unwrap(
             )
             charts = int(atlas.chart_count)
             return vmap.astype(np.int64), uv, faces.astype(np.int64), charts, 0, None
-        density *= _PACK_SHRINK
     raise MeshProcessingFailed(f"xatlas charts do not fit one {size}px atlas")
 
 

@@ -206,3 +206,68 @@ def test_unwrap_packs_the_same_charts_whatever_the_unit(diagonal: float) -> None
     r = rasterize(atlas.uv, atlas.faces, params.texture_size)
     assert len(_overlapping_faces(r, params.texture_size)) == 0
     assert len(r.face) == pytest.approx(len(reference.raster.face), rel=0.01)
+
+
+def _assert_one_clean_atlas(mesh: trimesh.Trimesh, atlas: object, size: int) -> None:
+    assert len(atlas.faces) == len(mesh.faces)
+    assert (atlas.uv >= 0).all() and (atlas.uv <= 1).all()
+    assert np.allclose(atlas.vertices[atlas.faces], mesh.vertices[mesh.faces])
+    r = rasterize(atlas.uv, atlas.faces, size)
+    assert len(_overlapping_faces(r, size)) == 0
+    assert len(np.unique(r.face)) > 0.9 * len(mesh.faces)  # faces keep texels of their own
+
+
+def test_a_thin_ring_packs_below_its_area_density() -> None:
+    """A washer or bangle: its flat faces are one ring-shaped chart each, whose bounding box
+    is 40x its area. At the density the area asks for it never fitted (8 tries down to
+    0.43x): ``UV charts do not fit one atlas``, and the order failed."""
+    ring = trimesh.creation.annulus(r_min=40.0, r_max=41.0, height=0.5, sections=256)
+    params = MeshParams()
+    atlas = unwrap(ring, params)
+    assert atlas.overlap_passes == 0 and atlas.charts <= 16  # the projection's own charts
+    _assert_one_clean_atlas(ring, atlas, params.texture_size)
+
+
+def threaded_rod(around: int = 48, along: int = 60) -> trimesh.Trimesh:
+    """A closed rod with a helical thread, as a screw: its surface folds in every axis
+    projection, on most faces."""
+    theta, z = np.meshgrid(
+        np.linspace(0, 2 * np.pi, around, endpoint=False), np.linspace(0, 10, along)
+    )
+    radius = 3.0 + 0.5 * np.sin(theta - 2 * np.pi * z / 0.7)
+    ring = np.column_stack(
+        [(radius * np.cos(theta)).ravel(), (radius * np.sin(theta)).ravel(), z.ravel()]
+    )
+    i, j = np.meshgrid(np.arange(along - 1), np.arange(around), indexing="ij")
+    a, b = i * around + j, i * around + (j + 1) % around
+    c, d = a + around, b + around
+    sides = np.concatenate([np.stack([a, b, d], -1), np.stack([a, d, c], -1)]).reshape(-1, 3)
+    bottom, top = len(ring), len(ring) + 1
+    k = np.arange(around)
+    caps = np.concatenate(
+        [
+            np.column_stack([np.full(around, bottom), (k + 1) % around, k]),
+            np.column_stack(
+                [
+                    np.full(around, top),
+                    (along - 1) * around + k,
+                    (along - 1) * around + (k + 1) % around,
+                ]
+            ),
+        ]
+    )
+    vertices = np.vstack([ring, [0.0, 0.0, 0.0], [0.0, 0.0, 10.0]])
+    return trimesh.Trimesh(vertices, np.concatenate([sides, caps]), process=False)
+
+
+def test_a_screw_thread_that_folds_everywhere_gets_xatlas_charts() -> None:
+    """Splitting the folded faces of a thread made each its own chart, thousands of them,
+    which no atlas held (``UV charts do not fit one atlas`` on PrusaSlicer's M3 screw).
+    xatlas charts such a surface itself, under the same no-overlap check."""
+    rod = threaded_rod()
+    assert rod.is_watertight and rod.volume > 0
+    params = MeshParams()
+    atlas = unwrap(rod, params)
+    assert atlas.overlap_passes >= 1  # the projection folded first
+    assert atlas.charts < params.uv_max_charts
+    _assert_one_clean_atlas(rod, atlas, params.texture_size)
