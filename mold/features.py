@@ -21,7 +21,7 @@ from typing import Literal
 import manifold3d as m3
 import numpy as np
 
-from mold.errors import InvalidSpec, KeysDoNotFit
+from mold.errors import KeysDoNotFit
 from mold.geometry import TriMesh, face_geometry
 from mold.raycast import vertical_hits
 from mold.spec import MoldParams, MoldSpec
@@ -192,15 +192,19 @@ def vent_points(
 
 
 def make_channels(
-    mesh: TriMesh, solid: m3.Manifold, top_z: float, spec: MoldSpec, params: MoldParams
+    mesh: TriMesh,
+    solid: m3.Manifold,
+    top_z: float,
+    sprue_mm: float,
+    spec: MoldSpec,
+    params: MoldParams,
 ) -> tuple[Channel, tuple[Channel, ...]]:
-    """Sprue at the cavity's highest point, vents at the other local high points."""
-    top = _top_point(
-        mesh.vertices, solid, 0.5 * spec.sprue_diameter_mm, params.plane_vertex_clearance_mm
-    )
+    """Sprue (``sprue_mm`` across at the cavity) at the cavity's highest point, vents at
+    the other local high points."""
+    top = _top_point(mesh.vertices, solid, 0.5 * sprue_mm, params.plane_vertex_clearance_mm)
     taper = float(np.tan(np.radians(params.sprue_taper_deg)))
     bottom_z = float(top[2]) - params.channel_overlap_mm
-    r_bottom = 0.5 * spec.sprue_diameter_mm
+    r_bottom = 0.5 * sprue_mm
     sprue = Channel("sprue", top, bottom_z, top_z, r_bottom, r_bottom + taper * (top_z - bottom_z))
     r_vent = 0.5 * spec.vent_diameter_mm
     vents = tuple(
@@ -350,14 +354,10 @@ def plan_layout(mesh: TriMesh, solid: m3.Manifold, spec: MoldSpec, params: MoldP
     """Block bounds, channels and keys for the part already in the mold frame."""
     v = mesh.vertices
     part_lo, part_hi = v.min(axis=0), v.max(axis=0)
-    if spec.sprue_diameter_mm > 0.9 * float(np.min(part_hi[:2] - part_lo[:2])):
-        raise InvalidSpec(
-            "sprue_diameter_mm is too large for this part",
-            sprue_diameter_mm=spec.sprue_diameter_mm,
-        )
+    sprue_mm = spec.sprue_mm(float(np.min(part_hi[:2] - part_lo[:2])))
     top_z = float(part_hi[2]) + max(spec.wall_mm, params.sprue_min_length_mm)
     bottom_z = float(part_lo[2]) - spec.wall_mm
-    sprue, vents = make_channels(mesh, solid, top_z, spec, params)
+    sprue, vents = make_channels(mesh, solid, top_z, sprue_mm, spec, params)
     projection = [np.asarray(p, dtype=np.float64) for p in solid.project().to_polygons()]
     keys, margin, polarised = make_keys(projection, part_lo, part_hi, (sprue, *vents), spec, params)
     block_min = np.array([part_lo[0] - margin, part_lo[1] - margin, bottom_z])

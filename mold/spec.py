@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mold.errors import InvalidSpec
+
 # The order's size and wall: the one definition of their bounds and defaults. The service's
 # event contract (``OrderPlaced``) and pipeline options import these; this package imports
 # nothing of the service.
@@ -20,6 +22,9 @@ SIZE_MM_MAX = 600.0
 WALL_MM_DEFAULT = 4.0
 WALL_MM_MIN = 1.0
 WALL_MM_MAX = 50.0
+SPRUE_MM_DEFAULT = 6.0  # the pour channel when none is asked for ...
+SPRUE_PART_WIDTH_SHARE = 0.9  # ... narrowed to at most this share of a thinner part's width
+SPRUE_MM_MIN = 2.0
 
 PartingMode = Literal["auto", "x", "y", "z"]
 PrintOrientation = Literal["parting_down", "parting_up"]
@@ -50,8 +55,13 @@ class MoldSpec(BaseModel):
     key_diameter_mm: float = Field(
         6.0, ge=2.0, le=30.0, description="Base diameter of a registration key, mm."
     )
-    sprue_diameter_mm: float = Field(
-        6.0, ge=2.0, le=30.0, description="Pour channel diameter where it meets the cavity, mm."
+    sprue_diameter_mm: float | None = Field(
+        None,
+        ge=SPRUE_MM_MIN,
+        le=30.0,
+        description=f"Pour channel diameter where it meets the cavity, mm. None: "
+        f"{SPRUE_MM_DEFAULT:g} mm, narrowed to {SPRUE_PART_WIDTH_SHARE:g}x the width of a "
+        f"thinner part (a pen, a mast); the report's sprue channel gives the diameter used.",
     )
     vent_count: int = Field(
         3, ge=0, le=16, description="Most air vents, one per local high point of the cavity."
@@ -78,9 +88,33 @@ class MoldSpec(BaseModel):
     def _check_consistency(self) -> MoldSpec:
         if self.parting == "auto" and self.parting_offset_mm is not None:
             raise ValueError("parting_offset_mm needs a fixed parting axis, not `auto`")
-        if self.vent_count and self.vent_diameter_mm >= self.sprue_diameter_mm:
+        if self.vent_count and self.vent_diameter_mm >= (
+            self.sprue_diameter_mm or SPRUE_MM_DEFAULT
+        ):
             raise ValueError("vent_diameter_mm must be smaller than sprue_diameter_mm")
         return self
+
+    def sprue_mm(self, part_width_mm: float) -> float:
+        """The sprue's diameter for a part this wide (its narrower horizontal extent in the
+        mold frame); ``InvalidSpec`` when the part is too thin for it."""
+        room = SPRUE_PART_WIDTH_SHARE * part_width_mm
+        if self.sprue_diameter_mm is not None:
+            if self.sprue_diameter_mm > room:
+                raise InvalidSpec(
+                    "sprue_diameter_mm is too large for this part",
+                    sprue_diameter_mm=self.sprue_diameter_mm,
+                    part_width_mm=round(part_width_mm, 3),
+                )
+            return self.sprue_diameter_mm
+        sprue = min(SPRUE_MM_DEFAULT, room)
+        least = max(SPRUE_MM_MIN, self.vent_diameter_mm if self.vent_count else 0.0)
+        if sprue <= least:
+            raise InvalidSpec(
+                f"the part is too thin for a sprue: {part_width_mm:.2f} mm across leaves "
+                f"{room:.2f} mm, and a sprue must be wider than {least:g} mm",
+                part_width_mm=round(part_width_mm, 3),
+            )
+        return sprue
 
 
 class MoldParams(BaseModel):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mold.spec import SIZE_MM_DEFAULT, WALL_MM_DEFAULT
+from mold.spec import SIZE_MM_DEFAULT, SPRUE_MM_DEFAULT, WALL_MM_DEFAULT
 from sculptsvc.commands._errors import exit_with
 from sculptsvc.commands._files import write_atomic
 from sculptsvc.errors import SculptError, UnrepairableMesh, from_mold_error
@@ -150,7 +150,11 @@ def register(app: typer.Typer) -> None:
         clearance_mm: float = typer.Option(0.2, help="Key clearance per side, mm."),
         keys: int = typer.Option(4, help="Registration keys."),
         key_diameter_mm: float = typer.Option(6.0, help="Key base diameter, mm."),
-        sprue_diameter_mm: float = typer.Option(6.0, help="Sprue diameter at the cavity, mm."),
+        sprue_diameter_mm: float | None = typer.Option(
+            None,
+            help=f"Sprue diameter at the cavity, mm [default: {SPRUE_MM_DEFAULT:g}, narrowed "
+            "for a thinner part].",
+        ),
         vents: int = typer.Option(3, help="Most air vents."),
         parting: str = typer.Option("auto", help="auto, x, y or z (pull direction)."),
         parting_offset_mm: float | None = typer.Option(None, help="Plane offset (fixed axis)."),

@@ -29,6 +29,7 @@ from mold import (
 from mold.core import MoldGeometry, build_geometry, export_halves, gate_input
 from mold.export import stl_bytes, stl_edge_report
 from mold.gate import GateInput, check_three_mf, run_gate
+from mold.spec import SPRUE_MM_DEFAULT
 
 SPEC = MoldSpec()
 PARAMS = MoldParams()
@@ -146,6 +147,42 @@ def test_sprue_wider_than_the_part_is_an_invalid_spec() -> None:
     v, f = shapes.torus()
     with pytest.raises(InvalidSpec, match="sprue"):
         make_mold(v, f, MoldSpec(size_mm=10.0, sprue_diameter_mm=12.0))
+
+
+def _bar(width: float) -> tuple[np.ndarray, np.ndarray]:
+    """A closed bar 80 mm long and ``width`` across: a pen, a mast, a sword."""
+    import trimesh
+
+    bar = trimesh.creation.box(extents=(80.0, width, width))
+    return np.asarray(bar.vertices), np.asarray(bar.faces)
+
+
+def test_a_part_thinner_than_the_default_sprue_gets_a_narrower_one() -> None:
+    """The default 6 mm sprue refused every part under 6.7 mm across (a pen, a sword from
+    a photo), although nobody had asked for 6 mm: the order was rejected for an option the
+    shop cannot even set. Unasked, the sprue narrows to 0.9x the part's width."""
+    v, f = _bar(4.0)
+    result = make_mold(v, f, MoldSpec(size_mm=None))
+    report = result.report
+    assert report.gate.passed
+    assert report.spec.sprue_diameter_mm is None
+    assert report.sprue.diameter_bottom_mm == pytest.approx(0.9 * 4.0)
+    assert report.cavity_volume_ml == pytest.approx(80.0 * 4.0 * 4.0 / 1000, rel=1e-6)
+    # asked for explicitly, 6 mm stays 6 mm, and does not fit
+    with pytest.raises(InvalidSpec, match="too large"):
+        make_mold(v, f, MoldSpec(size_mm=None, sprue_diameter_mm=6.0))
+
+
+def test_a_wide_part_keeps_the_default_sprue() -> None:
+    v, f = _bar(20.0)
+    report = make_mold(v, f, MoldSpec(size_mm=None)).report
+    assert report.sprue.diameter_bottom_mm == pytest.approx(SPRUE_MM_DEFAULT)
+
+
+def test_a_part_too_thin_for_any_sprue_is_refused_by_name() -> None:
+    v, f = _bar(1.2)  # < 1.6 mm of room however turned; 2 mm vents need a wider sprue
+    with pytest.raises(InvalidSpec, match="too thin for a sprue"):
+        make_mold(v, f, MoldSpec(size_mm=None))
 
 
 def test_keys_that_cannot_fit_are_a_typed_failure() -> None:
