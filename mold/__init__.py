@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         PartDisconnected,
         PartNotManifold,
         PartSelfIntersecting,
+        PartTooThin,
     )
     from mold.report import MoldReport
     from mold.spec import MoldParams, MoldSpec
@@ -64,6 +65,7 @@ __all__ = [
     "PartDisconnected",
     "PartNotManifold",
     "PartSelfIntersecting",
+    "PartTooThin",
     "make_mold",
     "part_self_intersections",
 ]

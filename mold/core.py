@@ -24,7 +24,13 @@ import manifold3d as m3
 import numpy as np
 
 from mold import files
-from mold.errors import MoldGateFailed, MoldGenerationFailed, PartDegenerate, PartDisconnected
+from mold.errors import (
+    MoldGateFailed,
+    MoldGenerationFailed,
+    PartDegenerate,
+    PartDisconnected,
+    PartTooThin,
+)
 from mold.export import MeshObject, stl_bytes, three_mf_bytes
 from mold.features import Channel, Layout, plan_layout
 from mold.gate import GateInput, GateResult, check_three_mf, fail_on, run_gate
@@ -232,6 +238,25 @@ def prepare_part(
     return part
 
 
+def check_thickness(solid: m3.Manifold, params: MoldParams) -> None:
+    """Refuse a part thinner on average than a pour fills, before any mold is cut.
+
+    Twice the volume over the surface area is a plate's thickness and two thirds of a
+    ball's radius; only a part that is a sheet nearly everywhere falls below the limit
+    (a 0.1 mm build plate scaled to 80 mm made a mold with an empty 0.0 ml cavity that
+    passed every other check). Thin details on a solid body do not lower it much.
+    """
+    area = solid.surface_area()
+    mean = 2.0 * solid.volume() / area if area > 0 else 0.0
+    if mean < params.min_mean_thickness_mm:
+        raise PartTooThin(
+            f"the part is {mean:.2f} mm thick on average at this size, below the "
+            f"{params.min_mean_thickness_mm:g} mm a pour fills; make it thicker or larger",
+            mean_thickness_mm=round(mean, 4),
+            limit_mm=params.min_mean_thickness_mm,
+        )
+
+
 def build_halves(
     part: m3.Manifold, layout: Layout, params: MoldParams
 ) -> tuple[m3.Manifold, m3.Manifold]:
@@ -406,6 +431,7 @@ def make_mold(
     spec = spec or MoldSpec()
     params = params or MoldParams()
     part = prepare_part(vertices, faces, spec, params)  # steps 1-2
+    check_thickness(part.solid, params)
     # 3. partings best first; the first that passes every gate is kept
     order, scores = ranked_candidates(part.mesh, part.solid, spec, params)
     tried: list[tuple[Parting, MoldGenerationFailed | None]] = []

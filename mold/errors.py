@@ -5,7 +5,8 @@
     │   ├── PartNotManifold       not one closed, consistently oriented surface
     │   ├── PartDegenerate        bad arrays, non-finite values, no volume
     │   ├── PartSelfIntersecting  the surface passes through itself: no defined inside
-    │   └── PartDisconnected      several separate bodies: one pour cannot fill them
+    │   ├── PartDisconnected      several separate bodies: one pour cannot fill them
+    │   └── PartTooThin           thinner on average than a pour fills (a sheet, a film)
     ├── InvalidSpec               the spec does not fit this part (e.g. sprue wider than it)
     └── MoldGenerationFailed      valid input, but no castable mold came out
         ├── KeysDoNotFit          no room for the registration keys
@@ -58,6 +59,10 @@ class PartSelfIntersecting(InvalidPart):
 
 class PartDisconnected(InvalidPart):
     code = "part_disconnected"
+
+
+class PartTooThin(InvalidPart):
+    code = "part_too_thin"
 
 
 class InvalidSpec(MoldError):

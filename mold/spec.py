@@ -126,6 +126,13 @@ class MoldParams(BaseModel):
     check_self_intersections: bool = Field(
         True, description="Reject parts whose surface passes through itself (~0.1 s at 20k)."
     )
+    min_mean_thickness_mm: float = Field(
+        0.5,
+        ge=0,
+        description="Least mean thickness of the part at its mold size, mm: twice its volume "
+        "over its surface area, which is a plate's thickness and a rod's radius. Casting resin "
+        "and silicone do not fill a thinner cavity; 0 turns the check off.",
+    )
     # parting
     parting_levels: int = Field(33, ge=3, description="Plane levels tried per pull direction.")
     parting_fallback_candidates: int = Field(

@@ -23,6 +23,7 @@ from mold import (
     PartDisconnected,
     PartNotManifold,
     PartSelfIntersecting,
+    PartTooThin,
     make_mold,
     shapes,
 )
@@ -110,7 +111,7 @@ def test_tiny_debris_is_dropped_not_rejected() -> None:
 
 
 def test_every_mold_error_is_typed_for_the_service() -> None:
-    for cls in (PartNotManifold, PartDegenerate, PartDisconnected, InvalidSpec):
+    for cls in (PartNotManifold, PartDegenerate, PartDisconnected, PartTooThin, InvalidSpec):
         assert issubclass(cls, MoldError) and cls.rejects_input
     for cls in (KeysDoNotFit, MoldGateFailed):
         assert issubclass(cls, MoldGenerationFailed) and not cls.rejects_input
@@ -183,6 +184,25 @@ def test_a_part_too_thin_for_any_sprue_is_refused_by_name() -> None:
     v, f = _bar(1.2)  # < 1.6 mm of room however turned; 2 mm vents need a wider sprue
     with pytest.raises(InvalidSpec, match="too thin for a sprue"):
         make_mold(v, f, MoldSpec(size_mm=None))
+
+
+def test_a_sheet_is_refused_before_a_mold_is_cut() -> None:
+    """A 0.1 mm build plate scaled to 80 mm passed every gate with a 0.0 ml cavity that no
+    pour fills: a sheet is refused by name, with its mean thickness."""
+    import trimesh
+
+    plate = trimesh.creation.box(extents=(80.0, 60.0, 0.1))
+    with pytest.raises(PartTooThin) as info:
+        make_mold(np.asarray(plate.vertices), np.asarray(plate.faces), MoldSpec(size_mm=None))
+    assert info.value.code == "part_too_thin" and info.value.rejects_input
+    assert info.value.detail["mean_thickness_mm"] == pytest.approx(0.1, rel=0.01)
+    # the same plate 2 mm thick is a castable plaque
+    plaque = trimesh.creation.box(extents=(80.0, 60.0, 2.0))
+    report = make_mold(
+        np.asarray(plaque.vertices), np.asarray(plaque.faces), MoldSpec(size_mm=None)
+    ).report
+    assert report.gate.passed
+    assert report.cavity_volume_ml == pytest.approx(80.0 * 60.0 * 2.0 / 1000, rel=1e-6)
 
 
 def test_keys_that_cannot_fit_are_a_typed_failure() -> None:
