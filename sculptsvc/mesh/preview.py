@@ -32,7 +32,6 @@ from __future__ import annotations
 import atexit
 import contextvars
 import functools
-import io
 import logging
 import os
 import sys
@@ -43,8 +42,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from sculptsvc.imaging import encode_png
 from sculptsvc.mesh.colors import hex_to_linear_rgb
 from sculptsvc.mesh.pipeline import Mode, ProcessedMesh
 
@@ -216,11 +215,7 @@ def render_preview(
     with _LOCK:
         renderer = _renderer(pyrender, size * _SUPERSAMPLE, size * _SUPERSAMPLE)
         color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
-    buffer = io.BytesIO()
-    Image.fromarray(_downsample(color, depth, _SUPERSAMPLE)).save(
-        buffer, format="PNG", compress_level=6
-    )
-    return buffer.getvalue()
+    return encode_png(_downsample(color, depth, _SUPERSAMPLE))
 
 
 # --- the renderer thread ----------------------------------------------------------------------
