@@ -352,31 +352,34 @@ def _folded_faces(corner_uv: np.ndarray, chart: np.ndarray, min_overlap: float) 
     cell = float(np.median(np.max(tmax - tmin, axis=1)))
     if m < 2 or not cell > 0:
         return np.zeros(0, dtype=np.int64)
-    c0 = np.floor(tmin / cell).astype(np.int64)
-    c1 = np.floor(tmax / cell).astype(np.int64)
-    span = c1 - c0 + 1
-    owner, place = _runs(span[:, 0] * span[:, 1])
-    cx = c0[owner, 0] + place % span[owner, 0]
-    cy = c0[owner, 1] + place // span[owner, 0]
-    # one sortable key per (chart, cell): chart, then x, then y
-    key = np.stack([chart[owner], cx - cx.min(), cy - cy.min()], axis=1)
-    order = np.lexsort((key[:, 2], key[:, 1], key[:, 0]))
-    key, owner = key[order], owner[order]
-    starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)])
+    origin = np.floor(tmin.min(axis=0) / cell)
+    c0 = (np.floor(tmin / cell) - origin).astype(np.int64)
+    c1 = (np.floor(tmax / cell) - origin).astype(np.int64)
+    lo_x, lo_y = np.ascontiguousarray(c0[:, 0]), np.ascontiguousarray(c0[:, 1])
+    span_x, span_y = c1[:, 0] - lo_x + 1, c1[:, 1] - lo_y + 1
+    owner, place = _runs(span_x * span_y)
+    cx = lo_x[owner] + place % span_x[owner]
+    cy = lo_y[owner] + place // span_x[owner]
+    # one sortable int64 key per (chart, cell)
+    width, height = int(cx.max()) + 1, int(cy.max()) + 1
+    key = (chart[owner] * width + cx) * height + cy
+    order = np.argsort(key, kind="stable")
+    key, owner, cx, cy = key[order], owner[order], cx[order], cy[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     ends = np.r_[starts[1:], len(key)]
     group_end = np.repeat(ends, ends - starts)
     first, offset = _runs(group_end - np.arange(len(key)) - 1)  # each later entry of its cell
     a, b = owner[first], owner[first + 1 + offset]
-    # each pair once: in the cell of the low corner of the two boxes' common part, and only
-    # when the boxes overlap by more than a touch
-    low = np.maximum(tmin[a], tmin[b])
-    common = np.minimum(tmax[a], tmax[b]) - low
-    here = np.floor(low / cell).astype(np.int64)
-    cell_x = cx[order][first]
-    cell_y = cy[order][first]
-    keep = (here[:, 0] == cell_x) & (here[:, 1] == cell_y)
-    keep &= (common[:, 0] > min_overlap) & (common[:, 1] > min_overlap)
-    a, b = a[keep], b[keep]
+    # each pair once: in the cell of the low corner of the two boxes' common part (floor is
+    # monotonic: the larger of the two low cells)
+    once = (np.maximum(lo_x[a], lo_x[b]) == cx[first]) & (np.maximum(lo_y[a], lo_y[b]) == cy[first])
+    a, b = a[once], b[once]
+    # and only when the boxes overlap by more than a touch
+    boxes_overlap = np.ones(len(a), dtype=bool)
+    for k in range(2):
+        low, high = np.ascontiguousarray(tmin[:, k]), np.ascontiguousarray(tmax[:, k])
+        boxes_overlap &= np.minimum(high[a], high[b]) - np.maximum(low[a], low[b]) > min_overlap
+    a, b = a[boxes_overlap], b[boxes_overlap]
     if len(a) == 0:
         return np.zeros(0, dtype=np.int64)
     # corner-wise 1-D columns: numpy's reductions over a length-3 axis are slow
