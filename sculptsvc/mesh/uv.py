@@ -4,9 +4,11 @@ Unwrapping: full xatlas charting costs 2-8 s for 20k triangles on this hardware,
 the whole stage's budget. The default ``projection`` method segments the surface the way
 "smart UV project" tools do (faces grouped by the closest of six axis directions, split
 into edge-connected charts, each projected orthographically, which never flips a
-triangle) and lets xatlas only *pack* the charts (~0.3 s). A projection can fold over
-itself inside a chart (an ear curling back); the rasteriser finds the texels claimed twice
-and those charts are split and repacked, so the atlas is overlap-free by check, not by hope.
+triangle) and lets xatlas only *pack* the charts (~0.1 s). A projection can fold over
+itself inside a chart (an ear curling back: most scanned meshes do somewhere); the faces
+whose projections overlap are found exactly before packing and split off, and after
+packing the rasteriser still looks for texels claimed twice (those charts are split and
+repacked), so the atlas is overlap-free by check, not by hope.
 ``uv_method="xatlas"`` keeps the full xatlas path (fewer seams, slower).
 
 Baking: every texel centre inside a UV triangle gets its 3D point and normal by barycentric
