@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mold.core import MoldResult, make_mold, part_self_intersections
+    from mold.core import MoldResult, crossing_triangles, make_mold, part_self_intersections
     from mold.errors import (
         InvalidPart,
         InvalidSpec,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "MoldResult": "mold.core",
     "make_mold": "mold.core",
+    "crossing_triangles": "mold.core",
     "part_self_intersections": "mold.core",
     "MoldReport": "mold.report",
     "MoldParams": "mold.spec",
@@ -66,6 +67,7 @@ __all__ = [
     "PartNotManifold",
     "PartSelfIntersecting",
     "PartTooThin",
+    "crossing_triangles",
     "make_mold",
     "part_self_intersections",
 ]

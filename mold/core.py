@@ -44,6 +44,7 @@ from mold.geometry import (
     from_manifold,
     raise_self_intersecting,
     self_intersecting_faces,
+    self_intersecting_mask,
     to_manifold,
     transform_manifold,
     validate_arrays,
@@ -219,6 +220,25 @@ def part_self_intersections(
     crossing = self_intersecting_faces(part.mesh)
     _checked_parts.put(key, part, crossing)
     return crossing
+
+
+def crossing_triangles(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    spec: MoldSpec | None = None,
+    params: MoldParams | None = None,
+) -> np.ndarray:
+    """``(k, 3, 3)``: the faces :func:`part_self_intersections` counts as crossing, as
+    triangles in the input's own frame. A repair aimed at them aims at what the check
+    refuses: selected in any other frame (unscaled, uncentred), rounding picks other faces
+    or none at all."""
+    spec = spec or MoldSpec()
+    params = params or MoldParams()
+    known = _checked_parts.get(_checked_parts.key(vertices, faces, spec))
+    part = known[0] if known is not None else scaled_part(vertices, faces, spec, params)
+    crossing = part.mesh.vertices[part.mesh.faces[self_intersecting_mask(part.mesh)]]
+    to_input = np.linalg.inv(part.input_to_part)
+    return crossing @ to_input[:3, :3].T + to_input[:3, 3]
 
 
 def prepare_part(

@@ -7,7 +7,7 @@ Everything here is a plain function on arrays; nothing touches the disk.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import manifold3d as m3
 import numpy as np
@@ -99,12 +99,23 @@ def self_intersecting_faces(mesh: TriMesh) -> int:
     manifold3d accepts such a surface (status NoError) but its booleans then return inverted
     pieces: a cow's tail through its body gives a cavity with a hole punched in the mold.
     """
+    selection = _crossing_selection(mesh)  # the mesh lives as long as its MeshSet
+    return int(selection.current_mesh().selected_face_number())
+
+
+def self_intersecting_mask(mesh: TriMesh) -> np.ndarray:
+    """Per face, whether :func:`self_intersecting_faces` counts it: ``(m,)`` bool."""
+    selection = _crossing_selection(mesh)  # the mesh lives as long as its MeshSet
+    return np.asarray(selection.current_mesh().face_selection_array(), dtype=bool)
+
+
+def _crossing_selection(mesh: TriMesh) -> Any:
     import pymeshlab  # heavy import, only needed here
 
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(mesh.vertices, mesh.faces.astype(np.int32)))
     ms.compute_selection_by_self_intersections_per_face()
-    return int(ms.current_mesh().selected_face_number())
+    return ms
 
 
 def check_not_self_intersecting(mesh: TriMesh) -> None:

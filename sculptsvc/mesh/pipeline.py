@@ -27,7 +27,13 @@ from sculptsvc.mesh.colors import (
     vertex_color_source,
 )
 from sculptsvc.mesh.gltf import PbrMaterial, build_glb, unit_normals
-from sculptsvc.mesh.handoff import as_stored, check_handoff, mold_size, repair_crossings
+from sculptsvc.mesh.handoff import (
+    as_stored,
+    check_handoff,
+    mold_size,
+    repair_crossings,
+    retriangulate_as_the_mold_counts,
+)
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.mesh.refine import fit_face_budget, refine_to, smooth, within
 from sculptsvc.mesh.remesh import voxel_remesh
@@ -223,7 +229,9 @@ def _without_self_intersections(
     Repairs, in order: the local ones of :func:`~sculptsvc.mesh.handoff.repair_crossings`
     (separate touching surfaces, re-triangulate); else, below the budget, the repaired
     surface bisected to it unsmoothed (:func:`_refined_unsmoothed`); else rebuild the
-    surface from a voxel field (always embedded), then smooth and fit the budget again.
+    surface from a voxel field (always embedded), then smooth and fit the budget again, and
+    re-triangulate what the mold still counts there
+    (:func:`~sculptsvc.mesh.handoff.retriangulate_as_the_mold_counts`).
     Returns the float32-exact mesh, how the budget was met, the smoothing displacement and
     the crossing count of the returned mesh (the report's figure: counted once).
     """
@@ -268,13 +276,21 @@ def _without_self_intersections(
     final, budget = fit_face_budget(smoothed, params)
     final = as_stored(final)
     check = check_handoff(final, params)
-    if not check.passed:
+    if check.passed:
+        return final, budget, displacement, 0
+    # smoothing and the budget can press two close sheets of the rebuilt surface (a thin
+    # ear, lips) through each other again: cut out and re-close what the mold counts
+    still = check.refusal or f"{check.crossing_faces} triangles crossed the rebuilt surface"
+    repaired_locally = retriangulate_as_the_mold_counts(final, params)
+    if repaired_locally is None:
         raise MeshProcessingFailed(
             f"{check.refusal or f'{check.crossing_faces} triangles'} still fail {where} "
-            "after a voxel rebuild",
+            "after a voxel rebuild and a local re-triangulation",
             self_intersecting_faces=check.crossing_faces,
         )
-    return final, budget, displacement, 0
+    fixed, action = repaired_locally
+    repair_log.add(f"{still} ({where}): {action}")
+    return fixed, budget, displacement, 0
 
 
 def _refined_unsmoothed(repaired: trimesh.Trimesh, params: MeshParams) -> trimesh.Trimesh | None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import trimesh
 
-from mold import MoldSpec, part_self_intersections
+from mold import MoldSpec, crossing_triangles, part_self_intersections
 from mold.geometry import TriMesh, self_intersecting_faces
 from sculptsvc.commands.mold import load_part, run_mold
 from sculptsvc.mesh import MeshParams, export_glb, process_mesh
-from sculptsvc.mesh.handoff import as_stored, check_handoff
+from sculptsvc.mesh.handoff import as_stored, check_handoff, crossing_mask
 
 SLANT = (4.0, 10.0)  # the bottom arm's inner face rises from z=4 at x=6 to z=10 at x=40
 
@@ -64,6 +64,28 @@ def test_the_fixture_only_crosses_itself_after_float32_rounding() -> None:
     stored = as_stored(mesh)
     assert part_self_intersections(stored.vertices, stored.faces, MoldSpec(size_mm=80)) > 0
     assert not check_handoff(stored, MeshParams(mold_size_mm=80)).passed
+
+
+def _corner_sets(triangles: np.ndarray) -> list[list[tuple[float, ...]]]:
+    return sorted(sorted(map(tuple, np.round(t, 3))) for t in triangles)
+
+
+def test_the_repairs_aim_at_the_faces_the_mold_check_counts() -> None:
+    """The local repairs selected crossing faces in the mesh's own frame (uncentred, at the
+    mold's scale) while the check counted them in the mold's frame (centred by manifold3d):
+    on two public character scans (ogre, beast) the check counted 3 faces, the selection
+    found none, and the order failed after a voxel rebuild. The selection is now the
+    check's own faces, found again by their corners, in any unit and at any offset."""
+    params = MeshParams(mold_size_mm=80)
+    for scale, offset in ((1.0, 0.0), (0.001, 250.0)):  # mm at the origin; m far from it
+        mesh = as_stored(hook(2e-7))
+        mesh = as_stored(trimesh.Trimesh(mesh.vertices * scale + offset, mesh.faces))
+        count = check_handoff(mesh, params).crossing_faces
+        selected = crossing_mask(mesh, params)
+        assert count > 0 and int(selected.sum()) == count
+        triangles = crossing_triangles(mesh.vertices, mesh.faces, MoldSpec(size_mm=80))
+        ours = np.asarray(mesh.vertices)[np.asarray(mesh.faces)[selected]]
+        assert _corner_sets(ours / scale) == _corner_sets(triangles / scale)
 
 
 def test_mesh_stage_repairs_what_the_mold_would_refuse_and_says_so(tmp_path: Path) -> None:
