@@ -213,15 +213,24 @@ def retriangulate_as_the_mold_counts(
     mesh's own frame, rounding can pick none of them: on two public character scans (an
     ogre, a beast) the check counted 3 faces and the selection found none. No corner
     moves by float32 steps here: a fix that small can flip on the GLB reader's rounding."""
+    return _retriangulated(mesh, params, mold_frame=True)
+
+
+def _retriangulated(
+    mesh: trimesh.Trimesh, params: MeshParams, *, mold_frame: bool
+) -> tuple[trimesh.Trimesh, str] | None:
+    """Up to ``crossing_repair_rounds`` rounds of :func:`retriangulate_crossings`, until
+    the mold's check passes; (mesh, what was done) or ``None``."""
+    faces_named = "the faces the mold counts" if mold_frame else "crossing faces"
     candidate = mesh
     for round_ in range(1, params.crossing_repair_rounds + 1):
-        fixed = retriangulate_crossings(candidate, params, mold_frame=True)
+        fixed = retriangulate_crossings(candidate, params, mold_frame=mold_frame)
         if fixed is None:
             return None
         candidate = fixed
         if check_handoff(candidate, params).passed:
             return candidate, (
-                f"re-triangulated around the faces the mold counts in {round_} round(s), "
+                f"re-triangulated around {faces_named} in {round_} round(s), "
                 f"now {len(candidate.faces)} triangles"
             )
     return None
@@ -254,15 +263,4 @@ def repair_crossings(
                 f"moved {count} corners of crossing faces {step * 1e3:.3g} um inward "
                 "(surfaces touching through float32 rounding)"
             )
-    candidate = mesh
-    for round_ in range(1, params.crossing_repair_rounds + 1):
-        fixed = retriangulate_crossings(candidate, params)
-        if fixed is None:
-            return None
-        candidate = fixed
-        if check_handoff(candidate, params).passed:
-            return candidate, (
-                f"re-triangulated around crossing faces in {round_} round(s), "
-                f"now {len(candidate.faces)} triangles"
-            )
-    return None
+    return _retriangulated(mesh, params, mold_frame=False)
