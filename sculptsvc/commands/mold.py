@@ -86,7 +86,7 @@ def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) 
     from mold.geometry import without_non_finite
     from sculptsvc.mesh.io import load_mesh
 
-    mesh = load_mesh(path)  # UnreadableMesh names the format problem
+    mesh = load_mesh(path, colours=False)  # UnreadableMesh names the format problem
     vertices, faces, non_finite = without_non_finite(np.asarray(mesh.vertices), mesh.faces)
     notes = [f"removed {non_finite} faces with non-finite vertex coordinates"] if non_finite else []
     if non_finite and len(faces) == 0:

@@ -46,11 +46,12 @@ SUPPORTED_SUFFIXES = set(FORMATS)
 _MESHLAB_SUFFIXES = {".ply", ".stl", ".obj", ".off"}  # where VCG can read what trimesh skips
 
 
-def load_mesh(path: Path | str) -> trimesh.Trimesh:
+def load_mesh(path: Path | str, *, colours: bool = True) -> trimesh.Trimesh:
     """One triangle mesh from a file; raises ``UnreadableMesh`` naming the format problem.
 
     ``process=False`` keeps vertices, faces and colours exactly as stored: repair decides
-    what to weld, so the report can say what it changed.
+    what to weld, so the report can say what it changed. ``colours=False`` reads geometry
+    only (the mold needs no texture: a GLB's 1024 px texture costs 25 ms to decode and copy).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -70,11 +71,11 @@ def load_mesh(path: Path | str) -> trimesh.Trimesh:
     problem = ""
     points = 0
     try:
-        loaded = _load_trimesh(path, data)
+        loaded = _load_trimesh(path, data, colours=colours)
     except Exception as exc:  # trimesh raises many types for malformed files
         loaded, problem = None, f"{type(exc).__name__}: {exc}"
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
-        if _may_hold_colours_trimesh_skipped(loaded, suffix):
+        if colours and _may_hold_colours_trimesh_skipped(loaded, suffix):
             coloured, _, _ = _load_meshlab(path)
             if coloured is not None and getattr(coloured.visual, "kind", None):
                 return coloured
@@ -288,13 +289,16 @@ def _bake_base_color_uv(doc: dict[str, Any], binary: bytearray) -> bool:
     return bool(rewritten)
 
 
-def _load_trimesh(path: Path, data: bytes | None = None) -> trimesh.Trimesh:
+def _load_trimesh(
+    path: Path, data: bytes | None = None, *, colours: bool = True
+) -> trimesh.Trimesh:
     """Every mesh of the file's scene, transforms applied, as one (``force="mesh"``).
 
     Parts with different colour carriers (two textures, a texture beside vertex colours)
     cannot share one trimesh visual: concatenating them drops every colour. Each part is
     then kept, as loaded, under ``colors.COLOR_PARTS`` for the colour source. ``data``:
-    the file's bytes when the caller has read them already."""
+    the file's bytes when the caller has read them already; ``colours=False``: no
+    materials or textures are read."""
     import io
 
     source: Any = path
@@ -305,7 +309,9 @@ def _load_trimesh(path: Path, data: bytes | None = None) -> trimesh.Trimesh:
             source, file_type = io.BytesIO(decoded), "glb"
     parts = [
         part
-        for part in trimesh.load_scene(source, file_type=file_type, process=False).dump()
+        for part in trimesh.load_scene(
+            source, file_type=file_type, process=False, skip_materials=not colours
+        ).dump()
         if isinstance(part, trimesh.Trimesh)
     ]
     mesh = trimesh.util.concatenate(parts)

@@ -165,6 +165,12 @@ def test_textures_come_along_from_glb_and_obj(tmp_path: Path) -> None:
         assert mesh.visual.kind == "texture"
         assert mesh.visual.uv is not None and len(mesh.visual.uv) == len(mesh.vertices)
         assert np.asarray(mesh.visual.material.to_color(mesh.visual.uv[:1]))[0, 2] > 150
+        # the mold reads geometry only: the same positions and triangles, no texture read
+        bare = load_mesh(path, colours=False)
+        assert np.array_equal(bare.vertices, mesh.vertices)
+        assert np.array_equal(bare.faces, mesh.faces)
+        if file_type == "glb":
+            assert getattr(bare.visual, "kind", None) != "texture"
 
 
 # --- colours per face and per face corner -------------------------------------------------
