@@ -176,7 +176,14 @@ def process_mesh(
     with timed(timings, "smooth"):
         smoothed, displacement = smooth(repaired, params)
     with timed(timings, "budget"):
-        final, budget = fit_face_budget(smoothed, params)
+        try:
+            final, budget = fit_face_budget(smoothed, params)
+        except MeshProcessingFailed as exc:
+            # a surface no decimation keeps closed (slivers, near-duplicate sheets): the
+            # voxel rebuild gives one that any decimation does
+            if not params.remesh_fallback:
+                raise
+            final, budget, displacement = _rebuilt(repaired, repair_log, params, exc.message)
     with timed(timings, "self_intersections"):
         final, budget, displacement, crossing = _without_self_intersections(
             final, budget, displacement, repaired, repair_log, params
@@ -260,20 +267,12 @@ def _without_self_intersections(
             f"{found} ({where}) and the remesh fallback is off",
             self_intersecting_faces=check.crossing_faces,
         )
-    remeshed = voxel_remesh(repaired, params.remesh_resolution, params.remesh_closing_voxels)
-    try:
-        rebuilt, _ = repair(remeshed, params)
-    except UnrepairableMesh as exc:
-        raise MeshProcessingFailed(
-            f"the voxel rebuild of a self-intersecting surface failed: {exc.message}"
-        ) from exc
-    repair_log.method = "remesh"
-    repair_log.add(
-        f"rebuilt from a {params.remesh_resolution}-voxel field: {found} ({where}); "
-        "local re-triangulation did not clear it"
+    final, budget, displacement = _rebuilt(
+        repaired,
+        repair_log,
+        params,
+        f"{found} ({where}); local re-triangulation did not clear it",
     )
-    smoothed, displacement = smooth(rebuilt, params)
-    final, budget = fit_face_budget(smoothed, params)
     final = as_stored(final)
     check = check_handoff(final, params)
     if check.passed:
@@ -291,6 +290,23 @@ def _without_self_intersections(
     fixed, action = repaired_locally
     repair_log.add(f"{still} ({where}): {action}")
     return fixed, budget, displacement, 0
+
+
+def _rebuilt(
+    repaired: trimesh.Trimesh, repair_log: RepairLog, params: MeshParams, why: str
+) -> tuple[trimesh.Trimesh, str, float]:
+    """The repaired surface rebuilt from a voxel field (always closed and embedded), then
+    smoothed and fitted to the budget: (mesh, how the budget was met, displacement)."""
+    remeshed = voxel_remesh(repaired, params.remesh_resolution, params.remesh_closing_voxels)
+    try:
+        rebuilt, _ = repair(remeshed, params)
+    except UnrepairableMesh as exc:
+        raise MeshProcessingFailed(f"the voxel rebuild failed: {exc.message}") from exc
+    repair_log.method = "remesh"
+    repair_log.add(f"rebuilt from a {params.remesh_resolution}-voxel field: {why}")
+    smoothed, displacement = smooth(rebuilt, params)
+    final, budget = fit_face_budget(smoothed, params)
+    return final, budget, displacement
 
 
 def _refined_unsmoothed(repaired: trimesh.Trimesh, params: MeshParams) -> trimesh.Trimesh | None:

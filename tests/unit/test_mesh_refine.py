@@ -111,3 +111,41 @@ def test_longest_edges_are_split_at_their_midpoints_without_moving_the_surface()
     assert is_closed_manifold(refined.faces) and refined.is_winding_consistent
     assert refined.volume == pytest.approx(box.volume, rel=1e-12)
     assert triangle_quality(refined.triangles).min() > 0.2  # bisection keeps them round
+
+
+def test_a_surface_no_decimation_keeps_closed_is_rebuilt_not_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """trimesh's cycloidal.ply (a 43k-face gear) failed the order: neither decimator kept
+    its repaired surface closed. The voxel rebuild the stage already has gives a surface
+    any decimation keeps closed; the report says why it was used. Here the first
+    decimation is made to fail as that one did."""
+    import sculptsvc.mesh.pipeline as pipeline
+    from sculptsvc.errors import MeshProcessingFailed
+    from sculptsvc.mesh import process_mesh
+
+    calls = []
+
+    def first_fails(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, str]:
+        calls.append(len(mesh.faces))
+        if len(calls) == 1:
+            raise MeshProcessingFailed(
+                "decimation to 2000 triangles did not keep the surface closed"
+            )
+        return fit_face_budget(mesh, params)
+
+    monkeypatch.setattr(pipeline, "fit_face_budget", first_fails)
+    params = MeshParams(target_faces=2_000)
+    result = process_mesh(trimesh.creation.icosphere(subdivisions=5, radius=10.0), params)
+    report = result.report
+    assert len(calls) == 2
+    assert report.watertight and report.outward and report.repair_method == "remesh"
+    assert any("did not keep the surface closed" in a for a in report.repair_actions)
+    assert abs(report.triangles - 2_000) <= params.face_tolerance * 2_000
+    # without the fallback the order is refused, as before
+    calls.clear()
+    with pytest.raises(MeshProcessingFailed):
+        process_mesh(
+            trimesh.creation.icosphere(subdivisions=5, radius=10.0),
+            MeshParams(target_faces=2_000, remesh_fallback=False),
+        )
