@@ -62,6 +62,13 @@ class MeshParams(BaseModel):
     remesh_resolution: int = Field(
         160, ge=32, le=512, description="Voxels along the longest side in the fallback remesh."
     )
+    remesh_retry_resolution: int = Field(
+        224,
+        ge=0,
+        le=512,
+        description="When the rebuilt surface still fails the mold's intersection check, it "
+        "is rebuilt once more from this finer field (0 or at most remesh_resolution: no retry).",
+    )
     remesh_closing_voxels: int = Field(
         2, ge=0, le=8, description="Cracks up to about twice this many voxels are sealed."
     )

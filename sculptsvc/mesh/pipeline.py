@@ -267,29 +267,35 @@ def _without_self_intersections(
             f"{found} ({where}) and the remesh fallback is off",
             self_intersecting_faces=check.crossing_faces,
         )
-    final, budget, displacement = _rebuilt(
-        repaired,
-        repair_log,
-        params,
-        f"{found} ({where}); local re-triangulation did not clear it",
+    why = f"{found} ({where}); local re-triangulation did not clear it"
+    for resolution in _rebuild_resolutions(params):
+        at = params.model_copy(update={"remesh_resolution": resolution})
+        final, budget, displacement = _rebuilt(repaired, repair_log, at, why)
+        final = as_stored(final)
+        check = check_handoff(final, params)
+        if check.passed:
+            return final, budget, displacement, 0
+        # smoothing and the budget can press two close sheets of the rebuilt surface (a
+        # thin ear, lips) through each other again: cut out and re-close what the mold
+        # counts; failing that, a finer field (a CAD plate only ~7 voxels thick)
+        still = check.refusal or f"{check.crossing_faces} triangles crossed the rebuilt surface"
+        repaired_locally = retriangulate_as_the_mold_counts(final, params)
+        if repaired_locally is not None:
+            fixed, action = repaired_locally
+            repair_log.add(f"{still} ({where}): {action}")
+            return fixed, budget, displacement, 0
+        why = f"{still} after the {resolution}-voxel rebuild and a local re-triangulation"
+    raise MeshProcessingFailed(
+        f"{check.refusal or f'{check.crossing_faces} triangles'} still fail {where} "
+        "after voxel rebuilds and local re-triangulation",
+        self_intersecting_faces=check.crossing_faces,
     )
-    final = as_stored(final)
-    check = check_handoff(final, params)
-    if check.passed:
-        return final, budget, displacement, 0
-    # smoothing and the budget can press two close sheets of the rebuilt surface (a thin
-    # ear, lips) through each other again: cut out and re-close what the mold counts
-    still = check.refusal or f"{check.crossing_faces} triangles crossed the rebuilt surface"
-    repaired_locally = retriangulate_as_the_mold_counts(final, params)
-    if repaired_locally is None:
-        raise MeshProcessingFailed(
-            f"{check.refusal or f'{check.crossing_faces} triangles'} still fail {where} "
-            "after a voxel rebuild and a local re-triangulation",
-            self_intersecting_faces=check.crossing_faces,
-        )
-    fixed, action = repaired_locally
-    repair_log.add(f"{still} ({where}): {action}")
-    return fixed, budget, displacement, 0
+
+
+def _rebuild_resolutions(params: MeshParams) -> list[int]:
+    """The voxel fields tried, coarse (fast, smooth) first."""
+    finer = params.remesh_retry_resolution
+    return [params.remesh_resolution, *([finer] if finer > params.remesh_resolution else [])]
 
 
 def _rebuilt(

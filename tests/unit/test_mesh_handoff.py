@@ -12,6 +12,7 @@ import trimesh
 from mold import MoldSpec, crossing_triangles, part_self_intersections
 from mold.geometry import TriMesh, self_intersecting_faces
 from sculptsvc.commands.mold import load_part, run_mold
+from sculptsvc.errors import MeshProcessingFailed
 from sculptsvc.mesh import MeshParams, export_glb, process_mesh
 from sculptsvc.mesh.handoff import as_stored, check_handoff, crossing_mask
 
@@ -236,3 +237,37 @@ def test_stacked_boxes_reach_the_mold(tmp_path: Path) -> None:
     glb.write_bytes(export_glb(result))
     part = load_part(glb, repair=False)
     assert run_mold(part, MoldSpec(size_mm=80), tmp_path / "mold").report.gate.passed
+
+
+def test_a_rebuild_that_still_crosses_is_rebuilt_finer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """trimesh's plate_holes.STL, a CAD plate only ~7 voxels thick in the 160-voxel field,
+    still crossed after that rebuild and its local re-triangulation, and the order failed;
+    from a 224-voxel field it passes. Here every check fails until the finer rebuild."""
+    import sculptsvc.mesh.pipeline as pipeline
+    from sculptsvc.mesh.handoff import HandoffCheck
+
+    rebuilt_at: list[int] = []
+    real_rebuilt = pipeline._rebuilt
+
+    def recording(repaired, repair_log, params, why):  # type: ignore[no-untyped-def]
+        rebuilt_at.append(params.remesh_resolution)
+        return real_rebuilt(repaired, repair_log, params, why)
+
+    def crossing_until_finer(mesh: trimesh.Trimesh, params: MeshParams) -> HandoffCheck:
+        return HandoffCheck(0 if rebuilt_at[-1:] == [224] else 3)
+
+    monkeypatch.setattr(pipeline, "_rebuilt", recording)
+    monkeypatch.setattr(pipeline, "check_handoff", crossing_until_finer)
+    monkeypatch.setattr(pipeline, "repair_crossings", lambda mesh, params: None)
+    monkeypatch.setattr(pipeline, "_refined_unsmoothed", lambda repaired, params: None)
+    monkeypatch.setattr(pipeline, "retriangulate_as_the_mold_counts", lambda m, p: None)
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
+    report = process_mesh(sphere, MeshParams(target_faces=2_000)).report
+    assert rebuilt_at == [160, 224]
+    assert report.repair_method == "remesh" and report.watertight
+    assert any("after the 160-voxel rebuild" in a for a in report.repair_actions)
+    # with no finer field configured, the order is refused as before
+    rebuilt_at.clear()
+    with pytest.raises(MeshProcessingFailed):
+        process_mesh(sphere, MeshParams(target_faces=2_000, remesh_retry_resolution=0))
+    assert rebuilt_at == [160]
