@@ -250,10 +250,8 @@ def _without_self_intersections(
     scale = "the placed size" if size is None else f"{size:g} mm"
     where = f"the mold's check at {scale} on float32 positions"
     found = check.refusal or f"{check.crossing_faces} triangles crossed the surface"
-    repaired_locally = repair_crossings(mesh, params)
-    if repaired_locally is not None:
-        fixed, action = repaired_locally
-        repair_log.add(f"{found} ({where}): {action}")
+    fixed = _logged(repair_crossings(mesh, params), repair_log, f"{found} ({where})")
+    if fixed is not None:
         return fixed, budget, displacement, 0
     unsmoothed = _refined_unsmoothed(repaired, params)
     if unsmoothed is not None:
@@ -279,10 +277,10 @@ def _without_self_intersections(
         # thin ear, lips) through each other again: cut out and re-close what the mold
         # counts; failing that, a finer field (a CAD plate only ~7 voxels thick)
         still = check.refusal or f"{check.crossing_faces} triangles crossed the rebuilt surface"
-        repaired_locally = retriangulate_as_the_mold_counts(final, params)
-        if repaired_locally is not None:
-            fixed, action = repaired_locally
-            repair_log.add(f"{still} ({where}): {action}")
+        fixed = _logged(
+            retriangulate_as_the_mold_counts(final, params), repair_log, f"{still} ({where})"
+        )
+        if fixed is not None:
             return fixed, budget, displacement, 0
         why = f"{still} after the {resolution}-voxel rebuild and a local re-triangulation"
     raise MeshProcessingFailed(
@@ -290,6 +288,17 @@ def _without_self_intersections(
         "after voxel rebuilds and local re-triangulation",
         self_intersecting_faces=check.crossing_faces,
     )
+
+
+def _logged(
+    repaired: tuple[trimesh.Trimesh, str] | None, repair_log: RepairLog, found: str
+) -> trimesh.Trimesh | None:
+    """The mesh of a local repair that worked, with what it did logged after ``found``."""
+    if repaired is None:
+        return None
+    fixed, action = repaired
+    repair_log.add(f"{found}: {action}")
+    return fixed
 
 
 def _rebuild_resolutions(params: MeshParams) -> list[int]:
