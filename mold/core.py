@@ -334,7 +334,8 @@ def _channel_info(c: Channel, d: int) -> ChannelInfo:
     )
 
 
-MOLD_SOFTWARE = ("manifold3d", "lib3mf", "numpy", "scipy")
+# what decides the mold's bytes and its gate (pymeshlab: the self-intersection check)
+MOLD_SOFTWARE = ("manifold3d", "lib3mf", "numpy", "pymeshlab")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import lib3mf
 import numpy as np
 
-from mold.geometry import weld_rows
+from mold.geometry import component_count, weld_rows
 
 STL_HEADER_SIZE = 80
 STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
@@ -82,15 +82,6 @@ class EdgeReport:
         )
 
 
-def _components(n: int, edges: np.ndarray) -> int:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    count, _ = connected_components(graph, directed=False)
-    return int(count)
-
-
 def _run_lengths(keys: np.ndarray) -> np.ndarray:
     """How often each distinct value occurs (``np.unique(..., return_counts=True)[1]``)."""
     if len(keys) == 0:
@@ -116,7 +107,7 @@ def stl_edge_report(data: bytes) -> EdgeReport:
     counts = _run_lengths(np.minimum(a, b) * n_vertices + np.maximum(a, b))
     # a directed edge used twice means two neighbours disagree on orientation
     misoriented = int((_run_lengths(a * n_vertices + b) > 1).sum())
-    shells = _components(n_vertices, directed) if n_vertices else 0
+    shells = component_count(n_vertices, directed) if n_vertices else 0
     # vertices only used by collapsed faces would count as extra shells; count used ones only
     isolated = int((np.bincount(good.ravel(), minlength=n_vertices) == 0).sum())
     return EdgeReport(

@@ -73,6 +73,28 @@ def without_non_finite(
     return vertices[used], index[kept], int((~whole).sum())
 
 
+def component_count(n: int, edges: np.ndarray) -> int:
+    """How many connected components ``n`` vertices joined by ``edges (k, 2)`` form.
+
+    Numpy union-find (hook each edge's larger root under its smaller one, then jump to the
+    roots) rather than scipy's ``connected_components``: importing scipy.sparse costs
+    ``sculpt mold`` about 0.1 s, more than this takes on a 1M-triangle mesh.
+    """
+    root = np.arange(n)
+    a, b = edges[:, 0], edges[:, 1]
+    while True:
+        ra, rb = root[a], root[b]
+        split = ra != rb
+        if not split.any():
+            return int(np.count_nonzero(root == np.arange(n)))
+        np.minimum.at(root, np.maximum(ra[split], rb[split]), np.minimum(ra[split], rb[split]))
+        while True:  # every vertex points at its root (pointers only go to smaller indices)
+            jumped = root[root]
+            if np.array_equal(jumped, root):
+                break
+            root = jumped
+
+
 def to_manifold(mesh: TriMesh) -> m3.Manifold:
     """Build a manifold3d solid (double precision); reject anything that is not closed."""
     m = m3.Manifold(

@@ -1,8 +1,9 @@
 """`sculpt mold`: a mesh file in, the two gated mold halves, the 3MF and the report out.
 
-The adapter around the pure ``mold`` package: it reads the input (trimesh); if it is open or
-passes through itself it runs the service's mesh stage on it (the repair every order gets,
-with its voxel-remesh fallback), and rejects what stays unusable; then it calls
+The adapter around the pure ``mold`` package: it reads the input (numpy for binary STL and
+simple GLB, trimesh for the rest); if it is open or passes through itself it runs the
+service's mesh stage on it (the repair every order gets, with its voxel-remesh fallback),
+and rejects what stays unusable; then it calls
 ``mold.make_mold`` and writes ``mold_a.stl``, ``mold_b.stl``, ``mold.3mf`` and
 ``mold.json``. Errors of the mold package enter the service's error tree through its one
 mapping, ``sculptsvc.errors.from_mold_error``.
@@ -27,7 +28,6 @@ to_service_error = from_mold_error  # the one mapping lives in sculptsvc.errors
 
 if TYPE_CHECKING:
     import numpy as np
-    import trimesh
 
     from mold import MoldResult, MoldSpec
 
@@ -42,14 +42,12 @@ class LoadedPart:
     notes: list[str] = field(default_factory=list)
 
 
-def _welded(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
-    """Merge vertices split only by UV or normal seams (OBJ files are full of them): built
-    from positions alone, trimesh's processing welds equal positions once."""
-    import numpy as np
-    import trimesh
+def _welded(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices split only by UV or normal seams (OBJ files are full of them): trimesh's
+    processing weld, from positions alone (``merge_close_vertices`` is that weld in numpy)."""
+    from sculptsvc.mesh.geometry_read import merge_close_vertices
 
-    welded = trimesh.Trimesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), process=True)
-    return np.asarray(welded.vertices, dtype=np.float64), np.asarray(welded.faces, dtype=np.int64)
+    return merge_close_vertices(vertices, faces)
 
 
 def _usable(vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec | None) -> bool:
@@ -72,7 +70,24 @@ def _mesh_stage(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np
 
     from sculptsvc.mesh import process_mesh
 
-    return _welded(process_mesh(trimesh.Trimesh(vertices, faces, process=False)).mesh)
+    repaired = process_mesh(trimesh.Trimesh(vertices, faces, process=False)).mesh
+    return _welded(repaired.vertices, repaired.faces)
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and triangles: numpy alone for a binary STL or a simple GLB (the same arrays
+    trimesh gives, without its 0.3 s import), ``load_mesh`` for the rest."""
+    import numpy as np
+
+    from sculptsvc.mesh.geometry_read import read_geometry
+
+    plain = read_geometry(path)
+    if plain is not None:
+        return plain
+    from sculptsvc.mesh.io import load_mesh
+
+    mesh = load_mesh(path, colours=False)  # UnreadableMesh names the format problem
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
 
 
 def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) -> LoadedPart:
@@ -80,18 +95,13 @@ def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) 
 
     Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
     """
-    import numpy as np
-    import trimesh
-
     from mold.geometry import without_non_finite
-    from sculptsvc.mesh.io import load_mesh
 
-    mesh = load_mesh(path, colours=False)  # UnreadableMesh names the format problem
-    vertices, faces, non_finite = without_non_finite(np.asarray(mesh.vertices), mesh.faces)
+    vertices, faces, non_finite = without_non_finite(*_read(path))
     notes = [f"removed {non_finite} faces with non-finite vertex coordinates"] if non_finite else []
     if non_finite and len(faces) == 0:
         raise UnrepairableMesh(f"{path.name}: every triangle has a non-finite vertex coordinate")
-    vertices, faces = _welded(trimesh.Trimesh(vertices, faces, process=False))
+    vertices, faces = _welded(vertices, faces)
     if _usable(vertices, faces, spec):
         return LoadedPart(vertices, faces, "none", notes)
     if not repair:
