@@ -128,7 +128,7 @@ def _single_primitive(doc: dict[str, Any], blob: bytes) -> tuple[np.ndarray, np.
     if len(flat) == 0 or len(flat) % 3 or flat.max() >= len(vertices):
         return None
     faces = flat.astype(np.int64).reshape(-1, 3)
-    return _transformed(vertices.astype(np.float64), faces, _node_matrix(node))
+    return transformed_as_trimesh(vertices.astype(np.float64), faces, _node_matrix(node))
 
 
 def _accessor(
@@ -167,7 +167,7 @@ def _node_matrix(node: dict[str, Any]) -> np.ndarray:
     return matrix
 
 
-def _transformed(
+def transformed_as_trimesh(
     vertices: np.ndarray, faces: np.ndarray, matrix: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``Trimesh.apply_transform``'s arithmetic: skipped for a near-identity (trimesh tests

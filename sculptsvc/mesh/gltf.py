@@ -114,6 +114,9 @@ def _material_json(material: PbrMaterial, texture: int | None) -> dict[str, Any]
     return out
 
 
+METRES_PER_MM = 0.001  # the node scale of the service's GLBs: buffers in mm, viewers get metres
+
+
 def build_glb(
     *,
     positions: np.ndarray,

@@ -3,8 +3,10 @@
 The mesh stage and the mold used to count self-intersections differently (input scale vs
 the mold's scale, float64 vs the GLB's float32 positions), so a mesh could leave the mesh
 stage "clean" and be refused by ``sculpt mold``. Here there is one check,
-:func:`mold.part_self_intersections`, run on the positions rounded to float32 (what the
-GLB's POSITION accessor holds and what ``sculpt mold`` reads back) at the mold's scale.
+:func:`mold.part_self_intersections`, run at the mold's scale on the arrays the mold will
+be given (:func:`mold_input`): the pipeline's own float32 positions in mm, or, for a GLB
+that ``sculpt mold`` will read, those positions as its reader yields them (times the
+node's 0.001 in float64, welded as it welds), bit for bit.
 
 When it finds crossings the mesh is repaired locally: the refused faces and a few rings of
 neighbours are cut out and the holes closed again (pymeshlab), a few rounds at most. The
@@ -27,6 +29,8 @@ from mold import (
     part_self_intersections,
 )
 from mold.geometry import TriMesh, self_intersecting_faces, self_intersecting_mask
+from sculptsvc.mesh.geometry_read import merge_close_vertices, transformed_as_trimesh
+from sculptsvc.mesh.gltf import METRES_PER_MM
 from sculptsvc.mesh.params import MeshParams
 from sculptsvc.mesh.repair import diagonal, is_closed_manifold, signed_volume
 from sculptsvc.mesh.report import hausdorff
@@ -44,6 +48,26 @@ def _mold_scale(vertices: np.ndarray, params: MeshParams) -> float:
     """The factor the mold applies to these positions."""
     size = mold_size(params)
     return 1.0 if size is None else size / float(np.ptp(vertices, axis=0).max())
+
+
+def mold_input(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices and faces the mold will check, for a float32-exact ``mesh`` in mm.
+
+    No mold size (the pipeline): the mold gets these very arrays. A size (``sculpt mesh``,
+    whose GLB ``sculpt mold`` reads): the GLB's positions times its node scale, in float64,
+    then trimesh's weld, exactly as ``sculpt mold`` reads the file
+    (:mod:`~sculptsvc.mesh.geometry_read`; the seam copies the GLB adds weld back to
+    these vertices). Faces keep their order, so a per-face result maps back to ``mesh``.
+    """
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    if mold_size(params) is None:
+        return vertices, faces
+    node = np.diag([METRES_PER_MM, METRES_PER_MM, METRES_PER_MM, 1.0])
+    read = transformed_as_trimesh(vertices, faces, node)
+    if read is None:  # a non-finite matrix: cannot happen for the constant above
+        raise ValueError("the GLB node matrix is not finite")
+    return merge_close_vertices(*read)
 
 
 def as_stored(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -65,14 +89,15 @@ class HandoffCheck:
 
 
 def check_handoff(mesh: trimesh.Trimesh, params: MeshParams) -> HandoffCheck:
-    """Run the mold's own self-intersection check on ``mesh`` (already float32-exact)."""
+    """Run the mold's own self-intersection check on ``mesh`` (already float32-exact), on
+    the arrays the mold will get (:func:`mold_input`)."""
     spec = MoldSpec(size_mm=mold_size(params))
+    vertices, faces = mold_input(mesh, params)
     try:
-        return HandoffCheck(part_self_intersections(mesh.vertices, mesh.faces, spec))
+        return HandoffCheck(part_self_intersections(vertices, faces, spec))
     except PartDisconnected:  # allowed by max_parts > 1; the mold says so itself
-        vertices = np.asarray(mesh.vertices, dtype=np.float64)
         scale = _mold_scale(vertices, params)
-        return HandoffCheck(self_intersecting_faces(TriMesh(vertices * scale, mesh.faces)))
+        return HandoffCheck(self_intersecting_faces(TriMesh(vertices * scale, faces)))
     except MoldError as err:  # e.g. float32 rounding pinched the surface
         return HandoffCheck(0, f"{err.code}: {err.message}")
 
@@ -85,8 +110,7 @@ def crossing_mask(mesh: trimesh.Trimesh, params: MeshParams) -> np.ndarray:
     no face of ours (the mold united overlapping shells first) selects our faces around
     the corners that do match.
     """
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.faces, dtype=np.int64)
+    vertices, faces = mold_input(mesh, params)  # same faces, in the same order, as mesh's
     spec = MoldSpec(size_mm=mold_size(params))
     try:
         crossing = crossing_triangles(vertices, faces, spec)

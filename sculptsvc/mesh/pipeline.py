@@ -26,7 +26,7 @@ from sculptsvc.mesh.colors import (
     parse_hex,
     vertex_color_source,
 )
-from sculptsvc.mesh.gltf import PbrMaterial, build_glb, unit_normals
+from sculptsvc.mesh.gltf import METRES_PER_MM, PbrMaterial, build_glb, unit_normals
 from sculptsvc.mesh.handoff import (
     as_stored,
     check_handoff,
@@ -360,7 +360,7 @@ def export_glb(
     mode: Mode = "multicolor",
     color_hex: str | None = None,
     *,
-    unit_scale: float = 0.001,
+    unit_scale: float = METRES_PER_MM,
 ) -> bytes:
     """GLB bytes of the processed mesh with a silicone PBR material.
 

@@ -14,7 +14,8 @@ from mold.geometry import TriMesh, self_intersecting_faces
 from sculptsvc.commands.mold import load_part, run_mold
 from sculptsvc.errors import MeshProcessingFailed
 from sculptsvc.mesh import MeshParams, export_glb, process_mesh
-from sculptsvc.mesh.handoff import as_stored, check_handoff, crossing_mask
+from sculptsvc.mesh.geometry_read import merge_close_vertices, read_geometry
+from sculptsvc.mesh.handoff import as_stored, check_handoff, crossing_mask, mold_input
 
 SLANT = (4.0, 10.0)  # the bottom arm's inner face rises from z=4 at x=6 to z=10 at x=40
 
@@ -107,6 +108,33 @@ def test_mesh_stage_repairs_what_the_mold_would_refuse_and_says_so(tmp_path: Pat
     assert part_self_intersections(part.vertices, part.faces, MoldSpec(size_mm=80)) == 0
     mold = run_mold(part, MoldSpec(size_mm=80), tmp_path / "mold")
     assert mold.report.gate.passed
+
+
+def test_the_check_runs_on_the_triangles_sculpt_mold_reads_from_the_glb(tmp_path: Path) -> None:
+    """Not "close to": the same float64 triangles, face by face. ``sculpt mold`` reads the
+    GLB's float32 mm positions times the node's 0.001 and welds at 1e-8 m; checking the
+    mm arrays instead left last-bit differences at the mold's scale, enough to flip a
+    surface that touches within a few float32 steps."""
+    params = MeshParams(target_faces=400, smooth_steps=0, mold_size_mm=80)
+    for source in (hook(2e-7), trimesh.creation.icosphere(subdivisions=3, radius=17.3)):
+        result = process_mesh(source, params)
+        glb = tmp_path / "sculpture.glb"
+        glb.write_bytes(export_glb(result))
+        read = read_geometry(glb)
+        assert read is not None
+        v_read, f_read = merge_close_vertices(*read)
+        v_check, f_check = mold_input(result.mesh, params)
+        assert len(v_read) == len(v_check) < len(read[0])  # the seam copies weld back
+        assert np.array_equal(v_read[f_read], v_check[f_check])
+        mm = np.asarray(result.mesh.vertices)[np.asarray(result.mesh.faces)]
+        assert not np.array_equal(v_check[f_check], mm)  # metres, not the mm arrays
+        spec = MoldSpec(size_mm=80)
+        assert part_self_intersections(v_read, f_read, spec) == 0
+        assert check_handoff(result.mesh, params).passed
+    # the pipeline (no mold size) molds its own mm arrays: those are what it checks
+    pipeline = params.model_copy(update={"mold_size_mm": None})
+    v_mm, f_mm = mold_input(result.mesh, pipeline)
+    assert np.array_equal(v_mm, result.mesh.vertices) and np.array_equal(f_mm, result.mesh.faces)
 
 
 def test_a_hook_with_a_real_gap_passes_the_check() -> None:
