@@ -12,7 +12,6 @@ its code as JSON on stderr and exits 2 (bad input) or 3 (processing failed).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from functools import partial
@@ -66,6 +65,8 @@ def make_files(
         init = partial(init_worker, settings.model_dump_json())
         async with WorkerPool.from_settings(run_pipeline_job, init, settings, inline=True) as pool:
             return await pool.submit(job)
+
+    import asyncio  # here: `sculpt mold` and `sculpt mesh` register this module too
 
     result = asyncio.run(run())
     for name, data in {**result.artifacts, **result.extras()}.items():

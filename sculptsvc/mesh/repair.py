@@ -149,16 +149,18 @@ def _canonical_rotation(faces: np.ndarray) -> np.ndarray:
 def edge_counts(faces: np.ndarray) -> tuple[int, int, int]:
     """(boundary edges, non-manifold edges, directed edges used twice) of (m, 3) faces.
 
-    Edges are encoded as one int64 (``a * n + b``) so two plain sorts do the counting.
+    One sort does both counts: each edge is one int64, its undirected key (``min * n +
+    max``) times two plus its direction bit, so equal values are one directed edge used
+    twice and values equal but for the last bit are one undirected edge.
     """
     if len(faces) == 0:
         return 0, 0, 0
     f = np.asarray(faces, dtype=np.int64)
     n = int(f.max()) + 1
     a, b = f.ravel(), f[:, [1, 2, 0]].ravel()
-    directed = np.sort(a * n + b)
-    repeated_directed = int(np.count_nonzero(directed[1:] == directed[:-1]))
-    undirected = np.sort(np.minimum(a, b) * n + np.maximum(a, b))
+    keyed = np.sort((np.minimum(a, b) * n + np.maximum(a, b)) * 2 + (a > b))
+    repeated_directed = int(np.count_nonzero(keyed[1:] == keyed[:-1]))
+    undirected = keyed >> 1
     starts = np.flatnonzero(np.concatenate(([True], undirected[1:] != undirected[:-1])))
     counts = np.diff(np.append(starts, len(undirected)))
     return int((counts == 1).sum()), int((counts > 2).sum()), repeated_directed

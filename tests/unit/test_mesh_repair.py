@@ -246,3 +246,30 @@ def test_the_mesh_stage_and_the_mold_loader_take_the_same_non_finite_input(tmp_p
     part = load_part(path)
     assert len(part.faces) == len(ball.faces)
     assert part.notes == ["removed 1 faces with non-finite vertex coordinates"]
+
+
+def test_edge_counts_match_counting_each_edge_by_hand() -> None:
+    """The one-sort count against a dictionary of edges, on meshes with holes, repeated
+    faces (a directed edge used twice), flipped faces and edges shared by three faces."""
+    from collections import Counter
+
+    rng = np.random.default_rng(11)
+    sphere = trimesh.creation.icosphere(subdivisions=2).faces
+    cases = [
+        sphere,
+        sphere[5:],  # holes
+        np.vstack([sphere, sphere[:7]]),  # repeats: non-manifold, directed twice
+        np.vstack([sphere[:30], sphere[30:][:, ::-1]]),  # half flipped
+        rng.integers(0, 60, size=(400, 3)),  # anything at all
+    ]
+    for faces in cases:
+        directed = Counter((int(f[i]), int(f[(i + 1) % 3])) for f in faces for i in range(3))
+        undirected = Counter()
+        for (a, b), uses in directed.items():
+            undirected[(min(a, b), max(a, b))] += uses
+        expected = (
+            sum(c == 1 for c in undirected.values()),
+            sum(c > 2 for c in undirected.values()),
+            sum(c - 1 for c in directed.values()),
+        )
+        assert edge_counts(faces) == expected
