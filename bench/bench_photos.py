@@ -55,7 +55,7 @@ def main() -> list[dict[str, object]]:
     for case in cases:
         started = time.perf_counter()
         try:
-            found = subject_mask(case.image, seed=0)
+            found = subject_mask(case.image)
             outcome, score = "ok", iou(found, case.truth)
             precision = float((found & case.truth).sum() / max(1, found.sum()))
         except NoSubject as err:
@@ -65,7 +65,7 @@ def main() -> list[dict[str, object]]:
         if outcome == "ok" and precision < BACKGROUND_PRECISION:
             outcome = "BACKGROUND"
         try:  # what a shop's crop box (the subject's box + a margin) gives
-            boxed = iou(subject_mask(case.image, seed=0, hint=box_hint(case.truth)), case.truth)
+            boxed = iou(subject_mask(case.image, hint=box_hint(case.truth)), case.truth)
         except NoSubject:
             boxed = float("nan")
         rows.append(

@@ -118,9 +118,11 @@ class DiffusionParams(BaseModel):
 def classic_subject_mask(
     image: np.ndarray, seed: int, hint: SubjectHint | None = None
 ) -> np.ndarray:
-    """Full-resolution subject mask from the shared extraction (``stylize.subject``)."""
+    """Full-resolution subject mask from the shared extraction (``stylize.subject``).
+
+    ``seed`` is the mask function's signature; the outline does not depend on it."""
     with single_threaded_cv2():
-        return subject_mask(image, seed=seed, hint=hint)
+        return subject_mask(image, hint=hint)
 
 
 def frame_subject(

@@ -104,7 +104,7 @@ def stylize_classic(
     with single_threaded_cv2():
         # 1. Find the subject on a small copy and crop the full picture to it, so small
         #    subjects still get the whole texture resolution.
-        mask_small, scale = find_subject(image, seed=seed, params=p.subject, hint=hint)
+        mask_small, scale = find_subject(image, params=p.subject, hint=hint)
         crop = _crop_box(mask_small, scale, image.shape[:2], p.margin_fraction)
         rgb, subject_weight = _crop_and_resize(image, mask_small, scale, crop, p.work_size)
         # 2. Clean the mask at the final resolution.

@@ -102,6 +102,15 @@ class SubjectParams:
     noise_factor: float = 3.0
     """The 'looks like background' distance is at least this x the frame's own spread."""
     grabcut_iterations: int = 5
+    min_frame_colour_share: float = 0.02
+    """A frame colour held by fewer of the frame's pixels than this is not background: it
+    is where the subject touches the frame (a mast on the bottom edge), or a speck. Kept,
+    it would make the subject read as background, and the order be refused as "nearly
+    uniform" (a mast on the bottom edge: 2 of 6 k-means seeds did that)."""
+    rng_seed: int = 0
+    """Seeds the k-means and GrabCut. A constant, not the order's seed: the outline is
+    the picture's alone, so a customer who re-orders a photo with another seed (for another
+    variation) gets the same subject, never a refusal the first order did not get."""
     min_subject_fraction: float = 0.005
     """A subject smaller than this share of the picture is noise, not a subject."""
     min_subject_span_px: int = 48
@@ -153,7 +162,6 @@ def has_informative_alpha(image: np.ndarray, params: SubjectParams | None = None
 def find_subject(
     image: np.ndarray,
     *,
-    seed: int,
     params: SubjectParams | None = None,
     hint: SubjectHint | None = None,
 ) -> tuple[np.ndarray, float]:
@@ -181,7 +189,7 @@ def find_subject(
         # background to model nor the frame a background sculpture would touch
         picture = picture_inside_bars(rgb, p)
         small_box = None if box is None else _resize_mask(box, rgb.shape[:2])[picture]
-        raw = _photo_subject(rgb[picture], seed=seed, params=p, box=small_box)
+        raw = _photo_subject(rgb[picture], params=p, box=small_box)
         reference, source = p.analysis_size, "photo"
     if box is not None:
         raw = raw & _resize_mask(box, _scaled_shape(h, w, scale))[picture]
@@ -199,12 +207,11 @@ def find_subject(
 def subject_mask(
     image: np.ndarray,
     *,
-    seed: int,
     params: SubjectParams | None = None,
     hint: SubjectHint | None = None,
 ) -> np.ndarray:
     """:func:`find_subject` at the picture's own resolution, (h, w) bool."""
-    small, _scale = find_subject(image, seed=seed, params=params, hint=hint)
+    small, _scale = find_subject(image, params=params, hint=hint)
     h, w = image.shape[:2]
     resized = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     return resized >= 0.5
@@ -296,9 +303,7 @@ def _frame_contact(mask: np.ndarray) -> float:
 # --- the photo path -------------------------------------------------------------------------
 
 
-def _photo_subject(
-    rgb: np.ndarray, *, seed: int, params: SubjectParams, box: np.ndarray | None
-) -> np.ndarray:
+def _photo_subject(rgb: np.ndarray, *, params: SubjectParams, box: np.ndarray | None) -> np.ndarray:
     """Background model from the frame seeds GrabCut; see the module docstring."""
     h, w = rgb.shape[:2]
     lab = to_lab(rgb)
@@ -306,10 +311,14 @@ def _photo_subject(
     frame = np.zeros((h, w), dtype=bool)
     frame[:b] = frame[-b:] = True
     frame[:, :b] = frame[:, -b:] = True
-    if box is not None:  # the ring just outside the box is background: model it too
-        grown = ndimage.binary_dilation(box, iterations=b)
-        frame = (frame & grown) | (grown & ~box)
-    distance = _background_distance(lab, frame, seed)
+    if box is not None:
+        # The ring just outside the box is the background to model. Where the box reaches
+        # the picture's edge, the shop says the subject does too: that stretch of the
+        # picture's frame is subject, not background evidence.
+        ring = ndimage.binary_dilation(box, iterations=b) & ~box
+        if ring.any():
+            frame = ring
+    distance = _background_distance(lab, frame, params)
     spread = float(np.median(distance[frame]))  # the frame's own colour noise
     threshold = max(params.background_distance, params.noise_factor * spread)
     looks_background = distance < threshold
@@ -329,9 +338,7 @@ def _photo_subject(
     gc[certain_background] = cv2.GC_BGD
     bgd_model = np.zeros((1, 65), np.float64)
     fgd_model = np.zeros((1, 65), np.float64)
-    # GrabCut's GMM initialisation draws from OpenCV's RNG, whose seed is a C int: order
-    # seeds go up to 2**32 - 1.
-    cv2.setRNGSeed(seed % 2**31)
+    cv2.setRNGSeed(params.rng_seed)  # GrabCut's GMM initialisation draws from it
     cv2.grabCut(
         np.ascontiguousarray(rgb[..., ::-1]),
         gc,
@@ -384,12 +391,13 @@ def refine_outline(lab: np.ndarray, mask: np.ndarray, band_px: int) -> np.ndarra
     return out
 
 
-def _background_distance(lab: np.ndarray, frame: np.ndarray, seed: int) -> np.ndarray:
+def _background_distance(lab: np.ndarray, frame: np.ndarray, params: SubjectParams) -> np.ndarray:
     """Per pixel, Lab distance to the background: the nearer of a smooth colour surface
     fitted to the frame (gradients, vignetting) and the frame's main colours."""
     surface = _fit_surface(lab, frame)
     distance = np.linalg.norm(lab - surface, axis=-1)
-    for centre in _frame_colours(lab[frame], 4, seed):
+    colours = _frame_colours(lab[frame], params)
+    for centre in colours:
         distance = np.minimum(distance, np.linalg.norm(lab - centre, axis=-1))
     return distance.astype(np.float32)
 
@@ -411,15 +419,20 @@ def _fit_surface(lab: np.ndarray, frame: np.ndarray, rounds: int = 3) -> np.ndar
     return (basis @ coeffs).astype(np.float32)
 
 
-def _frame_colours(samples: np.ndarray, clusters: int, seed: int) -> np.ndarray:
-    """A few Lab colours summarising the frame (k-means, seeded; exact for flat frames)."""
+def _frame_colours(samples: np.ndarray, params: SubjectParams) -> np.ndarray:
+    """A few Lab colours summarising the frame (k-means, seeded; exact for flat frames),
+    without the colours that hold too few frame pixels to be background."""
     rounded = np.unique(np.round(samples, 1), axis=0)
-    if len(rounded) <= clusters:
+    if len(rounded) <= params.border_clusters:
         return rounded.astype(np.float32)
-    centres, _ = kmeans2(
-        samples.astype(np.float64), clusters, seed=np.random.default_rng(seed), minit="++"
+    centres, labels = kmeans2(
+        samples.astype(np.float64),
+        params.border_clusters,
+        seed=np.random.default_rng(params.rng_seed),
+        minit="++",
     )
-    return centres.astype(np.float32)
+    share = np.bincount(labels, minlength=len(centres)) / len(samples)
+    return centres[share >= params.min_frame_colour_share].astype(np.float32)
 
 
 # --- cleaning: every part kept, joined, holes filled --------------------------------------

@@ -47,14 +47,14 @@ def test_classic_stylizer_implements_the_seam() -> None:
 def test_subject_from_alpha_matches_the_cut_out() -> None:
     mask = blob_mask()
     rgba = np.dstack([on_backdrop(mask), np.where(mask, 255, 0).astype(np.uint8)])
-    found, scale = find_subject(rgba, seed=0)
+    found, scale = find_subject(rgba)
     assert scale == 1.0
     assert iou(found, mask) > 0.97
 
 
 def test_subject_from_background_estimation_without_alpha() -> None:
     mask = blob_mask()
-    found, scale = find_subject(on_backdrop(mask), seed=0)
+    found, scale = find_subject(on_backdrop(mask))
     assert found.shape == mask.shape and scale == 1.0
     assert iou(found, mask) > 0.93
     assert ndimage.label(found)[1] == 1
@@ -62,7 +62,7 @@ def test_subject_from_background_estimation_without_alpha() -> None:
 
 def test_subject_on_a_dark_backdrop_is_found_too() -> None:
     mask = blob_mask()
-    found, _ = find_subject(on_backdrop(mask, (240, 200, 40), (20, 20, 30)), seed=0)
+    found, _ = find_subject(on_backdrop(mask, (240, 200, 40), (20, 20, 30)))
     assert iou(found, mask) > 0.93
 
 
@@ -71,7 +71,7 @@ def test_near_opaque_alpha_is_ignored_and_background_estimated() -> None:
     mask = blob_mask()
     rgba = np.dstack([on_backdrop(mask, (10, 10, 10)), np.full(mask.shape, 255, np.uint8)])
     rgba[:2, :2, 3] = 110
-    found, _ = find_subject(rgba, seed=0)
+    found, _ = find_subject(rgba)
     assert iou(found, mask) > 0.93
 
 
@@ -104,7 +104,7 @@ def test_parts_split_by_a_background_coloured_stripe_are_joined() -> None:
     stripe = np.abs(x - 128 - 0.3 * (y - 128)) < 4
     mask = disc & ~stripe
     assert ndimage.label(mask)[1] == 2
-    found, _ = find_subject(on_backdrop(mask, (60, 160, 60), (255, 255, 255)), seed=0)
+    found, _ = find_subject(on_backdrop(mask, (60, 160, 60), (255, 255, 255)))
     assert ndimage.label(found)[1] == 1
     assert iou(found, disc) > 0.93
 
@@ -124,7 +124,7 @@ def test_only_the_main_subject_is_kept() -> None:
     mask = blob_mask()
     crumbs = np.zeros_like(mask)
     crumbs[10:30, 200:230] = True
-    found, _ = find_subject(on_backdrop(mask | crumbs), seed=0)
+    found, _ = find_subject(on_backdrop(mask | crumbs))
     assert not found[10:30, 200:230].any()
 
 
@@ -199,5 +199,5 @@ def test_every_order_seed_is_accepted(seed: int) -> None:
     """OrderPlaced allows seeds up to 2**32 - 1; OpenCV's RNG takes a C int (a load run
     found 39 of 200 orders failing here)."""
     mask = blob_mask()
-    found, _ = find_subject(on_backdrop(mask), seed=seed)
-    assert iou(found, mask) > 0.93
+    out = ClassicStylizer().stylize(on_backdrop(mask), seed=seed)
+    assert iou(out.mask, ClassicStylizer().stylize(on_backdrop(mask), seed=0).mask) == 1.0
