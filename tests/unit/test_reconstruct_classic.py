@@ -196,3 +196,22 @@ def test_bilinear_samples_equal_the_float64_formula_bit_for_bit(dtype: type) -> 
     assert got.dtype == np.float64
     assert np.array_equal(got, expected)
     assert np.array_equal(got[:, :3], taps.sample(np.ascontiguousarray(image[..., :3])))
+
+
+def test_a_subject_filling_its_picture_gets_coarser_cells_not_more_triangles() -> None:
+    """Faces grow with the cells inside the outline: a small subject keeps the full grid,
+    one filling the picture is capped near ``max_inside_cells`` (the logo of the corpus:
+    147k raw faces, 7x what the mesh stage keeps, before the cap)."""
+    params = InflateParams(grid_size=80, max_inside_cells=1500)
+    small = ellipse_mask(rx=60, ry=40)  # ~470 cells at 80 across: under the cap
+    large = ellipse_mask(rx=199, ry=149)  # ~2900 cells at 80 across: over it
+    small_mesh = ClassicReconstructor(params).reconstruct(stylized(small), seed=0)
+    uncapped = InflateParams(grid_size=80, max_inside_cells=10**9)
+    large_mesh = ClassicReconstructor(params).reconstruct(stylized(large), seed=0)
+    large_uncapped = ClassicReconstructor(uncapped).reconstruct(stylized(large), seed=0)
+    small_uncapped = ClassicReconstructor(uncapped).reconstruct(stylized(small), seed=0)
+    assert np.array_equal(small_mesh.faces, small_uncapped.faces)  # untouched below the cap
+    ratio = len(large_mesh.faces) / len(large_uncapped.faces)
+    assert 0.4 < ratio < 0.6  # ~1500 / 2900 of the cells, so of the faces
+    assert_one_closed_shell(large_mesh)
+    assert silhouette_iou(large_mesh.vertices, large_mesh.faces, large) > 0.97
