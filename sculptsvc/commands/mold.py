@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def mold(
         input_path: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="INPUT"),
-        out: Path = typer.Option(..., "--out", help="Directory for the four output files."),
+        out: Path = typer.Option(..., "--out", "-o", help="Directory for the four output files."),
         size_mm: float = typer.Option(SIZE_MM_DEFAULT, help="Longest side of the part, mm."),
         wall_mm: float = typer.Option(WALL_MM_DEFAULT, help="Least mold wall, mm."),
         clearance_mm: float = typer.Option(0.2, help="Key clearance per side, mm."),

@@ -59,13 +59,14 @@ def test_exit_code_is_what_system_exit_gives(code: object, status: int) -> None:
 
 def test_sculpt_mold_ends_fast_with_its_files_and_exit_codes(tmp_path: Path) -> None:
     """The real executable path (``sculptsvc.cli.main``): a mold that is complete on disk,
-    and a rejected input still exits 2 with its typed error on stderr."""
+    and a rejected input still exits 2 with its typed error on stderr. ``-o`` is ``--out``,
+    as for ``sculpt make`` and ``sculpt mesh``."""
     import trimesh
 
     box = tmp_path / "box.stl"
     trimesh.creation.box(extents=(30.0, 40.0, 50.0)).export(box)
     done = subprocess.run(
-        [sys.executable, "-m", "sculptsvc.cli", "mold", str(box), "--out", str(tmp_path / "m")],
+        [sys.executable, "-m", "sculptsvc.cli", "mold", str(box), "-o", str(tmp_path / "m")],
         capture_output=True,
         text=True,
         timeout=300,
