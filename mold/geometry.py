@@ -116,19 +116,25 @@ def to_manifold(mesh: TriMesh) -> m3.Manifold:
 
 
 def self_intersecting_faces(mesh: TriMesh) -> int:
-    """How many faces cross another, non-adjacent face (pymeshlab's exact tri-tri test).
+    """How many faces cross another, non-adjacent face (pymeshlab's tri-tri test, its flags
+    confirmed in exact arithmetic).
 
     manifold3d accepts such a surface (status NoError) but its booleans then return inverted
     pieces: a cow's tail through its body gives a cavity with a hole punched in the mold.
     """
-    selection = _crossing_selection(mesh)  # the mesh lives as long as its MeshSet
-    return int(selection.current_mesh().selected_face_number())
+    return int(self_intersecting_mask(mesh).sum())
 
 
 def self_intersecting_mask(mesh: TriMesh) -> np.ndarray:
-    """Per face, whether :func:`self_intersecting_faces` counts it: ``(m,)`` bool."""
+    """Per face, whether :func:`self_intersecting_faces` counts it: ``(m,)`` bool.
+
+    pymeshlab's floating-point flags, without those proven false in exact arithmetic
+    (:mod:`mold.exact`: near-coplanar faces sharing a vertex)."""
+    from mold.exact import confirmed_crossings
+
     selection = _crossing_selection(mesh)  # the mesh lives as long as its MeshSet
-    return np.asarray(selection.current_mesh().face_selection_array(), dtype=bool)
+    flagged = np.asarray(selection.current_mesh().face_selection_array(), dtype=bool)
+    return confirmed_crossings(mesh.vertices, mesh.faces, flagged)
 
 
 def _crossing_selection(mesh: TriMesh) -> Any:

@@ -1,0 +1,159 @@
+"""Exact confirmation of the per-face self-intersection flags of pymeshlab (VCG).
+
+VCG tests in floating point. For two faces that share one vertex it tests the segment
+halfway to the opposite edge against the other face; on faces that are nearly coplanar
+(a cone's side cut by longest-edge bisection, a sphere's pole fan) and whose corners were
+rounded to float32, it flags pairs that meet only at their shared vertex. One such flag
+sends a clean CAD part to the voxel rebuild, which rounds its edges.
+
+Here a flagged face stays flagged unless every face that could touch it (bounding boxes
+overlapping, not sharing an edge: VCG skips those too) is proven, in exact integer
+arithmetic on the very float64 coordinates, to meet it nowhere (no shared vertex) or only
+at the shared vertex. Flags are only ever removed, and whatever is not proven stays
+flagged (coplanar pairs without a shared vertex, an edge lying in the other face's plane,
+faces touching at a point), so a real crossing is never let through.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_CONFIRMED_FACES = 4000
+"""Above this many flagged faces the surface really is tangled (it goes to the voxel
+rebuild anyway): the flags are kept as they are instead of confirmed one by one."""
+
+Point = tuple[int, int, int]
+
+
+def confirmed_crossings(vertices: np.ndarray, faces: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """``flagged`` (m,) bool without the faces proven to cross no other face."""
+    flagged = np.asarray(flagged, dtype=bool)
+    count = int(flagged.sum())
+    if count == 0 or count > MAX_CONFIRMED_FACES:
+        return flagged
+    faces = np.asarray(faces, dtype=np.int64)
+    points = _exact_points(np.asarray(vertices, dtype=np.float64))
+    corners = np.asarray(vertices, dtype=np.float64)[faces]
+    low, high = corners.min(axis=1), corners.max(axis=1)
+    confirmed = flagged.copy()
+    for f in np.flatnonzero(flagged).tolist():
+        near = np.flatnonzero(((low <= high[f]) & (high >= low[f])).all(axis=1))
+        if not any(_may_cross(faces[f], faces[g], points) for g in near.tolist() if g != f):
+            confirmed[f] = False
+    return confirmed
+
+
+def _exact_points(vertices: np.ndarray) -> list[Point]:
+    """Every coordinate as an integer over one common power-of-two denominator (exact:
+    a float64 is an integer times a power of two; one positive scale keeps every sign)."""
+    ratios = [value.as_integer_ratio() for value in vertices.ravel().tolist()]
+    denominator = max(d for _, d in ratios)
+    ints = [n * (denominator // d) for n, d in ratios]
+    return [(ints[i], ints[i + 1], ints[i + 2]) for i in range(0, len(ints), 3)]
+
+
+def _may_cross(face: np.ndarray, other: np.ndarray, points: list[Point]) -> bool:
+    """False only when the two faces are proven to meet nowhere, or only at one shared
+    vertex; faces sharing an edge are not tested (as VCG does not)."""
+    a, b = face.tolist(), other.tolist()
+    shared = set(a) & set(b)
+    if len(shared) == 2:
+        return False
+    if len(shared) == 3:
+        return True
+    if len(shared) == 1:
+        (v,) = shared
+        rest_a = [points[i] for i in a if i != v]
+        rest_b = [points[i] for i in b if i != v]
+        return _cones_meet(points[v], rest_a, rest_b)
+    return _triangles_meet([points[i] for i in a], [points[i] for i in b]) is not False
+
+
+# --- exact predicates on integer points ------------------------------------------------------
+
+
+def _sub(p: Point, q: Point) -> Point:
+    return (p[0] - q[0], p[1] - q[1], p[2] - q[2])
+
+
+def _cross(p: Point, q: Point) -> Point:
+    return (p[1] * q[2] - p[2] * q[1], p[2] * q[0] - p[0] * q[2], p[0] * q[1] - p[1] * q[0])
+
+
+def _dot(p: Point, q: Point) -> int:
+    return p[0] * q[0] + p[1] * q[1] + p[2] * q[2]
+
+
+def _orient(a: Point, b: Point, c: Point, d: Point) -> int:
+    """Sign of the volume of (a, b, c, d): which side of plane abc the point d is on."""
+    return _dot(_cross(_sub(b, a), _sub(c, a)), _sub(d, a))
+
+
+def _sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _triangles_meet(t: list[Point], u: list[Point]) -> bool | None:
+    """Whether two closed triangles without a shared vertex meet: True, False, or None
+    when not decided here (coplanar, or an edge in the other's plane)."""
+    side_u = [_sign(_orient(t[0], t[1], t[2], p)) for p in u]
+    if all(s > 0 for s in side_u) or all(s < 0 for s in side_u):
+        return False
+    side_t = [_sign(_orient(u[0], u[1], u[2], p)) for p in t]
+    if all(s > 0 for s in side_t) or all(s < 0 for s in side_t):
+        return False
+    if all(s == 0 for s in side_u):
+        return None
+    # Not coplanar: their common part is a segment whose ends lie on edges of one of them.
+    undecided = False
+    for edges, sides, other in ((_edges(t), side_t, u), (_edges(u), side_u, t)):
+        for (i, j), (p, q) in edges:
+            hit = _segment_meets_triangle(p, q, sides[i], sides[j], other)
+            if hit:
+                return True
+            undecided |= hit is None
+    return None if undecided else False
+
+
+def _edges(t: list[Point]) -> list[tuple[tuple[int, int], tuple[Point, Point]]]:
+    return [((i, (i + 1) % 3), (t[i], t[(i + 1) % 3])) for i in range(3)]
+
+
+def _segment_meets_triangle(
+    p: Point, q: Point, side_p: int, side_q: int, t: list[Point]
+) -> bool | None:
+    """Segment pq against the closed triangle t, given the sides of p and q of t's plane."""
+    if side_p * side_q > 0:
+        return False
+    if side_p == 0 and side_q == 0:
+        return None  # the segment lies in the triangle's plane
+    turns = [_sign(_orient(p, q, t[i], t[(i + 1) % 3])) for i in range(3)]
+    return all(s >= 0 for s in turns) or all(s <= 0 for s in turns)
+
+
+def _cones_meet(v: Point, rest_a: list[Point], rest_b: list[Point]) -> bool:
+    """Whether two triangles sharing only the corner ``v`` have another point in common.
+
+    Both are convex and hold ``v``: they share more than ``v`` exactly when some direction
+    from ``v`` points into both (their corners' cones meet beyond ``v``). Degenerate
+    corners count as meeting."""
+    e1, f1 = _sub(rest_a[0], v), _sub(rest_a[1], v)
+    e2, f2 = _sub(rest_b[0], v), _sub(rest_b[1], v)
+    n1, n2 = _cross(e1, f1), _cross(e2, f2)
+    if n1 == (0, 0, 0) or n2 == (0, 0, 0):
+        return True
+    line = _cross(n1, n2)
+    if line == (0, 0, 0):  # one plane: two sectors around v
+        if _dot(n1, n2) < 0:
+            e2, f2 = f2, e2  # both counter-clockwise about n1
+        return any(_in_cone(r, e1, f1, n1) for r in (e2, f2)) or any(
+            _in_cone(r, e2, f2, n1) for r in (e1, f1)
+        )
+    minus = (-line[0], -line[1], -line[2])
+    return any(_in_cone(d, e1, f1, n1) and _in_cone(d, e2, f2, n2) for d in (line, minus))
+
+
+def _in_cone(d: Point, e: Point, f: Point, n: Point) -> bool:
+    """Whether ``d`` (in the plane of e and f, normal ``n = e x f``) lies in the closed
+    cone from ``e`` to ``f`` (an angle below 180 degrees)."""
+    return _dot(_cross(e, d), n) >= 0 and _dot(_cross(d, f), n) >= 0

@@ -1,0 +1,72 @@
+"""Exact confirmation of pymeshlab's self-intersection flags: false flags on near-coplanar
+faces sharing a vertex go, real crossings stay, nothing is ever added."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+import mold.core
+import mold.exact
+from mold.exact import _cones_meet, _exact_points, _triangles_meet, confirmed_crossings
+from mold.geometry import TriMesh, self_intersecting_mask
+from sculptsvc.mesh import MeshParams
+from sculptsvc.mesh.handoff import as_stored, check_handoff
+from sculptsvc.mesh.refine import refine_to
+
+
+def points(*rows: tuple[float, float, float]) -> list[tuple[int, int, int]]:
+    return _exact_points(np.array(rows, dtype=np.float64))
+
+
+def test_faces_sharing_a_vertex_meet_only_when_a_direction_points_into_both() -> None:
+    v, a, b, c, d = points((0, 0, 0), (1, 0, 0), (0, 1, 0), (-1, 0.001, 0), (0.5, 0.5, 0))
+    assert not _cones_meet(v, [a, b], [c, points((-1, -1, 0))[0]])  # sectors apart, coplanar
+    assert _cones_meet(v, [a, b], [d, c])  # coplanar, overlapping: a fold
+    # a hair off the plane, apart: nearly coplanar is not crossing
+    assert not _cones_meet(v, [a, b], [points((-1, 0, 1e-9))[0], points((-1, -1, 1e-9))[0]])
+    pierce = points((0.3, 0.3, 1), (0.3, 0.3, -1))
+    assert _cones_meet(v, [a, b], pierce)  # through the other face's inside
+
+
+def test_triangles_without_a_shared_vertex() -> None:
+    t = points((0, 0, 0), (2, 0, 0), (0, 2, 0))
+    piercing = points((0.5, 0.5, -1), (0.5, 0.5, 1), (3, 3, 0.5))
+    above = points((0.5, 0.5, 0.1), (1, 0.5, 0.1), (0.5, 1, 0.2))
+    coplanar = points((3, 3, 0), (4, 3, 0), (3, 4, 0))
+    assert _triangles_meet(t, piercing) is True
+    assert _triangles_meet(t, above) is False
+    assert _triangles_meet(t, coplanar) is None  # not decided here: the flag stays
+
+
+def test_confirmation_only_removes_flags() -> None:
+    mesh = trimesh.creation.icosphere(subdivisions=2)
+    flagged = np.random.default_rng(0).random(len(mesh.faces)) < 0.3
+    kept = confirmed_crossings(mesh.vertices, mesh.faces, flagged)
+    assert not (kept & ~flagged).any()
+    assert not kept.any()  # a convex sphere crosses nowhere
+
+
+def test_a_real_crossing_stays_flagged() -> None:
+    """A box with one corner pushed through the opposite face."""
+    box = trimesh.creation.box(extents=(10, 10, 10))
+    vertices = np.array(box.vertices)
+    corner = int(np.argmax(vertices.sum(axis=1)))
+    vertices[corner] = (-8.0, -8.0, -8.0)
+    mask = self_intersecting_mask(TriMesh(vertices, np.asarray(box.faces)))
+    assert mask.any()
+
+
+def test_a_bisected_uv_sphere_passes_the_molds_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CAD sphere (pole fans of long thin triangles) refined by longest-edge bisection to
+    the budget, in float32: pymeshlab alone flags faces that meet only at a shared vertex,
+    which sent such parts to the voxel rebuild (4 s, edges rounded)."""
+    params = MeshParams(mold_size_mm=80.0)
+    sphere = trimesh.creation.uv_sphere(radius=15.5, count=[24, 24])
+    sphere.apply_translation([20.0, 20.0, 15.5])
+    refined = as_stored(refine_to(sphere, params.target_faces, params))
+    assert check_handoff(refined, params).passed
+    monkeypatch.setattr(mold.exact, "MAX_CONFIRMED_FACES", 0)  # pymeshlab's flags as they are
+    monkeypatch.setattr(mold.core, "_checked_parts", type(mold.core._checked_parts)())
+    assert check_handoff(refined, params).crossing_faces > 0
