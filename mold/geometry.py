@@ -13,6 +13,7 @@ import manifold3d as m3
 import numpy as np
 
 from mold.errors import PartDegenerate, PartNotManifold, PartSelfIntersecting
+from mold.exact import confirmed_crossings
 
 Affine = np.ndarray  # (4, 4) float64, acts on column vectors
 
@@ -130,8 +131,6 @@ def self_intersecting_mask(mesh: TriMesh) -> np.ndarray:
 
     pymeshlab's floating-point flags, without those proven false in exact arithmetic
     (:mod:`mold.exact`: near-coplanar faces sharing a vertex)."""
-    from mold.exact import confirmed_crossings
-
     selection = _crossing_selection(mesh)  # the mesh lives as long as its MeshSet
     flagged = np.asarray(selection.current_mesh().face_selection_array(), dtype=bool)
     return confirmed_crossings(mesh.vertices, mesh.faces, flagged)
