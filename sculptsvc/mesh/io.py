@@ -72,6 +72,16 @@ def load_mesh(path: Path | str, *, colours: bool = True) -> trimesh.Trimesh:
     points = 0
     try:
         loaded = _load_trimesh(path, data, colours=colours)
+    except IndexError as exc:
+        # A face refers to a vertex the file does not have. MeshLab's readers do not check
+        # that: they read past their arrays (a different wrong mesh on every run), so this
+        # file does not go to them.
+        raise UnreadableMesh(
+            f"cannot read {path.name} as {kind}: a face refers to a vertex the file does "
+            f"not have ({exc})",
+            path=str(path),
+            format=kind,
+        ) from exc
     except Exception as exc:  # trimesh raises many types for malformed files
         loaded, problem = None, f"{type(exc).__name__}: {exc}"
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
@@ -348,6 +358,9 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
     m = ms.current_mesh()
     if m.face_number() == 0:
         return None, m.vertex_number(), ""
+    faces = np.asarray(m.face_matrix(), dtype=np.int64)
+    if faces.min() < 0 or faces.max() >= m.vertex_number():
+        return None, m.vertex_number(), "a face refers to a vertex the file does not have"
 
     def to_uint8(colors: np.ndarray) -> np.ndarray:
         return np.clip(np.round(colors * 255.0), 0, 255).astype(np.uint8)
@@ -358,7 +371,7 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
         face_colors = to_uint8(m.face_color_matrix())
     mesh = trimesh.Trimesh(
         np.asarray(m.vertex_matrix(), dtype=np.float64),
-        np.asarray(m.face_matrix(), dtype=np.int64),
+        faces,
         vertex_colors=vertex_colors,
         face_colors=face_colors,
         process=False,

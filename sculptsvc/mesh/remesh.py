@@ -15,7 +15,10 @@ import trimesh
 from scipy import ndimage
 from skimage import measure
 
+from sculptsvc.errors import UnrepairableMesh
+
 _PAD_VOXELS = 3
+_LEVEL_NUDGE = 1e-3  # voxels; see voxel_remesh
 
 
 def surface_points(mesh: trimesh.Trimesh, spacing: float) -> np.ndarray:
@@ -45,6 +48,7 @@ def voxel_remesh(mesh: trimesh.Trimesh, resolution: int, closing: int) -> trimes
     """Closed, outward-oriented surface of the solid bounded by ``mesh`` (any soup).
 
     resolution: voxels along the longest bounding-box side; closing: seal radius, voxels.
+    Raises ``UnrepairableMesh`` when nothing is enclosed (an open sheet).
     """
     lo = mesh.bounds[0]
     size = float(np.ptp(mesh.bounds, axis=0).max())
@@ -78,7 +82,17 @@ def voxel_remesh(mesh: trimesh.Trimesh, resolution: int, closing: int) -> trimes
     field = ndimage.distance_transform_edt(solid)
     level = closing + 1.0
     if field.max() <= level:
-        return trimesh.Trimesh()
+        raise UnrepairableMesh(
+            "the surface encloses no volume: it is an open sheet, or a solid thinner than "
+            f"1/{resolution} of its size everywhere, so there is nothing to cast",
+            resolution=resolution,
+        )
+    # Distances are square roots of integers, so along flat axis-aligned walls (CAD parts,
+    # buildings) whole sheets of voxels sit exactly on the level. Marching cubes then puts
+    # the vertices of several cube edges on the same grid point, and the degenerate
+    # triangles it drops leave holes (a rebuilt surface manifold3d refused). Those voxels
+    # count as just inside: the surface moves by _LEVEL_NUDGE of a voxel there.
+    field[field == level] += _LEVEL_NUDGE
     verts, faces, _, _ = measure.marching_cubes(
         field, level=level, spacing=(pitch, pitch, pitch), allow_degenerate=False
     )

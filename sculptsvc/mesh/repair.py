@@ -201,7 +201,26 @@ def _current(ms: pymeshlab.MeshSet) -> trimesh.Trimesh:
 
 
 def _repair_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[_Shell, int]:
-    """Fix one connected shell (pymeshlab only where needed); returns it and holes filled."""
+    """Fix one connected shell (pymeshlab only where needed); returns it and holes filled.
+
+    A shell that MeshLab cannot fix (its filters refuse a mesh that is still not
+    2-manifold, as welding its output can make it) comes back open: the voxel rebuild then
+    closes it, instead of the order failing on a filter's exception."""
+    holes = 0
+    mesh = shell
+    try:
+        mesh, holes = _close_shell(shell, params)
+    except pymeshlab.PyMeshLabException as exc:
+        log.debug("shell left open", reason=str(exc).splitlines()[-1], faces=len(shell.faces))
+    closed = is_closed_manifold(mesh.faces)
+    volume = signed_volume(mesh.vertices, mesh.faces) if closed else 0.0
+    if closed and volume < 0:
+        mesh.invert()
+        volume = -volume
+    return _Shell(mesh=mesh, closed=closed, volume=volume, area=float(mesh.area)), holes
+
+
+def _close_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, int]:
     boundary, nonmanifold, flipped = edge_counts(shell.faces)
     holes = 0
     mesh = shell
@@ -213,7 +232,7 @@ def _repair_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[_Shell, i
         ms.meshing_re_orient_faces_coherently()
         mesh = _current(ms)
         boundary, nonmanifold, flipped = edge_counts(mesh.faces)
-    if boundary:
+    if boundary and not nonmanifold:  # MeshLab fills holes of 2-manifold meshes only
         holes = boundary_loops(mesh.faces)
         ms = _meshset(mesh.vertices, mesh.faces)
         # The first pass refuses fills that would self-intersect; a second closes the rest.
@@ -226,12 +245,7 @@ def _repair_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[_Shell, i
                 maxholesize=params.max_hole_edges, newfaceselected=False, selfintersection=False
             )
             mesh = _current(ms)
-    closed = is_closed_manifold(mesh.faces)
-    volume = signed_volume(mesh.vertices, mesh.faces) if closed else 0.0
-    if closed and volume < 0:
-        mesh.invert()
-        volume = -volume
-    return _Shell(mesh=mesh, closed=closed, volume=volume, area=float(mesh.area)), holes
+    return mesh, holes
 
 
 def split_shells(mesh: trimesh.Trimesh) -> list[trimesh.Trimesh]:

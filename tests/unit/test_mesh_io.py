@@ -148,6 +148,21 @@ def test_unreadable_files_get_a_typed_error_naming_the_format(
     assert Path.cwd() == cwd  # MeshLab's reader must not move the process elsewhere
 
 
+def test_an_obj_face_with_a_missing_vertex_is_refused_the_same_way_every_time(
+    tmp_path: Path,
+) -> None:
+    """Index 12 of 8 vertices (assimp's malformed.obj test model): trimesh stops at it;
+    MeshLab's reader would read past its array and give a different mesh on every run."""
+    corners = [(x, y, z) for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)]
+    text = "".join(f"v {x} {y} {z}\n" for x, y, z in corners)
+    text += "f 1 2 4 3\nf 5 7 8 6\nf 1 5 6 2\nf 3 4 8 12\nf 1 3 7 5\nf 2 6 8 4\n"
+    path = tmp_path / "malformed.obj"
+    path.write_text(text)
+    for _ in range(3):
+        with pytest.raises(UnreadableMesh, match="refers to a vertex the file does not have"):
+            load_mesh(path)
+
+
 def test_textures_come_along_from_glb_and_obj(tmp_path: Path) -> None:
     from PIL import Image
 

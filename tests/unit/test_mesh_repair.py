@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import manifold3d as m3
 import numpy as np
 import pytest
 import trimesh
@@ -13,7 +14,14 @@ from hypothesis import strategies as st
 from sculptsvc.errors import UnrepairableMesh
 from sculptsvc.mesh import MeshParams
 from sculptsvc.mesh.remesh import voxel_remesh
-from sculptsvc.mesh.repair import clean_faces, edge_counts, is_closed_manifold, repair, weld
+from sculptsvc.mesh.repair import (
+    clean_faces,
+    edge_counts,
+    is_closed_manifold,
+    repair,
+    to_manifold,
+    weld,
+)
 
 PARAMS = MeshParams()
 
@@ -130,6 +138,36 @@ def test_open_sheet_encloses_no_volume_and_is_rejected() -> None:
         repair(sheet, PARAMS)
 
 
+def test_a_tilted_single_triangle_is_an_open_sheet_not_a_processing_failure() -> None:
+    """Not flat in its bounding box (a test model of assimp's is one such triangle): the
+    voxel rebuild finds nothing enclosed, and that is the input's fault (exit 2)."""
+    tri = trimesh.Trimesh(np.array([[0, 0, 0], [2, 0, 0.3], [0, 2, 2.0]]), np.array([[0, 1, 2]]))
+    with pytest.raises(UnrepairableMesh, match="encloses no volume") as info:
+        repair(tri, PARAMS)
+    assert info.value.code == "mesh_unrepairable"
+
+
+def test_a_shell_meshlab_refuses_goes_to_the_voxel_rebuild(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MeshLab's hole filling raises on a shell that is still not 2-manifold (seen on an
+    engine assembly of 1,419 shells); that shell is closed by the rebuild, not a crash."""
+    import pymeshlab
+
+    import sculptsvc.mesh.repair as repair_module
+
+    def refuse(shell: trimesh.Trimesh, params: MeshParams) -> None:
+        raise pymeshlab.PyMeshLabException("Mesh has some not 2-manifold edges")
+
+    mesh = sphere(10.0, sub=4)
+    holed = trimesh.Trimesh(mesh.vertices, mesh.faces[1:], process=False)
+    monkeypatch.setattr(repair_module, "_close_shell", refuse)
+    out, log = repair(holed, MeshParams(remesh_resolution=32))  # the rebuild seals 1 face
+    assert log.method == "remesh"
+    assert is_closed_manifold(out.faces)
+    assert out.volume == pytest.approx(mesh.volume, rel=0.1)  # a coarse field: 7 % less
+
+
 def test_too_many_faces_rejected_before_work() -> None:
     with pytest.raises(UnrepairableMesh, match="limit"):
         repair(sphere(), MeshParams(max_input_faces=100))
@@ -153,6 +191,18 @@ def test_voxel_fallback_rejects_a_gaping_hole_with_a_reason() -> None:
     bowl = trimesh.Trimesh(mesh.vertices, mesh.faces[mesh.triangles_center[:, 2] < 8.0])
     with pytest.raises(UnrepairableMesh):
         repair(bowl, MeshParams(max_hole_edges=3))  # no filling, closing cannot span it
+
+
+def test_voxel_remesh_of_axis_aligned_walls_is_manifold() -> None:
+    """Two parallel plates (walls of a building model): their distance field is exactly the
+    iso level on whole sheets of voxels; marching cubes made non-manifold edges there."""
+    plate = trimesh.creation.box(extents=(20, 1, 10))
+    other = plate.copy()
+    other.apply_translation((0, 3, 0))
+    walls = trimesh.util.concatenate([plate, other])
+    out = voxel_remesh(walls, resolution=40, closing=2)
+    assert edge_counts(weld(out.vertices, out.faces, 0.0)[1]) == (0, 0, 0)
+    assert to_manifold(out).status() == m3.Error.NoError
 
 
 def test_voxel_remesh_of_a_closed_box_keeps_its_volume() -> None:
