@@ -7,7 +7,7 @@ Everything here is a plain function on arrays; nothing touches the disk.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import manifold3d as m3
 import numpy as np
@@ -131,18 +131,33 @@ def self_intersecting_mask(mesh: TriMesh) -> np.ndarray:
 
     pymeshlab's floating-point flags, without those proven false in exact arithmetic
     (:mod:`mold.exact`: near-coplanar faces sharing a vertex)."""
-    selection = _crossing_selection(mesh)  # the mesh lives as long as its MeshSet
-    flagged = np.asarray(selection.current_mesh().face_selection_array(), dtype=bool)
+    flagged = meshlab_crossing_flags(mesh.vertices, mesh.faces)
     return confirmed_crossings(mesh.vertices, mesh.faces, flagged)
 
 
-def _crossing_selection(mesh: TriMesh) -> Any:
+def meshlab_crossing_flags(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """pymeshlab's per-face self-intersection flags, ``(m,)`` bool, the same in every process.
+
+    MeshLab tests each pair of nearby faces once, the earlier face against the later, and
+    its floating-point triangle-triangle test is not symmetric. It marks the pairs already
+    tested with a per-face flag bit from a process-wide allocator that its hole filling
+    leaks; after about 4 hole fills in a process that bit is gone, and every pair is tested
+    both ways. So the same mesh got different flags in a fresh ``sculpt mold`` and in a
+    worker that had repaired a few meshes (a wing: 7 flags, then 13). Testing the faces in
+    their order and in reverse order and keeping the union is the both-ways result in
+    either state.
+    """
     import pymeshlab  # heavy import, only needed here
 
-    ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(mesh.vertices, mesh.faces.astype(np.int32)))
-    ms.compute_selection_by_self_intersections_per_face()
-    return ms
+    vertices = np.ascontiguousarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces).astype(np.int32)
+    flagged = np.zeros(len(faces), dtype=bool)
+    for order in (slice(None), slice(None, None, -1)):
+        ms = pymeshlab.MeshSet()
+        ms.add_mesh(pymeshlab.Mesh(vertices, np.ascontiguousarray(faces[order])))
+        ms.compute_selection_by_self_intersections_per_face()
+        flagged[order] |= np.asarray(ms.current_mesh().face_selection_array(), dtype=bool)
+    return flagged
 
 
 def check_not_self_intersecting(mesh: TriMesh) -> None:

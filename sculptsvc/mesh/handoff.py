@@ -28,7 +28,12 @@ from mold import (
     crossing_triangles,
     part_self_intersections,
 )
-from mold.geometry import TriMesh, self_intersecting_faces, self_intersecting_mask
+from mold.geometry import (
+    TriMesh,
+    meshlab_crossing_flags,
+    self_intersecting_faces,
+    self_intersecting_mask,
+)
 from sculptsvc.mesh.geometry_read import merge_close_vertices, transformed_as_trimesh
 from sculptsvc.mesh.gltf import METRES_PER_MM
 from sculptsvc.mesh.params import MeshParams
@@ -153,11 +158,10 @@ def _crossing_selection(
     scale = _mold_scale(vertices, params)
     faces = np.asarray(mesh.faces, dtype=np.int32)
     ms = pymeshlab.MeshSet()
-    if not mold_frame:
-        ms.add_mesh(pymeshlab.Mesh(vertices * scale, faces))
-        ms.compute_selection_by_self_intersections_per_face()
-        return ms
-    selected = crossing_mask(mesh, params).astype(np.float64)
+    if mold_frame:
+        selected = crossing_mask(mesh, params).astype(np.float64)
+    else:
+        selected = meshlab_crossing_flags(vertices * scale, faces).astype(np.float64)
     ms.add_mesh(pymeshlab.Mesh(vertices * scale, faces, f_scalar_array=selected))
     ms.compute_selection_by_condition_per_face(condselect="fq > 0.5")
     return ms

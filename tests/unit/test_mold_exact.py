@@ -70,3 +70,47 @@ def test_a_bisected_uv_sphere_passes_the_molds_check(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(mold.exact, "MAX_CONFIRMED_FACES", 0)  # pymeshlab's flags as they are
     monkeypatch.setattr(mold.core, "_checked_parts", type(mold.core._checked_parts)())
     assert check_handoff(refined, params).crossing_faces > 0
+
+
+_NEAR_COPLANAR_PAIR = """
+import json
+import numpy as np
+import pymeshlab
+from mold.geometry import meshlab_crossing_flags
+
+vertices = np.array([
+    (0.1659355324649926, 0.6191658511604792, 1.9437617040137142e-05),
+    (0.8169605424354319, 0.1350876934777897, 2.3688905018055673e-05),
+    (0.5449458616380057, 0.7336871327932715, 2.8688390962648188e-05),
+    (0.40301759618253297, 0.27004624121174114, 1.803104079816958e-05),
+    (0.3722804106701103, 0.5416985188371095, 2.2083737262348514e-05),
+    (0.6866603732129266, 0.5591752217557668, 2.843182645457454e-05),
+])
+faces = np.array([[0, 1, 2], [3, 4, 5]])
+seen = []
+for _ in range(2):  # a fresh process, then one whose MeshLab has filled holes 6 times
+    seen.append(meshlab_crossing_flags(vertices, faces).tolist())
+    seen.append(meshlab_crossing_flags(vertices, faces[::-1])[::-1].tolist())
+    ring = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0.5, 0.5, 1.0]])
+    for _ in range(6):
+        ms = pymeshlab.MeshSet()
+        ms.add_mesh(pymeshlab.Mesh(ring, np.array([[0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4]])))
+        ms.meshing_close_holes(maxholesize=30)
+print(json.dumps(seen))
+"""
+
+
+def test_meshlab_flags_do_not_depend_on_face_order_or_on_what_the_process_did_before() -> None:
+    """Two nearly coplanar overlapping triangles that MeshLab's one-way test flags in one
+    face order only (in a fresh process); after a few hole fills MeshLab tests both ways.
+    The flags must be the same in all four cases, or the mesh stage and a separate
+    ``sculpt mold`` process disagree."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _NEAR_COPLANAR_PAIR], capture_output=True, text=True, check=True
+    ).stdout
+    seen = json.loads(out)
+    assert all(flags == seen[0] for flags in seen), seen
