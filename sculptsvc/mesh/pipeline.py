@@ -183,7 +183,7 @@ def process_mesh(
             # voxel rebuild gives one that any decimation does
             if not params.remesh_fallback:
                 raise
-            final, budget, displacement = _rebuilt(repaired, repair_log, params, exc.message)
+            final, budget, displacement, _ = _rebuilt(repaired, repair_log, params, exc.message)
     with timed(timings, "self_intersections"):
         final, budget, displacement, crossing = _without_self_intersections(
             final, budget, displacement, repaired, repair_log, params
@@ -266,9 +266,11 @@ def _without_self_intersections(
             self_intersecting_faces=check.crossing_faces,
         )
     why = f"{found} ({where}); local re-triangulation did not clear it"
+    unsmoothed_rebuilds: list[tuple[int, trimesh.Trimesh]] = []
     for resolution in _rebuild_resolutions(params):
         at = params.model_copy(update={"remesh_resolution": resolution})
-        final, budget, displacement = _rebuilt(repaired, repair_log, at, why)
+        final, budget, displacement, rebuilt = _rebuilt(repaired, repair_log, at, why)
+        unsmoothed_rebuilds.append((resolution, rebuilt))
         final = as_stored(final)
         check = check_handoff(final, params)
         if check.passed:
@@ -283,6 +285,23 @@ def _without_self_intersections(
         if fixed is not None:
             return fixed, budget, displacement, 0
         why = f"{still} after the {resolution}-voxel rebuild and a local re-triangulation"
+    # Last resort for parts only a few voxels thick (a wing's trailing edge, the walls of
+    # a building): the rebuilt surface unsmoothed, where smoothing pressed its sheets
+    # together. Its voxel steps stay; the report's deviation says how far it is.
+    for resolution, rebuilt in unsmoothed_rebuilds:
+        plain, plain_budget = fit_face_budget(rebuilt, params)
+        plain = as_stored(plain)
+        check = check_handoff(plain, params)
+        done = f"the {resolution}-voxel rebuild taken unsmoothed ({why})"
+        if check.passed:
+            repair_log.add(done)
+            return plain, plain_budget, 0.0, 0
+        still = check.refusal or f"{check.crossing_faces} triangles crossed it"
+        fixed = _logged(
+            retriangulate_as_the_mold_counts(plain, params), repair_log, f"{done}; {still}"
+        )
+        if fixed is not None:
+            return fixed, plain_budget, 0.0, 0
     raise MeshProcessingFailed(
         f"{check.refusal or f'{check.crossing_faces} triangles'} still fail {where} "
         "after voxel rebuilds and local re-triangulation",
@@ -309,9 +328,10 @@ def _rebuild_resolutions(params: MeshParams) -> list[int]:
 
 def _rebuilt(
     repaired: trimesh.Trimesh, repair_log: RepairLog, params: MeshParams, why: str
-) -> tuple[trimesh.Trimesh, str, float]:
+) -> tuple[trimesh.Trimesh, str, float, trimesh.Trimesh]:
     """The repaired surface rebuilt from a voxel field (always closed and embedded), then
-    smoothed and fitted to the budget: (mesh, how the budget was met, displacement)."""
+    smoothed and fitted to the budget: (mesh, how the budget was met, displacement, the
+    rebuilt surface before smoothing)."""
     remeshed = voxel_remesh(repaired, params.remesh_resolution, params.remesh_closing_voxels)
     try:
         rebuilt, _ = repair(remeshed, params)
@@ -321,7 +341,7 @@ def _rebuilt(
     repair_log.add(f"rebuilt from a {params.remesh_resolution}-voxel field: {why}")
     smoothed, displacement = smooth(rebuilt, params)
     final, budget = fit_face_budget(smoothed, params)
-    return final, budget, displacement
+    return final, budget, displacement, rebuilt
 
 
 def _refined_unsmoothed(repaired: trimesh.Trimesh, params: MeshParams) -> trimesh.Trimesh | None:

@@ -299,3 +299,41 @@ def test_a_rebuild_that_still_crosses_is_rebuilt_finer(monkeypatch: pytest.Monke
     with pytest.raises(MeshProcessingFailed):
         process_mesh(sphere, MeshParams(target_faces=2_000, remesh_retry_resolution=0))
     assert rebuilt_at == [160]
+
+
+def test_thin_parts_fall_back_to_the_rebuild_unsmoothed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenSCAD's bad-stl-wing.stl and assimp's regr01.obj (a building's walls) are only a
+    few voxels thick in the rebuild: smoothing pressed their sheets through each other at
+    both resolutions, and the order failed; the rebuild taken unsmoothed passes (after a
+    local re-triangulation). Here every smoothed surface fails the check."""
+    import sculptsvc.mesh.pipeline as pipeline
+    from sculptsvc.mesh.handoff import HandoffCheck
+
+    smoothed_ids: set[int] = set()
+    last_fit_was_smoothed = [True]
+    real_smooth, real_fit = pipeline.smooth, pipeline.fit_face_budget
+
+    def smooth(mesh, params):  # type: ignore[no-untyped-def]
+        out, displacement = real_smooth(mesh, params)
+        smoothed_ids.add(id(out))
+        return out, displacement
+
+    def fit(mesh, params):  # type: ignore[no-untyped-def]
+        last_fit_was_smoothed[0] = id(mesh) in smoothed_ids
+        return real_fit(mesh, params)
+
+    def crossing_when_smoothed(mesh: trimesh.Trimesh, params: MeshParams) -> HandoffCheck:
+        return HandoffCheck(3 if last_fit_was_smoothed[0] else 0)
+
+    monkeypatch.setattr(pipeline, "smooth", smooth)
+    monkeypatch.setattr(pipeline, "fit_face_budget", fit)
+    monkeypatch.setattr(pipeline, "check_handoff", crossing_when_smoothed)
+    monkeypatch.setattr(pipeline, "repair_crossings", lambda mesh, params: None)
+    monkeypatch.setattr(pipeline, "_refined_unsmoothed", lambda repaired, params: None)
+    monkeypatch.setattr(pipeline, "retriangulate_as_the_mold_counts", lambda m, p: None)
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
+    report = process_mesh(sphere, MeshParams(target_faces=2_000)).report
+    assert report.repair_method == "remesh" and report.watertight
+    assert abs(report.triangles - 2_000) <= 40
+    assert report.smooth_max_displacement_rel == 0.0
+    assert any("160-voxel rebuild taken unsmoothed" in a for a in report.repair_actions)
