@@ -1,0 +1,145 @@
+"""Public test models from Debian's packages (assimp-testmodels: assimp's own regression
+files in OBJ, STL, PLY, OFF, glTF/GLB, 3MF; openscad-testing-data: OpenSCAD's STL/3MF
+import tests), through the mesh stage and the mold as ``sculpt mesh`` then
+``sculpt mold --no-repair`` would: every file ends in a gated mold or a typed refusal,
+never in an unhandled exception, and the files that pass today keep passing.
+
+Many of these files are deliberately broken (out-of-range indices, truncated, glTF 1.0,
+wrong JSON types, open sheets, point clouds): a typed refusal is the right outcome there.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from mold import MoldError, MoldSpec
+from sculptsvc.commands.mold import load_part, run_mold
+from sculptsvc.errors import SculptError
+from sculptsvc.mesh import MeshParams, export_glb, load_mesh, process_mesh
+
+pytestmark = [pytest.mark.slow]
+
+ROOT = Path("/usr/share")
+PACKAGES = {
+    "assimp-testmodels": ROOT / "assimp" / "models",
+    "openscad-testing-data": ROOT / "openscad",
+}
+SUFFIXES = {".obj", ".stl", ".ply", ".off", ".glb", ".gltf", ".3mf"}
+
+# Every file that gave a GLB and a gated mold when this test was written (56 of 123).
+MUST_PASS = {
+    "assimp/models/3MF/box.3mf",
+    "assimp/models/OBJ/WusonOBJ.obj",
+    "assimp/models/OBJ/box.obj",
+    "assimp/models/OBJ/box_UTF16BE.obj",
+    "assimp/models/OBJ/box_longline.obj",
+    "assimp/models/OBJ/box_mat_with_spaces.obj",
+    "assimp/models/OBJ/box_without_lineending.obj",
+    "assimp/models/OBJ/cube_mtllib_after_g.obj",
+    "assimp/models/OBJ/cube_usemtl.obj",
+    "assimp/models/OBJ/cube_with_vertexcolors.obj",
+    "assimp/models/OBJ/cube_with_vertexcolors_uni.obj",
+    "assimp/models/OBJ/empty_mat.obj",
+    "assimp/models/OBJ/regr01.obj",
+    "assimp/models/OBJ/spider.obj",
+    "assimp/models/OBJ/testmixed.obj",
+    "assimp/models/OFF/Cube.off",
+    "assimp/models/OFF/Wuson.off",
+    "assimp/models/PLY/Wuson.ply",
+    "assimp/models/PLY/cube.ply",
+    "assimp/models/PLY/cube_binary.ply",
+    "assimp/models/PLY/cube_uv.ply",
+    "assimp/models/STL/Spider_ascii.stl",
+    "assimp/models/STL/Spider_binary.stl",
+    "assimp/models/STL/Wuson.stl",
+    "assimp/models/STL/sphereWithHole.stl",
+    "assimp/models/glTF2/2CylinderEngine-glTF-Binary/2CylinderEngine.glb",
+    "assimp/models/glTF2/BoxBadNormals-glTF-Binary/BoxBadNormals.glb",
+    "assimp/models/glTF2/BoxTexcoords-glTF/boxTexcoords.gltf",
+    "assimp/models/glTF2/BoxTextured-glTF-Binary/BoxTextured.glb",
+    "assimp/models/glTF2/BoxTextured-glTF-Embedded/BoxTextured.gltf",
+    "assimp/models/glTF2/BoxTextured-glTF-pbrSpecularGlossiness/BoxTextured.gltf",
+    "assimp/models/glTF2/BoxTextured-glTF-techniqueWebGL/BoxTextured.gltf",
+    "assimp/models/glTF2/BoxTextured-glTF/BoxTextured.gltf",
+    "assimp/models/glTF2/draco/2CylinderEngine.gltf",
+    "assimp/models/glTF2/glTF-Sample-Models/AnimatedMorphCube-glTF/AnimatedMorphCube.gltf",
+    "assimp/models/glTF2/wrongTypes/badExtension.gltf",
+    "assimp/models/glTF2/wrongTypes/badNumber.gltf",
+    "assimp/models/glTF2/wrongTypes/badString.gltf",
+    "assimp/models/glTF2/wrongTypes/badUint.gltf",
+    "assimp/models/invalid/malformed2.obj",
+    "openscad/regression/stlexport/stl-export-expected.stl",
+    "openscad/testdata/manual/issue214/X/cube.stl",
+    "openscad/testdata/manual/issue214/cube2.stl",
+    "openscad/testdata/scad/3D/features/import.3mf",
+    "openscad/testdata/scad/3D/features/import.stl",
+    "openscad/testdata/scad/3D/features/import_bin.stl",
+    "openscad/testdata/scad/3D/features/import_bin_solid.stl",
+    "openscad/testdata/scad/bugs/issue1580-back-to-back.stl",
+    "openscad/testdata/scad/bugs/issue1580-back-to-back2.stl",
+    "openscad/testdata/scad/bugs/issue1580-zero-area-triangle.stl",
+    "openscad/testdata/scad/bugs/issue945e.stl",
+    "openscad/testdata/scad/bugs/issue945f.stl",
+    "openscad/testdata/scad/misc/bad-stl-pcbvicebar.stl",
+    "openscad/testdata/scad/misc/bad-stl-tardis.stl",
+    "openscad/testdata/stl/adns2610_dev_circuit_inv.stl",
+    "openscad/testdata/stl/toomanyvertices.stl",
+}
+
+# Refusals whose code and reason are part of the contract (message fragments).
+EXPECTED_REFUSALS = {
+    "assimp/models/invalid/malformed.obj": ("mesh_unreadable", "refers to a vertex"),
+    "assimp/models/OBJ/multiple_spaces.obj": ("mesh_unrepairable", "open sheet"),
+    "assimp/models/OBJ/regr_3429812.obj": ("mesh_unrepairable", "open sheet"),
+    "assimp/models/STL/3DSMaxExport.STL": ("mesh_unrepairable", "disjoint solids"),
+    "assimp/models/glTF/CesiumMilkTruck/CesiumMilkTruck.gltf": ("mesh_unreadable", "as glTF"),
+    "assimp/models/OBJ/point_cloud.obj": ("mesh_unreadable", "point cloud"),
+    "openscad/testdata/scad/misc/bad-stl-wing.stl": ("invalid_event", "too thin for a sprue"),
+}
+
+
+def _models() -> list[str]:
+    found = []
+    for folder in PACKAGES.values():
+        if folder.is_dir():
+            found += [
+                str(p.relative_to(ROOT))
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.suffix.lower() in SUFFIXES
+            ]
+    return found
+
+
+def test_the_debian_test_model_packages_are_installed() -> None:
+    missing = [name for name, folder in PACKAGES.items() if not folder.is_dir()]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (scripts/bootstrap installs them)")
+    assert set(_models()) >= MUST_PASS, sorted(MUST_PASS - set(_models()))
+
+
+def _outcome(path: Path) -> tuple[str, str]:
+    """("pass", "") or (error code, message), as the two commands would end."""
+    try:
+        glb = export_glb(process_mesh(load_mesh(path), MeshParams()))
+        with tempfile.TemporaryDirectory() as folder:
+            part_path = Path(folder) / "part.glb"
+            part_path.write_bytes(glb)
+            mold = run_mold(load_part(part_path, repair=False), MoldSpec(), Path(folder) / "m")
+        return ("pass", "") if mold.report.gate.passed else ("gate_failed", str(mold.report.gate))
+    except (SculptError, MoldError) as err:
+        return err.code, str(err)
+
+
+@pytest.mark.parametrize("name", _models())
+def test_a_public_model_gives_a_mold_or_a_typed_refusal(name: str) -> None:
+    code, message = _outcome(ROOT / name)  # anything but a typed error fails here
+    if name in MUST_PASS:
+        assert code == "pass", message
+    elif name in EXPECTED_REFUSALS:
+        want_code, fragment = EXPECTED_REFUSALS[name]
+        assert code == want_code and fragment in message, (code, message)
+    else:
+        assert code != "gate_failed", message
