@@ -97,7 +97,11 @@ def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) 
     """
     from mold.geometry import without_non_finite
 
-    vertices, faces, non_finite = without_non_finite(*_read(path))
+    vertices, faces = _read(path)
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+        # the mesh stage refuses these the same way (repair.check_input)
+        raise UnrepairableMesh(f"{path.name}: mesh faces reference vertices that do not exist")
+    vertices, faces, non_finite = without_non_finite(vertices, faces)
     notes = [f"removed {non_finite} faces with non-finite vertex coordinates"] if non_finite else []
     if non_finite and len(faces) == 0:
         raise UnrepairableMesh(f"{path.name}: every triangle has a non-finite vertex coordinate")

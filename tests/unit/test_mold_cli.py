@@ -105,3 +105,43 @@ def test_an_inside_out_part_is_repaired_not_refused(tmp_path: Path) -> None:
     part = load_part(path)
     assert part.repair == "mesh_stage"
     assert trimesh.Trimesh(part.vertices, part.faces).volume > 0.95 * abs(ball.volume)
+
+
+def test_a_glb_face_with_a_missing_vertex_is_a_typed_refusal(tmp_path: Path) -> None:
+    """assimp's IndexOutOfRange.gltf: index 255 of 24 vertices ended sculpt mold in an
+    IndexError traceback (exit 1); the mesh stage already refused it by name."""
+    from sculptsvc.mesh.gltf import pack_glb
+
+    v, f = shapes.torus(segments=16)
+    f = f.astype(np.uint32)
+    f[3, 1] = 255 + len(v)
+    positions = v.astype(np.float32).tobytes()
+    doc = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+        "buffers": [{"byteLength": len(positions) + f.nbytes}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": len(positions)},
+            {"buffer": 0, "byteOffset": len(positions), "byteLength": f.nbytes},
+        ],
+        "accessors": [
+            {
+                "bufferView": 0,
+                "componentType": 5126,
+                "count": len(v),
+                "type": "VEC3",
+                "min": v.min(axis=0).tolist(),
+                "max": v.max(axis=0).tolist(),
+            },
+            {"bufferView": 1, "componentType": 5125, "count": f.size, "type": "SCALAR"},
+        ],
+    }
+    path = tmp_path / "missing-vertex.glb"
+    path.write_bytes(pack_glb(doc, positions + f.tobytes()))
+    with pytest.raises(UnrepairableMesh, match="reference vertices that do not exist"):
+        load_part(path)
+    result = runner.invoke(app, ["mold", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
