@@ -22,6 +22,8 @@ MAX_CONFIRMED_FACES = 4000
 """Above this many flagged faces the surface really is tangled (it goes to the voxel
 rebuild anyway): the flags are kept as they are instead of confirmed one by one."""
 
+_OVERLAP_BLOCK = 4_000_000  # face pairs whose bounding boxes are compared in one go
+
 Point = tuple[int, int, int]
 
 
@@ -36,10 +38,20 @@ def confirmed_crossings(vertices: np.ndarray, faces: np.ndarray, flagged: np.nda
     corners = np.asarray(vertices, dtype=np.float64)[faces]
     low, high = corners.min(axis=1), corners.max(axis=1)
     confirmed = flagged.copy()
-    for f in np.flatnonzero(flagged).tolist():
-        near = np.flatnonzero(((low <= high[f]) & (high >= low[f])).all(axis=1))
-        if not any(_may_cross(faces[f], faces[g], points) for g in near.tolist() if g != f):
-            confirmed[f] = False
+    ids = np.flatnonzero(flagged)
+    # bounding-box overlaps of a block of flagged faces with every face at once (a few
+    # million comparisons per block), instead of one pass over all faces per flagged face
+    block = max(1, _OVERLAP_BLOCK // len(faces))
+    for start in range(0, len(ids), block):
+        rows = ids[start : start + block]
+        overlap = np.ones((len(rows), len(faces)), dtype=bool)
+        for axis in range(3):
+            overlap &= low[:, axis] <= high[rows, axis, None]
+            overlap &= high[:, axis] >= low[rows, axis, None]
+        for f, near in zip(rows.tolist(), overlap, strict=True):
+            others = np.flatnonzero(near).tolist()
+            if not any(_may_cross(faces[f], faces[g], points) for g in others if g != f):
+                confirmed[f] = False
     return confirmed
 
 
