@@ -138,11 +138,12 @@ def self_intersecting_mask(mesh: TriMesh) -> np.ndarray:
 def meshlab_crossing_flags(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """pymeshlab's per-face self-intersection flags, ``(m,)`` bool, the same in every process.
 
-    MeshLab tests each pair of nearby faces once, the earlier face against the later, and
-    its floating-point triangle-triangle test is not symmetric. It marks the pairs already
-    tested with a per-face flag bit from a process-wide allocator that its hole filling
-    leaks; after about 4 hole fills in a process that bit is gone, and every pair is tested
-    both ways. So the same mesh got different flags in a fresh ``sculpt mold`` and in a
+    MeshLab tests each pair of nearby faces once, the earlier face against the later
+    (faces already tested carry a flag bit from vcglib's process-wide bit allocator), and
+    its floating-point triangle-triangle test is not symmetric for nearly coplanar faces.
+    Measured: after 4 hole fills (``meshing_close_holes``) in a process, every pair is
+    tested both ways from then on, most likely because the filling keeps bits it never
+    hands back. So the same mesh got different flags in a fresh ``sculpt mold`` and in a
     worker that had repaired a few meshes (a wing: 7 flags, then 13). Testing the faces in
     their order and in reverse order and keeping the union is the both-ways result in
     either state.

@@ -221,6 +221,8 @@ def _repair_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[_Shell, i
 
 
 def _close_shell(shell: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, int]:
+    """MeshLab's non-manifold repair and re-orientation where needed, then its hole filling;
+    (mesh, holes found). Raises ``PyMeshLabException`` when a filter refuses the shell."""
     boundary, nonmanifold, flipped = edge_counts(shell.faces)
     holes = 0
     mesh = shell
