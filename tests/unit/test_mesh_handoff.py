@@ -4,6 +4,7 @@ counted on the float32 positions the GLB stores, at the mold's scale."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -267,6 +268,20 @@ def test_stacked_boxes_reach_the_mold(tmp_path: Path) -> None:
     assert run_mold(part, MoldSpec(size_mm=80), tmp_path / "mold").report.gate.passed
 
 
+def _sphere_with_only_rebuilds(monkeypatch: pytest.MonkeyPatch, check: Any) -> Any:
+    """The mesh stage's report on a sphere (2,000-triangle budget) under the stand-in
+    ``check`` of the mold's check, with the local repairs switched off: only the voxel
+    rebuilds can answer it."""
+    import sculptsvc.mesh.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "check_handoff", check)
+    monkeypatch.setattr(pipeline, "repair_crossings", lambda mesh, params: None)
+    monkeypatch.setattr(pipeline, "_refined_unsmoothed", lambda repaired, params: None)
+    monkeypatch.setattr(pipeline, "retriangulate_as_the_mold_counts", lambda m, p: None)
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
+    return process_mesh(sphere, MeshParams(target_faces=2_000)).report
+
+
 def test_a_rebuild_that_still_crosses_is_rebuilt_finer(monkeypatch: pytest.MonkeyPatch) -> None:
     """trimesh's plate_holes.STL, a CAD plate only ~7 voxels thick in the 160-voxel field,
     still crossed after that rebuild and its local re-triangulation, and the order failed;
@@ -285,19 +300,17 @@ def test_a_rebuild_that_still_crosses_is_rebuilt_finer(monkeypatch: pytest.Monke
         return HandoffCheck(0 if rebuilt_at[-1:] == [224] else 3)
 
     monkeypatch.setattr(pipeline, "_rebuilt", recording)
-    monkeypatch.setattr(pipeline, "check_handoff", crossing_until_finer)
-    monkeypatch.setattr(pipeline, "repair_crossings", lambda mesh, params: None)
-    monkeypatch.setattr(pipeline, "_refined_unsmoothed", lambda repaired, params: None)
-    monkeypatch.setattr(pipeline, "retriangulate_as_the_mold_counts", lambda m, p: None)
-    sphere = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
-    report = process_mesh(sphere, MeshParams(target_faces=2_000)).report
+    report = _sphere_with_only_rebuilds(monkeypatch, crossing_until_finer)
     assert rebuilt_at == [160, 224]
     assert report.repair_method == "remesh" and report.watertight
     assert any("after the 160-voxel rebuild" in a for a in report.repair_actions)
     # with no finer field configured, the order is refused as before
     rebuilt_at.clear()
     with pytest.raises(MeshProcessingFailed):
-        process_mesh(sphere, MeshParams(target_faces=2_000, remesh_retry_resolution=0))
+        process_mesh(
+            trimesh.creation.icosphere(subdivisions=4, radius=10.0),
+            MeshParams(target_faces=2_000, remesh_retry_resolution=0),
+        )
     assert rebuilt_at == [160]
 
 
@@ -327,12 +340,7 @@ def test_thin_parts_fall_back_to_the_rebuild_unsmoothed(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(pipeline, "smooth", smooth)
     monkeypatch.setattr(pipeline, "fit_face_budget", fit)
-    monkeypatch.setattr(pipeline, "check_handoff", crossing_when_smoothed)
-    monkeypatch.setattr(pipeline, "repair_crossings", lambda mesh, params: None)
-    monkeypatch.setattr(pipeline, "_refined_unsmoothed", lambda repaired, params: None)
-    monkeypatch.setattr(pipeline, "retriangulate_as_the_mold_counts", lambda m, p: None)
-    sphere = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
-    report = process_mesh(sphere, MeshParams(target_faces=2_000)).report
+    report = _sphere_with_only_rebuilds(monkeypatch, crossing_when_smoothed)
     assert report.repair_method == "remesh" and report.watertight
     assert abs(report.triangles - 2_000) <= 40
     assert report.smooth_max_displacement_rel == 0.0
