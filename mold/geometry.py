@@ -57,6 +57,12 @@ def validate_arrays(vertices: np.ndarray, faces: np.ndarray) -> TriMesh:
     return TriMesh(v, f)
 
 
+def indices_out_of_range(faces: np.ndarray, vertex_count: int) -> bool:
+    """Whether a face refers to a vertex that does not exist (the one check of a face
+    list every reader and stage applies before indexing with it)."""
+    return len(faces) > 0 and (int(faces.min()) < 0 or int(faces.max()) >= vertex_count)
+
+
 def without_non_finite(
     vertices: np.ndarray, faces: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -64,7 +70,7 @@ def without_non_finite(
     scanner's missing depth), the vertices compacted to those still used. The input as it
     is when every vertex is finite; all faces dropped when none is left whole."""
     finite = np.isfinite(vertices).all(axis=1)
-    if finite.all() or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
+    if finite.all() or len(faces) == 0 or indices_out_of_range(faces, len(vertices)):
         return vertices, faces, 0  # (bad indices are check_input's to name)
     whole = finite[faces].all(axis=1)
     kept = faces[whole]

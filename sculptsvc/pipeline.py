@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mold.geometry import indices_out_of_range
 from sculptsvc import artifacts
 from sculptsvc.errors import (
     InvalidEvent,
@@ -314,7 +315,7 @@ def _check_mesh(mesh: ColoredMesh, reconstructor: Reconstructor) -> None:
         raise ModelOutputInvalid(f"reconstructor {name!r}: bad faces {faces.shape}")
     if not np.isfinite(vertices).all():
         raise ModelOutputInvalid(f"reconstructor {name!r}: non-finite vertex coordinates")
-    if faces.min() < 0 or faces.max() >= len(vertices):
+    if indices_out_of_range(faces, len(vertices)):
         raise ModelOutputInvalid(f"reconstructor {name!r}: face indices out of range")
     if float(np.ptp(vertices, axis=0).max()) <= 0:
         raise ModelOutputInvalid(f"reconstructor {name!r}: the mesh has no extent")

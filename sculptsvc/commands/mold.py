@@ -95,10 +95,10 @@ def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) 
 
     Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
     """
-    from mold.geometry import without_non_finite
+    from mold.geometry import indices_out_of_range, without_non_finite
 
     vertices, faces = _read(path)
-    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+    if indices_out_of_range(faces, len(vertices)):
         # the mesh stage refuses these the same way (repair.check_input)
         raise UnrepairableMesh(f"{path.name}: mesh faces reference vertices that do not exist")
     vertices, faces, non_finite = without_non_finite(vertices, faces)

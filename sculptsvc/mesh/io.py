@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import trimesh
 
+from mold.geometry import indices_out_of_range
 from sculptsvc.errors import UnreadableMesh
 from sculptsvc.mesh.colors import COLOR_PARTS, CORNER_COLORS, CORNER_TEXTURES, CornerTextures
 
@@ -359,7 +360,7 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
     if m.face_number() == 0:
         return None, m.vertex_number(), ""
     faces = np.asarray(m.face_matrix(), dtype=np.int64)
-    if faces.min() < 0 or faces.max() >= m.vertex_number():
+    if indices_out_of_range(faces, m.vertex_number()):
         return None, m.vertex_number(), "a face refers to a vertex the file does not have"
 
     def to_uint8(colors: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import trimesh
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from mold.geometry import without_non_finite
+from mold.geometry import indices_out_of_range, without_non_finite
 from sculptsvc.errors import UnrepairableMesh
 from sculptsvc.logging import get_logger
 from sculptsvc.mesh.params import MeshParams
@@ -85,7 +85,7 @@ def check_input(vertices: np.ndarray, faces: np.ndarray, params: MeshParams) -> 
             f"mesh has {len(faces)} triangles, more than the limit {params.max_input_faces}",
             faces=len(faces),
         )
-    if faces.min() < 0 or faces.max() >= len(vertices):
+    if indices_out_of_range(faces, len(vertices)):
         raise UnrepairableMesh("mesh faces reference vertices that do not exist")
     if not np.isfinite(vertices[faces]).all():
         raise UnrepairableMesh("mesh has non-finite vertex coordinates (NaN or inf)")
