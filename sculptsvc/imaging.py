@@ -106,6 +106,22 @@ def decode_image_with_settings(data: bytes, settings: Settings) -> np.ndarray:
     )
 
 
+def _unidentified(data: bytes, formats: list[str]) -> str:
+    """Why Pillow identified nothing, in words a shop can act on: the accepted format the
+    bytes claim to be (by Pillow's own signature test) and its reader's complaint (a TIFF
+    in a pixel layout Pillow lacks), or that they are none of the accepted formats."""
+    prefix = data[:16]  # what Image.open shows each format's signature test
+    for name in formats:
+        reader, claims = Image.OPEN[name]
+        if claims is None or claims(prefix) is not True:
+            continue
+        try:
+            reader(io.BytesIO(data), "")
+        except Exception as err:  # any reader failure is the reason to report
+            return f"a {name} file this service cannot decode: {err or type(err).__name__}"
+    return f"not a supported image (accepted: {', '.join(ALLOWED_FORMATS)})"
+
+
 def _open_checked(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
     """Open lazily (header only) and check the dimensions before any pixel is decoded."""
     _register_heif_if_needed(data)
@@ -116,9 +132,7 @@ def _open_checked(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"the image is a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImage(
-            f"not a supported image (accepted: {', '.join(ALLOWED_FORMATS)})"
-        ) from exc
+        raise InvalidImage(_unidentified(data, formats)) from exc
     except _DECODE_ERRORS as exc:
         raise InvalidImage(f"unreadable image header: {exc}") from exc
     width, height = image.size

@@ -194,3 +194,18 @@ def test_phone_heic_and_avif_photos_decode_with_their_orientation(fmt: str) -> N
     assert out.shape == (64, 48, 3)
     assert np.abs(out[5, 24].astype(int) - (220, 30, 30)).max() < 25  # red now on top
     assert np.abs(out[-5, 24].astype(int) - (30, 30, 220)).max() < 25
+
+
+def test_an_accepted_format_pillow_cannot_decode_is_named_with_the_reason() -> None:
+    """A two-channel planar TIFF (scikit-image's multipage_rgb.tif is another such file):
+    the message said 'not a supported image (accepted: ... TIFF)', which contradicts
+    itself; it now names the format and the reader's complaint. Bytes of no accepted
+    format keep the list of formats."""
+    tifffile = pytest.importorskip("tifffile")
+    buffer = io.BytesIO()
+    planes = np.random.default_rng(0).integers(0, 255, (2, 40, 40), dtype=np.uint8)
+    tifffile.imwrite(buffer, planes, photometric="minisblack", planarconfig="separate")
+    with pytest.raises(InvalidImage, match="a TIFF file this service cannot decode: "):
+        decode_image(buffer.getvalue(), **LIMITS)
+    with pytest.raises(InvalidImage, match=r"not a supported image \(accepted: PNG"):
+        decode_image(b"%PDF-1.7\n" + b"x" * 200, **LIMITS)
