@@ -10,7 +10,9 @@ so drift on a shared machine hits both alike; every process is cold unless said.
 Tables:
  1. ``sculpt make`` per stage, median over the corpus pictures: wall, CPU, peak memory
     (``bench/_probe.py`` wraps the pipeline's stage timer; ``startup`` = interpreter,
-    imports, settings and backends).
+    imports, settings and backends). Since the stage helper (``sculptsvc/workers/helper``)
+    the mold and the preview run in a second process: this one shows only the time it
+    waited for them (``mold_wait``, ``preview_wait``); their CPU is in table 2's figures.
  2. end to end, whole processes (``os.wait4``: CPU includes waited-for children such as
     the Node validator; peak is the largest single process): ``sculpt --help``, ``sculpt
     make`` median and worst over the pictures, ``sculpt mold`` on a 20k-triangle GLB,
@@ -65,6 +67,8 @@ STAGE_ORDER = (
     "preview",
     "validate",
     "mold",
+    "mold_wait",
+    "preview_wait",
 )
 
 

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from sculptsvc.options import PipelineOptions
 from sculptsvc.settings import Settings
+from sculptsvc.workers.helper import HelperSpec
 
 if TYPE_CHECKING:
     from sculptsvc.pipeline import PipelineResult
+    from sculptsvc.workers.helper import StageHelper
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,38 @@ class WorkerState:
     settings: Settings
     stylizer: Any
     reconstructor: Any
+    helper: StageHelper | None = None
+    """``sculpt make`` only: the process that makes the mold and the preview meanwhile."""
 
 
-def init_worker(settings_json: str) -> WorkerState:
+STAGE_HELPER = HelperSpec(
+    "stages",
+    prepare=("sculptsvc.pipeline:warm_up_mold", "sculptsvc.mesh.preview:warm_up_renderer"),
+    jobs={
+        "mold": "sculptsvc.pipeline:mold_request",
+        "preview": "sculptsvc.mesh.preview:render_scene",
+    },
+)
+
+
+def start_helper(settings: Settings) -> StageHelper:
+    """Start the helper (first thing: it imports and warms up the mold and the preview
+    while this process loads the rest; ``sculptsvc.workers.helper``)."""
+    from sculptsvc.workers.helper import StageHelper
+
+    return StageHelper(STAGE_HELPER, settings.log_level, "console")
+
+
+def init_worker(settings_json: str, with_helper: bool = False) -> WorkerState:
     """Runs once in each worker: load (and check) the configured models, then import the
     stages, so the first order pays for neither. The stages' native libraries load here too:
     pymeshlab's Qt must first load in the thread that also ends the process (the in-process
     pool runs this in its caller's thread), or freeing its statics at exit corrupts the heap."""
+    settings = Settings.model_validate_json(settings_json)
+    helper = start_helper(settings) if with_helper else None
     from sculptsvc.ai.backends import load_reconstructor, load_stylizer
 
-    settings = Settings.model_validate_json(settings_json)
-    state = WorkerState(settings, load_stylizer(settings), load_reconstructor(settings))
+    state = WorkerState(settings, load_stylizer(settings), load_reconstructor(settings), helper)
     import sculptsvc.mesh.preview
     import sculptsvc.pipeline  # noqa: F401
 
@@ -88,6 +111,7 @@ def run_pipeline_job(state: WorkerState, job: OrderJob) -> PipelineResult:
         state.reconstructor,
         state.settings,
         on_stage=progress.report,
+        helper=state.helper,
     )
 
 

@@ -10,7 +10,8 @@ The worker pool (the Kafka service), ``sculpt make`` and ``sculpt reproduce`` al
                                                                      -> ``validated``
  5. mold         two-part mold with keys, sprue and vents, gated     -> ``mold_ready``
                  (the preview renders meanwhile on the renderer thread; ``mold_ready``
-                 waits for it)
+                 waits for it). With a ``helper`` (``sculpt make``) both are made in that
+                 process from the moment the mesh is ready, while the GLB is written.
  6. report       ``report.json``: every stage's facts and the artifacts' sha256
 
 ``on_stage`` is called with the ``OrderState`` each stage ends in, when it ends (the
@@ -26,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,6 +61,13 @@ from sculptsvc.report import (
 from sculptsvc.settings import Settings
 from sculptsvc.stylize.base import StylizedImage, Stylizer
 from sculptsvc.timing import timed
+
+WARM_UP_RADIUS_MM = 20.0
+WARM_UP_SEGMENTS = 24
+"""The warm-up mold's sphere (:func:`warm_up_mold`): small, but a real mold."""
+
+if TYPE_CHECKING:
+    from sculptsvc.workers.helper import StageHelper
 
 log = get_logger(__name__)
 
@@ -103,11 +111,13 @@ def run_pipeline(
     reconstructor: Reconstructor,
     settings: Settings,
     on_stage: StageEnded | None = None,
+    helper: StageHelper | None = None,
 ) -> PipelineResult:
-    """Run one order; raises the typed errors of ``sculptsvc.errors`` (reject vs fail)."""
+    """Run one order; raises the typed errors of ``sculptsvc.errors`` (reject vs fail).
+    ``helper``: the mold and the preview are made in that process (``workers/helper``)."""
     from sculptsvc.gltf_validator import prestart as prestart_validator
     from sculptsvc.mesh import MeshParams, export_glb, process_mesh
-    from sculptsvc.mesh.preview import render_preview_async
+    from sculptsvc.mesh.preview import preview_scene, render_preview_async
     from sculptsvc.stylize.subject import hint_from_event
 
     ended = on_stage or (lambda state: None)
@@ -147,23 +157,37 @@ def run_pipeline(
                 watertight=processed.report.watertight,
                 shells=processed.report.shells,
             )
-        with timed(timings, "glb"):
-            glb = export_glb(processed, mode=options.mode, color_hex=options.color)
-        # from here on only the renderer thread touches ``processed.mesh`` (trimesh's caches
-        # are not thread-safe): the mold and the report work on copies
         mesh_report = processed.report
         vertices = np.array(processed.mesh.vertices)
         faces = np.array(processed.mesh.faces)
-        preview_job = render_preview_async(
-            processed, mode=options.mode, color_hex=options.color, size=options.preview_size
-        )
+        # 5. (with a helper) the mold starts on the other core, around the sculpture as it
+        #    is (already in mm); its errors surface at step 5 below, after the GLB's
+        pending_mold = helper.submit("mold", (vertices, faces, options)) if helper else None
+        with timed(timings, "glb"):
+            # the preview renders (on the renderer thread, or in the helper) while the GLB is
+            # written: from here on both only read ``processed`` (``prepare_surface``)
+            processed.prepare_surface(options.mode, options.color)
+            if helper is None:
+                preview_job: Any = render_preview_async(
+                    processed, mode=options.mode, color_hex=options.color, size=options.preview_size
+                )
+            else:
+                preview_job = helper.submit(
+                    "preview",
+                    preview_scene(processed, options.mode, options.color, options.preview_size),
+                )
+            glb = export_glb(processed, mode=options.mode, color_hex=options.color)
         with timed(timings, "validate"):
             validation = _validate(glb, options.validate_glb)
         ended(OrderState.validated)
 
         # 5. mold, around the sculpture as it is (already in mm)
-        with timed(timings, "mold"):
-            mold = _make_mold(vertices, faces, options)
+        if pending_mold is None:
+            with timed(timings, "mold"):
+                mold = make_mold_for_order(vertices, faces, options)
+        else:
+            with timed(timings, "mold_wait"):
+                mold, timings["mold"] = pending_mold.result()
         with timed(timings, "preview_wait"):
             preview, timings["preview"] = preview_job.result()
         ended(OrderState.mold_ready)
@@ -243,7 +267,25 @@ def _validate(glb: bytes, wanted: bool | None) -> GlbValidation:
     return result
 
 
-def _make_mold(vertices: np.ndarray, faces: np.ndarray, options: PipelineOptions) -> Any:
+def mold_request(request: tuple[np.ndarray, np.ndarray, PipelineOptions]) -> Any:
+    """The mold helper's job (``StageHelper``): :func:`make_mold_for_order`."""
+    return make_mold_for_order(*request)
+
+
+def warm_up_mold() -> None:
+    """The mold helper's start: one small mold while the order is on its early stages. The
+    first mold in a process pays ~0.25 s for first calls (manifold3d's and MeshLab's set-up,
+    lib3mf's loading); the helper spends it on the idle core. The order's mold comes out
+    the same bytes after it."""
+    from mold.shapes import sphere
+
+    try:
+        make_mold_for_order(*sphere(WARM_UP_RADIUS_MM, WARM_UP_SEGMENTS), PipelineOptions())
+    except Exception as exc:  # only ever a warm-up: the order's own mold reports errors
+        log.warning("mold_warm_up_failed", error=repr(exc))
+
+
+def make_mold_for_order(vertices: np.ndarray, faces: np.ndarray, options: PipelineOptions) -> Any:
     """``mold.make_mold`` on the placed sculpture; its errors enter the service's tree."""
     from mold import MoldError, MoldSpec, make_mold
 

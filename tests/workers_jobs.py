@@ -75,6 +75,11 @@ def init_crashes() -> dict[str, Any]:
     return {}
 
 
+def helper_job(job: dict[str, Any]) -> Any:
+    """``run`` as a ``StageHelper`` job (one argument: the payload)."""
+    return run(init(), job)
+
+
 def run(state: dict[str, Any], job: dict[str, Any]) -> Any:
     op = job["op"]
     if op == "echo":

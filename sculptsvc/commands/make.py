@@ -62,7 +62,7 @@ def make_files(
     job = OrderJob(image.stem, 1, options, image.read_bytes())
 
     async def run() -> PipelineResult:
-        init = partial(init_worker, settings.model_dump_json())
+        init = partial(init_worker, settings.model_dump_json(), with_helper=True)
         async with WorkerPool.from_settings(run_pipeline_job, init, settings, inline=True) as pool:
             return await pool.submit(job)
 

@@ -83,6 +83,16 @@ class ProcessedMesh:
                 self._textures[key] = bake_texture(atlas, source, self.params.texture_size)
         return self._textures[key]
 
+    def prepare_surface(self, mode: Mode, fallback_hex: str | None = None) -> None:
+        """Compute (once) what both the GLB writer and the preview renderer read: the UV
+        atlas and baked texture (multicolor) or the vertex normals (solid). Afterwards both
+        only read this mesh, so they may run on two threads (trimesh's caches are not
+        thread-safe to fill, only to read)."""
+        if mode == "multicolor":
+            self.texture(fallback_hex)
+        else:
+            self.mesh.vertex_normals  # noqa: B018  (fills trimesh's cache)
+
 
 def to_trimesh(mesh: trimesh.Trimesh | ColoredMesh) -> tuple[trimesh.Trimesh, ColorSource | None]:
     """Accept a reconstructor's ``ColoredMesh`` as well as a trimesh (colours kept apart)."""

@@ -22,9 +22,12 @@ before they render (``sculptsvc.jobs.init_worker``).
 
 Off the critical path: :func:`render_preview_async` renders on the renderer thread (one per
 process, so its renderers live as long as the process) while the pipeline cuts the mold;
-llvmpipe's draw calls run in C with the GIL released. (Rendering a throw-away first frame
-there while the earlier stages computed was tried: on two cores it cost more CPU than it
-hid, 7 % more wall time for `sculpt mesh`, so there is none.)
+llvmpipe's draw calls run in C with the GIL released. ``sculpt make`` instead sends a
+:class:`PreviewScene` to its helper process (``sculptsvc.workers.helper``), which imported
+pyrender and drew a first frame (:func:`warm_up_renderer`) while the early stages ran.
+(Rendering a throw-away first frame on the renderer thread while the earlier stages
+computed was tried: on two cores it cost more CPU than it hid, 7 % more wall time for
+`sculpt mesh`, so in-process there is none.)
 """
 
 from __future__ import annotations
@@ -39,13 +42,17 @@ import threading
 import time
 import types
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sculptsvc.imaging import encode_png
 from sculptsvc.mesh.colors import hex_to_linear_rgb
-from sculptsvc.mesh.pipeline import Mode, ProcessedMesh
+from sculptsvc.options import Mode
+
+if TYPE_CHECKING:
+    from sculptsvc.mesh.pipeline import ProcessedMesh
 
 _AZIMUTH_DEG = 35.0  # camera turned from the front towards the subject's left
 _ELEVATION_DEG = 20.0  # camera above the subject, looking slightly down
@@ -62,6 +69,7 @@ _LIGHTS = (
     ("rim", 180.0, 30.0, _RIM_INTENSITY),
 )
 _LIGHT_NAMES = tuple(f"light:{name}" for name, *_ in _LIGHTS)
+PREVIEW_SIZE_DEFAULT = 512
 _SUPERSAMPLE = 2  # render at 2x and box-filter: smooth silhouettes without MSAA
 _LOCK = threading.Lock()  # OSMesa contexts are not thread-safe
 # Per thread (an OSMesa context is current in one thread only): (width, height) -> renderer.
@@ -156,6 +164,59 @@ def _frame(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     return center, max(distance, float(np.ptp(vertices, axis=0).max()) or 1.0)
 
 
+@dataclass(frozen=True)
+class PreviewScene:
+    """Everything the preview is drawn from, as plain arrays: picklable, so the preview can
+    be rendered in another process (``sculpt make``'s helper) as well as on this one's
+    renderer thread. Built by :func:`preview_scene`."""
+
+    positions: np.ndarray
+    normals: np.ndarray
+    faces: np.ndarray
+    texcoords: np.ndarray | None
+    """OpenGL convention (v = 0 at the image's bottom row); None: untextured."""
+    texture: np.ndarray | None
+    base_color: tuple[float, float, float, float]
+    roughness: float
+    frame_vertices: np.ndarray
+    """The sculpture's vertices, which the camera frames."""
+    size: int
+
+
+def preview_scene(
+    result: ProcessedMesh, mode: Mode = "multicolor", color_hex: str | None = None, size: int = 512
+) -> PreviewScene:
+    """The preview's scene for ``result`` (computes the atlas and texture if not yet done)."""
+    params = result.params
+    if mode == "multicolor":
+        atlas = result.atlas()
+        return PreviewScene(
+            positions=atlas.vertices,
+            normals=atlas.normals,
+            faces=atlas.faces,
+            # glTF puts v = 0 at the image's top row, OpenGL at its bottom row.
+            texcoords=np.column_stack([atlas.uv[:, 0], 1.0 - atlas.uv[:, 1]]),
+            texture=result.texture(color_hex),
+            base_color=(1.0, 1.0, 1.0, 1.0),
+            roughness=params.roughness,
+            frame_vertices=np.asarray(result.mesh.vertices),
+            size=size,
+        )
+    rgb = hex_to_linear_rgb(color_hex or params.default_color_hex)
+    mesh = result.mesh
+    return PreviewScene(
+        positions=np.asarray(mesh.vertices),
+        normals=np.asarray(mesh.vertex_normals),
+        faces=np.asarray(mesh.faces),
+        texcoords=None,
+        texture=None,
+        base_color=(*rgb, 1.0),
+        roughness=params.roughness,
+        frame_vertices=np.asarray(mesh.vertices),
+        size=size,
+    )
+
+
 def render_preview(
     result: ProcessedMesh,
     mode: Mode = "multicolor",
@@ -163,39 +224,31 @@ def render_preview(
     size: int = 512,
 ) -> bytes:
     """PNG bytes (RGBA, transparent background) of a 3/4 front view of the sculpture."""
+    return render_scene(preview_scene(result, mode, color_hex, size))
+
+
+def render_scene(preview: PreviewScene) -> bytes:
+    """PNG bytes (RGBA, transparent background) of a 3/4 front view of ``preview``."""
     pyrender = _pyrender()
-    params = result.params
-    roughness = params.roughness
-    if mode == "multicolor":
-        atlas = result.atlas()
-        texture = result.texture(color_hex)
-        material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[1.0, 1.0, 1.0, 1.0],
-            baseColorTexture=pyrender.Texture(source=texture, source_channels="RGB"),
-            metallicFactor=0.0,
-            roughnessFactor=roughness,
-        )
-        primitive = pyrender.Primitive(
-            positions=atlas.vertices,
-            normals=atlas.normals,
-            # glTF puts v = 0 at the image's top row, OpenGL at its bottom row.
-            texcoord_0=np.column_stack([atlas.uv[:, 0], 1.0 - atlas.uv[:, 1]]),
-            indices=atlas.faces,
-            material=material,
-        )
-    else:
-        rgb = hex_to_linear_rgb(color_hex or params.default_color_hex)
-        material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[*rgb, 1.0], metallicFactor=0.0, roughnessFactor=roughness
-        )
-        mesh = result.mesh
-        primitive = pyrender.Primitive(
-            positions=mesh.vertices,
-            normals=mesh.vertex_normals,
-            indices=mesh.faces,
-            material=material,
-        )
-    center, distance = _frame(np.asarray(result.mesh.vertices))
+    texture = (
+        pyrender.Texture(source=preview.texture, source_channels="RGB")
+        if preview.texture is not None
+        else None
+    )
+    material = pyrender.MetallicRoughnessMaterial(
+        baseColorFactor=list(preview.base_color),
+        baseColorTexture=texture,
+        metallicFactor=0.0,
+        roughnessFactor=preview.roughness,
+    )
+    primitive = pyrender.Primitive(
+        positions=preview.positions,
+        normals=preview.normals,
+        texcoord_0=preview.texcoords,
+        indices=preview.faces,
+        material=material,
+    )
+    center, distance = _frame(np.asarray(preview.frame_vertices))
     up = np.array([0.0, 1.0, 0.0])
 
     scene = _scene_type(pyrender)(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[_AMBIENT] * 3)
@@ -212,10 +265,37 @@ def render_preview(
             name=name,
             pose=_look_at(light_eye, center, up),
         )
+    size = preview.size
     with _LOCK:
         renderer = _renderer(pyrender, size * _SUPERSAMPLE, size * _SUPERSAMPLE)
         color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     return encode_png(_downsample(color, depth, _SUPERSAMPLE))
+
+
+def warm_up_renderer(size: int = PREVIEW_SIZE_DEFAULT) -> None:
+    """A helper's start (``workers/helper``): the GL context and both shader programs (with
+    and without a texture) made now, on a tiny scene, not in the order's frame. The order's
+    PNG comes out the same bytes after it."""
+    corners = np.array(
+        [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.float64
+    )
+    faces = np.array(
+        [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
+    )
+    for textured in (True, False):
+        render_scene(
+            PreviewScene(
+                positions=corners,
+                normals=corners,
+                faces=faces,
+                texcoords=0.5 + 0.5 * corners[:, :2] if textured else None,
+                texture=np.full((4, 4, 3), 200, dtype=np.uint8) if textured else None,
+                base_color=(0.8, 0.8, 0.8, 1.0),
+                roughness=0.5,
+                frame_vertices=corners,
+                size=size,
+            )
+        )
 
 
 # --- the renderer thread ----------------------------------------------------------------------
