@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sculptsvc.options import PipelineOptions
 from sculptsvc.settings import Settings
-from sculptsvc.workers.helper import HelperSpec
+from sculptsvc.workers.helper import HelperJob, HelperSpec
 
 if TYPE_CHECKING:
     from sculptsvc.pipeline import PipelineResult
@@ -66,10 +66,11 @@ class WorkerState:
 
 STAGE_HELPER = HelperSpec(
     "stages",
-    prepare=("sculptsvc.pipeline:warm_up_mold", "sculptsvc.mesh.preview:warm_up_renderer"),
     jobs={
-        "mold": "sculptsvc.pipeline:mold_request",
-        "preview": "sculptsvc.mesh.preview:render_scene",
+        "mold": HelperJob("sculptsvc.pipeline:mold_request", "sculptsvc.pipeline:warm_up_mold"),
+        "preview": HelperJob(
+            "sculptsvc.mesh.preview:render_scene", "sculptsvc.mesh.preview:warm_up_renderer"
+        ),
     },
 )
 

@@ -34,7 +34,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -52,15 +52,23 @@ STOP_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
+class HelperJob:
+    """One kind of request, as ``"module:function"`` names (imported in the helper). Each
+    job has its own thread there: a frame can render while a mold is cut, and a job's
+    thread-bound state (an OpenGL context) is made by its warm-up on the thread that uses it."""
+
+    run: str
+    """Called per request with the request's payload; its return value is sent back."""
+    prepare: str | None = None
+    """Called once at start, on the job's thread, with no arguments: imports, warm-up."""
+
+
+@dataclass(frozen=True)
 class HelperSpec:
-    """What a helper runs, as ``"module:function"`` names (imported in the helper)."""
+    """A helper process: its name (for logs) and the jobs it serves, by job name."""
 
     name: str
-    prepare: tuple[str, ...]
-    """Called once at start, in order, with no arguments: imports and warm-ups."""
-    jobs: Mapping[str, str]
-    """Job name -> the function a request for it calls with its payload; the function's
-    return value is sent back."""
+    jobs: Mapping[str, HelperJob]
 
 
 def resolve(reference: str) -> Callable[..., Any]:
@@ -81,6 +89,9 @@ class Pending:
         self._payload = payload
         self._sent = sent
 
+    def __del__(self) -> None:
+        self._helper.forget(self._request_id)  # a reply nobody will read is not kept
+
     def result(self) -> tuple[Any, float]:
         """(the function's return value, seconds it ran); raises what it raised."""
         if self._sent:
@@ -92,7 +103,7 @@ class Pending:
                     raise rebuild_error(value)
                 return value, seconds
         started = time.perf_counter()
-        value = resolve(self._helper.spec.jobs[self._job])(self._payload)
+        value = resolve(self._helper.spec.jobs[self._job].run)(self._payload)
         return value, time.perf_counter() - started
 
 
@@ -102,6 +113,9 @@ class StageHelper:
     def __init__(self, spec: HelperSpec, log_level: str = "INFO", log_format: str = "console"):
         self.spec = spec
         self._ids = itertools.count(1)
+        self._waiting: set[int] = set()
+        """Requests sent and not yet answered to their caller."""
+        self._replies: dict[int, tuple[str, Any, float]] = {}
         self._conn: Connection | None = None
         self._process: subprocess.Popen[bytes] | None = None
         ours, theirs = socket.socketpair()
@@ -115,7 +129,7 @@ class StageHelper:
                     str(theirs.fileno()),
                     log_level,
                     log_format,
-                    json.dumps({"prepare": spec.prepare, "jobs": dict(spec.jobs)}),
+                    json.dumps({name: asdict(job) for name, job in spec.jobs.items()}),
                 ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
@@ -140,13 +154,18 @@ class StageHelper:
             try:
                 self._conn.send((request_id, job, payload, context))
                 sent = True
+                self._waiting.add(request_id)
             except OSError as exc:
                 self._lost(exc)
         return Pending(self, request_id, job, payload, sent)
 
     def receive(self, request_id: int) -> tuple[str, Any, float] | None:
-        """The reply to ``request_id`` (earlier replies nobody waited for are dropped), or
-        None when the helper is gone."""
+        """The reply to ``request_id``, or None when the helper is gone. Jobs run on their own
+        threads, so replies come in any order: one still awaited is kept for its caller,
+        one whose request was abandoned is dropped."""
+        if request_id in self._replies:
+            self._waiting.discard(request_id)
+            return self._replies.pop(request_id)
         while self._conn is not None:
             try:
                 kind, replied_to, value, seconds = self._conn.recv()
@@ -154,8 +173,15 @@ class StageHelper:
                 self._lost(exc)
                 return None
             if replied_to == request_id:
+                self._waiting.discard(request_id)
                 return kind, value, seconds
+            if replied_to in self._waiting:
+                self._replies[replied_to] = (kind, value, seconds)
         return None
+
+    def forget(self, request_id: int) -> None:
+        self._waiting.discard(request_id)
+        self._replies.pop(request_id, None)
 
     def _lost(self, exc: BaseException) -> None:
         exitcode = self._process.poll() if self._process is not None else None
@@ -180,8 +206,9 @@ def _shut(conn: Connection | None, process: subprocess.Popen[bytes] | None) -> N
             process.wait()
 
 
-def helper_main(fd: int, log_level: str, log_format: str, spec_json: str) -> None:
-    """The helper process: prepare, then answer requests until the socket closes."""
+def helper_main(fd: int, log_level: str, log_format: str, jobs_json: str) -> None:
+    """The helper process: one thread per job (warm-up, then its requests in turn) until
+    the command closes the socket."""
     # Below the command in the scheduler: while both compete for a core (start-up), the
     # command's own stages come first; the helper takes what they leave.
     os.nice(HELPER_NICENESS)
@@ -189,39 +216,57 @@ def helper_main(fd: int, log_level: str, log_format: str, spec_json: str) -> Non
 
     configure_logging(log_level, log_format)
     conn = Connection(fd)
-    spec = json.loads(spec_json)
-    # Requests are read as they come, on their own thread: the command may send the next
-    # one while this process is sending a large reply, and neither may wait for the other.
-    requests: queue.SimpleQueue[tuple[int, str, Any, dict[str, Any]]] = queue.SimpleQueue()
-    threading.Thread(target=_read_requests, args=(conn, requests), daemon=True).start()
-    for prepare in spec["prepare"]:
-        try:
-            resolve(prepare)()
-        except Exception as exc:  # a warm-up only saves time: the jobs may still work
-            log.warning("helper_prepare_failed", prepare=prepare, error=repr(exc))
-    jobs = {name: resolve(reference) for name, reference in spec["jobs"].items()}
+    send_lock = threading.Lock()
+    queues: dict[str, queue.SimpleQueue[tuple[int, Any, dict[str, Any]]]] = {}
+    jobs = {name: HelperJob(**job) for name, job in json.loads(jobs_json).items()}
+    for job in jobs.values():  # the modules load here, one after the other, not on two threads
+        resolve(job.run)
+        if job.prepare is not None:
+            resolve(job.prepare)
+    for name, job in jobs.items():
+        queues[name] = queue.SimpleQueue()
+        threading.Thread(
+            target=_serve_job,
+            args=(job, queues[name], conn, send_lock),
+            name=f"helper-{name}",
+            daemon=True,
+        ).start()
+    # Requests are read as they come: the command may send the next one while a job is
+    # sending a large reply, and neither may wait for the other.
     while True:
-        request_id, job, payload, context = requests.get()
+        try:
+            request_id, job_name, payload, context = conn.recv()
+        except (EOFError, OSError):
+            # Nobody will read what this process makes: it ends at once, even mid-job.
+            os._exit(0)
+        queues[job_name].put((request_id, payload, context))
+
+
+def _serve_job(
+    job: HelperJob,
+    requests: queue.SimpleQueue[tuple[int, Any, dict[str, Any]]],
+    conn: Connection,
+    send_lock: threading.Lock,
+) -> None:
+    if job.prepare is not None:
+        try:
+            resolve(job.prepare)()
+        except Exception as exc:  # a warm-up only saves time: the job may still work
+            log.warning("helper_prepare_failed", prepare=job.prepare, error=repr(exc))
+    run = resolve(job.run)
+    while True:
+        request_id, payload, context = requests.get()
         started = time.perf_counter()
         try:
             with structlog.contextvars.bound_contextvars(**context):
-                value = jobs[job](payload)
+                value = run(payload)
             reply = ("result", request_id, value, time.perf_counter() - started)
         except BaseException as exc:  # every outcome goes back; the caller decides
             reply = ("error", request_id, encode_error(exc), time.perf_counter() - started)
         try:
-            conn.send(reply)
+            with send_lock:
+                conn.send(reply)
         except OSError:
-            return
-
-
-def _read_requests(conn: Connection, requests: queue.SimpleQueue[Any]) -> None:
-    """Move requests from the socket to ``requests``. Once the command has closed it, nobody
-    will read what this process makes: it ends at once, even mid-warm-up or mid-job."""
-    while True:
-        try:
-            requests.put(conn.recv())
-        except (EOFError, OSError):
             os._exit(0)
 
 

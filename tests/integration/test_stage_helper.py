@@ -20,14 +20,12 @@ from sculptsvc.pipeline import ARTIFACT_NAMES, PipelineOptions, run_pipeline
 from sculptsvc.reconstruct.classic import ClassicReconstructor
 from sculptsvc.settings import Settings
 from sculptsvc.stylize.classic import ClassicStylizer
-from sculptsvc.workers.helper import HelperSpec, StageHelper
+from sculptsvc.workers.helper import HelperJob, HelperSpec, StageHelper
 from tests.workers_jobs import OddInitError
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_HELPER = HelperSpec(
-    "test",
-    prepare=("tests.workers_jobs:init",),
-    jobs={"run": "tests.workers_jobs:helper_job"},
+    "test", jobs={"run": HelperJob("tests.workers_jobs:helper_job", "tests.workers_jobs:init")}
 )
 
 
@@ -81,6 +79,25 @@ def test_an_unread_reply_does_not_answer_the_next_request(test_helper: StageHelp
     test_helper.submit("run", {"op": "echo", "value": "abandoned"})  # never read
     value, _ = test_helper.submit("run", {"op": "echo", "value": "wanted"}).result()
     assert value["value"] == "wanted"
+
+
+def test_replies_reach_their_callers_in_any_order(test_helper: StageHelper) -> None:
+    """Each job has its own thread in the helper, so a later request may answer first."""
+    spec = HelperSpec(
+        "two",
+        jobs={
+            "slow": HelperJob("tests.workers_jobs:helper_job"),
+            "fast": HelperJob("tests.workers_jobs:helper_job"),
+        },
+    )
+    helper = StageHelper(spec)
+    try:
+        slow = helper.submit("slow", {"op": "sleep", "seconds": 1.0})
+        fast = helper.submit("fast", {"op": "echo", "value": "fast"})
+        assert _within(30, slow.result)[0]["slept"] == 1.0  # reads fast's reply first
+        assert _within(30, fast.result)[0]["value"] == "fast"
+    finally:
+        helper.close()
 
 
 def test_a_helper_that_is_gone_only_moves_the_work_back(test_helper: StageHelper) -> None:
