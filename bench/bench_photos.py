@@ -135,9 +135,10 @@ def whole_photo_rows() -> list[dict[str, object]]:
     """The classic extraction on real photographs as a customer might send them: accepted
     (with the share of the picture taken as the subject) or ``no_subject``. Read with the
     contact sheet ``bench/results/whole_photos.png`` (photo | what was taken): known
-    failures are listed in the issue notes (a patch of dusk sky taken for the subject of
-    the rocket picture, the red parts of the motorcycle and a box behind it, the
-    astronaut's suit without her head)."""
+    failures are listed in the issue notes (the red parts of the motorcycle and a box
+    behind it, the astronaut's suit without her head; the rocket picture, whose patch of
+    dusk sky was taken for the subject, is ``no_subject`` since its outline is checked to
+    lie on edges)."""
     import skimage.data
 
     from sculptsvc.pipeline import decode_image_with_settings

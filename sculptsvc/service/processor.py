@@ -241,7 +241,11 @@ class OrderProcessor:
                 # The pool already retried crashes on fresh workers: count its attempts.
                 attempts = max(attempt, int(error.detail.get("attempts", attempt)))
                 log.warning(
-                    "order.unhappy", code=error.code, reason=error.message, attempts=attempts
+                    "order.unhappy",
+                    code=error.code,
+                    reason=error.message,
+                    attempts=attempts,
+                    detail=error.detail,  # what the message leaves out (no_subject: why)
                 )
                 await self._finish_unhappy(record, order, order.order_id, error, attempts)
                 return "rejected" if action is Action.reject else "failed"

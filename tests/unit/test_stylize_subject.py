@@ -23,6 +23,8 @@ from sculptsvc.stylize.subject import (
     find_subject,
     hint_from_event,
     subject_mask,
+    to_lab,
+    weak_outline_share,
 )
 
 
@@ -135,6 +137,43 @@ def test_a_busy_picture_without_a_subject_is_rejected_with_a_message_for_the_cus
         find_subject(noise)
     assert info.value.code == "no_subject"
     assert "photo" in info.value.message and "subject" in info.value.message
+
+
+def dusk_between_towers(h: int = 300, w: int = 300) -> np.ndarray:
+    """A dark dusk sky with a smooth glow above the horizon, dark ground below, a dark
+    tower on each side: no subject, but the glow matches neither the frame's colours nor a
+    surface fitted to them (the rocket photograph in scikit-image's data)."""
+    y, x = np.mgrid[0:h, 0:w].astype(float)
+    sky, glow = np.array([20.0, 30.0, 70.0]), np.array([150.0, 170.0, 215.0])
+    horizon = h * 0.8
+    t = np.exp(-(((x - w / 2) / (w * 0.28)) ** 2 + ((y - horizon) / (h * 0.35)) ** 2))
+    img = sky + t[..., None] * (glow - sky)
+    img[y >= horizon] = (15, 12, 10)
+    tower = int(w * 0.06)
+    img[:, :tower] = img[:, -tower:] = (25, 22, 20)
+    img += np.random.default_rng(1).normal(0, 2.0, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_a_patch_of_smooth_sky_is_not_sculpted_as_a_subject() -> None:
+    picture = dusk_between_towers()
+    # without the outline-on-edges check, the glow is taken for the subject
+    unchecked, _ = find_subject(picture, params=SubjectParams(max_weak_outline=1.0))
+    assert unchecked.mean() > 0.1
+    with pytest.raises(NoSubject) as info:
+        find_subject(picture)
+    assert info.value.detail["reason"].startswith("the outline found does not follow")
+    assert info.value.detail["weak_outline_share"] > 0.5
+
+
+def test_real_outlines_lie_on_edges_even_at_low_contrast() -> None:
+    mask = tower_mask()
+    p = SubjectParams()
+    for colour in [(70, 60, 55), (120, 150, 200)]:  # dark, and blue close to the sky's own
+        picture = paint(gradient_sky(), mask, colour)
+        found, _ = find_subject(picture)
+        assert iou(found, mask) > 0.9
+        assert weak_outline_share(to_lab(picture), found, p) < 0.1
 
 
 def _png(mask: np.ndarray) -> str:
