@@ -331,15 +331,8 @@ def weak_outline_share(lab: np.ndarray, mask: np.ndarray, p: SubjectParams) -> f
     outline = mask & ~ndimage.binary_erosion(mask, border_value=1)
     outline[:band] = outline[-band:] = False  # the frame cuts the subject, no edge there
     outline[:, :band] = outline[:, -band:] = False
-    window = (4 * band + 1, 4 * band + 1)
-
-    def local_mean(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        weight = cv2.boxFilter(where.astype(np.float32), -1, window, normalize=False)
-        total = cv2.boxFilter(lab * where[..., None], -1, window, normalize=False)
-        return total / np.maximum(weight, 1e-6)[..., None], weight > 0
-
-    fg, has_fg = local_mean(inside)
-    bg, has_bg = local_mean(outside)
+    fg, has_fg = _local_mean(lab, inside, band)
+    bg, has_bg = _local_mean(lab, outside, band)
     measured = outline & has_fg & has_bg
     if not measured.any():
         return 0.0
@@ -425,15 +418,8 @@ def refine_outline(lab: np.ndarray, mask: np.ndarray, band_px: int) -> np.ndarra
     inner = ndimage.binary_erosion(mask, iterations=band_px)
     outer = ~ndimage.binary_dilation(mask, iterations=band_px)
     band = ~inner & ~outer
-    window = (4 * band_px + 1, 4 * band_px + 1)
-
-    def local_mean(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        weight = cv2.boxFilter(where.astype(np.float32), -1, window, normalize=False)
-        total = cv2.boxFilter(lab * where[..., None], -1, window, normalize=False)
-        return total / np.maximum(weight, 1e-6)[..., None], weight > 0
-
-    fg, has_fg = local_mean(inner)
-    bg, has_bg = local_mean(outer)
+    fg, has_fg = _local_mean(lab, inner, band_px)
+    bg, has_bg = _local_mean(lab, outer, band_px)
     step = fg - bg
     contrast = np.einsum("ijk,ijk->ij", step, step)
     coverage = np.einsum("ijk,ijk->ij", lab - bg, step) / np.maximum(contrast, 1e-6)
@@ -441,6 +427,15 @@ def refine_outline(lab: np.ndarray, mask: np.ndarray, band_px: int) -> np.ndarra
     out = mask.copy()
     out[decided] = coverage[decided] >= 0.5
     return out
+
+
+def _local_mean(lab: np.ndarray, where: np.ndarray, band_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the mean colour of the ``where`` pixels in a window reaching ``2 x band_px``
+    around it, and whether the window holds any."""
+    window = (4 * band_px + 1, 4 * band_px + 1)
+    weight = cv2.boxFilter(where.astype(np.float32), -1, window, normalize=False)
+    total = cv2.boxFilter(lab * where[..., None], -1, window, normalize=False)
+    return total / np.maximum(weight, 1e-6)[..., None], weight > 0
 
 
 def _background_distance(lab: np.ndarray, frame: np.ndarray, params: SubjectParams) -> np.ndarray:
