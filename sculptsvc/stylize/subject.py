@@ -201,7 +201,8 @@ def find_subject(
         # background to model nor the frame a background sculpture would touch
         picture = picture_inside_bars(rgb, p)
         small_box = None if box is None else _resize_mask(box, rgb.shape[:2])[picture]
-        raw = _photo_subject(rgb[picture], params=p, box=small_box)
+        lab = to_lab(rgb[picture])
+        raw = _photo_subject(rgb[picture], lab, params=p, box=small_box)
         reference, source = p.analysis_size, "photo"
     if box is not None:
         raw = raw & _resize_mask(box, _scaled_shape(h, w, scale))[picture]
@@ -210,7 +211,7 @@ def find_subject(
     _check_plausible(mask, p, photo=source == "photo" and box is None)
     if source == "photo" and box is None:  # with a shop's box, the box is the evidence
         # the bridges that join the parts are the service's, not the picture's outline
-        _check_outline_on_edges(to_lab(rgb[picture]), parts, p)
+        _check_outline_on_edges(lab, parts, p)
     # an alpha cut-out keeps its own resolution downstream; the other outlines are this mask
     _check_resolution(mask, 1.0 / scale if source == "alpha" else 1.0, p)
     if source == "photo" and mask.shape != rgb.shape[:2]:
@@ -348,10 +349,11 @@ def _frame_contact(mask: np.ndarray) -> float:
 # --- the photo path -------------------------------------------------------------------------
 
 
-def _photo_subject(rgb: np.ndarray, *, params: SubjectParams, box: np.ndarray | None) -> np.ndarray:
+def _photo_subject(
+    rgb: np.ndarray, lab: np.ndarray, *, params: SubjectParams, box: np.ndarray | None
+) -> np.ndarray:
     """Background model from the frame seeds GrabCut; see the module docstring."""
     h, w = rgb.shape[:2]
-    lab = to_lab(rgb)
     b = max(1, min(params.border_px, min(h, w) // 8))
     frame = np.zeros((h, w), dtype=bool)
     frame[:b] = frame[-b:] = True
