@@ -81,7 +81,7 @@ def test_an_unread_reply_does_not_answer_the_next_request(test_helper: StageHelp
     assert value["value"] == "wanted"
 
 
-def test_replies_reach_their_callers_in_any_order(test_helper: StageHelper) -> None:
+def test_replies_reach_their_callers_in_any_order() -> None:
     """Each job has its own thread in the helper, so a later request may answer first."""
     spec = HelperSpec(
         "two",
