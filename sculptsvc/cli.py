@@ -21,6 +21,7 @@ import typer
 
 from sculptsvc.commands import make, mesh, mold, replay, serve, station, store, studio
 from sculptsvc.commands._exit import ONE_SHOT_COMMANDS, exit_code, exit_now
+from sculptsvc.loading import pause_collection
 
 app = typer.Typer(
     name="sculpt",
@@ -35,14 +36,17 @@ for command_module in (serve, mesh, mold, make, replay, station, store, studio):
 
 
 def main() -> None:
-    """The ``sculpt`` executable: a one-shot command ends without interpreter teardown
-    (``commands/_exit.py``), any other ends as Python ends."""
+    """The ``sculpt`` executable: a one-shot command loads its modules with the cyclic
+    collector paused (``loading.py``) and ends without interpreter teardown
+    (``commands/_exit.py``); any other starts and ends as Python does."""
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command in ONE_SHOT_COMMANDS:
+        pause_collection()  # until the command's modules are loaded (sculptsvc/loading.py)
     try:
         app()
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
     if command in ONE_SHOT_COMMANDS:
         exit_now(exit_code(code))
     raise SystemExit(code)

@@ -95,7 +95,9 @@ def init_worker(settings_json: str, with_helper: bool = False) -> WorkerState:
     state = WorkerState(settings, load_stylizer(settings), load_reconstructor(settings), helper)
     import sculptsvc.mesh.preview
     import sculptsvc.pipeline  # noqa: F401
+    from sculptsvc.loading import modules_loaded
 
+    modules_loaded()  # collection resumes (if a command or the worker paused it)
     return state
 
 

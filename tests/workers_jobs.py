@@ -100,6 +100,10 @@ def run(state: dict[str, Any], job: dict[str, Any]) -> Any:
         while time.perf_counter() < deadline:
             n += 1
         return {"pid": state["pid"], "loops": n}
+    if op == "gc":
+        import gc
+
+        return {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
     if op == "blob":
         return {"glb": os.urandom(job["size"]), "report": {"size": job["size"]}}
     if op == "size_of":

@@ -56,11 +56,13 @@ def register(app: typer.Typer) -> None:
         """Repair, smooth and resample a mesh; write a silicone GLB that validates."""
         import structlog  # here, not at the top: `sculpt --help` need not load it
 
+        from sculptsvc.loading import modules_loaded
         from sculptsvc.logging import configure_logging
         from sculptsvc.mesh import MeshParams, export_glb, load_mesh, process_mesh, render_preview
         from sculptsvc.mesh.colors import parse_hex
         from sculptsvc.settings import get_settings
 
+        modules_loaded()
         if not structlog.is_configured():  # the service configures its own; keep stdout clean
             settings = get_settings()
             configure_logging(settings.log_level, settings.log_format)

@@ -182,6 +182,7 @@ def register(app: typer.Typer) -> None:
         from pydantic import ValidationError
 
         from mold import MoldSpec
+        from sculptsvc.loading import modules_loaded
 
         try:
             spec = MoldSpec(
@@ -200,6 +201,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(exc)) from exc
         try:
             part = load_part(input_path, repair=repair, spec=spec)
+            modules_loaded()  # reading and checking the part loaded the mold's modules
             result = run_mold(part, spec, out)
         except SculptError as err:
             exit_with(err)

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from sculptsvc.errors import ProcessingFailed
+from sculptsvc.loading import modules_loaded, pause_collection
 from sculptsvc.workers import progress
 from sculptsvc.workers._wire import encode_error, recv_message, send_message
 
@@ -64,6 +65,7 @@ def worker_main(sock: socket.socket, config: ChildConfig) -> None:
     # The pool decides when workers stop: a Ctrl-C in the terminal reaches the whole process
     # group, and the service's own shutdown must not be pre-empted by its workers dying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pause_collection()  # until the models and stages are loaded (sculptsvc/loading.py)
     # Lead a process group so the pool's SIGKILL also reaches helpers a job starts.
     os.setpgrp()
     os.environ.update(config.env)
@@ -84,6 +86,7 @@ def worker_main(sock: socket.socket, config: ChildConfig) -> None:
         init_fn = pickle.loads(config.init_fn)
         job_fn = pickle.loads(config.job_fn)
         state = init_fn()
+        modules_loaded()
     except BaseException as exc:
         log.error("worker_init_failed", error=repr(exc))
         send_message(sock, ("init_error", encode_error(exc)))

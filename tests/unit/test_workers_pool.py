@@ -80,6 +80,15 @@ async def pool() -> AsyncIterator[WorkerPool[Any, Any, Any]]:
         yield p
 
 
+async def test_a_worker_runs_jobs_with_collection_on_and_its_start_up_frozen(
+    pool: WorkerPool[Any, Any, Any],
+) -> None:
+    """Paused while the worker loads (sculptsvc/loading.py), on again before its first job."""
+    state = await pool.submit({"op": "gc"})
+    assert state["enabled"] is True
+    assert state["frozen"] > 1_000
+
+
 async def test_two_workers_run_two_jobs_in_parallel() -> None:
     async with make_pool(2) as pool:
         assert pool.stats()["alive"] == 2
