@@ -71,7 +71,18 @@ def _probe(timings: dict[str, float], stage: str) -> Iterator[None]:
         entry["peak_mib"] = max(entry["peak_mib"], _peak_mib())
 
 
+def _collection(step: str) -> None:
+    """``sculptsvc.loading``'s ``pause_collection`` or ``modules_loaded``, as the command
+    (``cli.main``) and a serve worker (``worker_main``) call them, in a tree that has them."""
+    try:
+        import sculptsvc.loading as loading
+    except ImportError:  # a baseline from before it
+        return
+    getattr(loading, step)()
+
+
 def _install() -> Any:
+    _collection("pause_collection")  # first, as `sculpt make` and a worker do
     import sculptsvc.cli  # noqa: F401  (what `sculpt` imports before any command runs)
     import sculptsvc.pipeline as pipeline
 
@@ -104,6 +115,7 @@ def warm(result: Path, images: list[Path]) -> None:
 
     settings = Settings()
     stylizer, reconstructor = load_stylizer(settings), load_reconstructor(settings)
+    _collection("modules_loaded")  # as worker_main does once the worker is initialised
     options = pipeline.PipelineOptions()  # 80 mm, 4 mm wall, 20k triangles, multicolor
 
     def order(path: Path) -> tuple[float, float]:
