@@ -40,7 +40,6 @@ from mold.geometry import (
     affine,
     apply_affine,
     canonical_float32,
-    check_not_self_intersecting,
     from_manifold,
     raise_self_intersecting,
     self_intersecting_faces,
@@ -246,16 +245,76 @@ def prepare_part(
 ) -> _Part:
     """:func:`scaled_part`, then refuse a surface through itself (in the part frame, mm);
     both come from :func:`part_self_intersections` when it just checked these arrays."""
-    known = _checked_parts.get(_checked_parts.key(vertices, faces, spec))
+    part, crossing = _part_and_pending_check(vertices, faces, spec, params)
+    crossing.refuse()
+    return part
+
+
+class _PendingCrossings:
+    """The self-intersection count of a part, known or still being counted on a thread.
+
+    MeshLab's test (most of a large part's check: 6 s of a 1.3M-triangle scan's 25 s mold)
+    releases the GIL, so it runs beside the mold's next steps (thickness, parting search,
+    booleans, gate), which it does not change; :func:`make_mold` asks for the count before
+    it returns or raises anything else, so a part through itself is refused as before."""
+
+    def __init__(self, params: MoldParams, known: int | None = None) -> None:
+        self._check = params.check_self_intersections
+        self._known = known
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def counting(cls, part: _Part, params: MoldParams) -> _PendingCrossings:
+        pending = cls(params)
+        if not pending._check:
+            return pending
+
+        def count() -> None:
+            try:
+                pending._known = self_intersecting_faces(part.mesh)
+            except BaseException as exc:  # raised where the count is asked for
+                pending._error = exc
+
+        import pymeshlab  # noqa: F401  (first loaded by the calling thread: see jobs.py)
+
+        pending._thread = threading.Thread(target=count, name="mold-self-intersections")
+        pending._thread.start()
+        return pending
+
+    def done(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+    def refuse(self) -> None:
+        """Wait for the count; raise ``PartSelfIntersecting`` if any face crosses."""
+        if not self._check:
+            return
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        if self._known:
+            raise_self_intersecting(self._known)
+
+    def refuse_if_counted(self) -> None:
+        """:meth:`refuse` if the count is in: a part through itself stops the mold early."""
+        if self.done():
+            self.refuse()
+
+
+def _part_and_pending_check(
+    vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
+) -> tuple[_Part, _PendingCrossings]:
+    """The prepared part and its self-intersection count: remembered from
+    :func:`part_self_intersections` on these very arrays, else counting on a thread."""
+    key = _checked_parts.key(vertices, faces, spec)
+    known = _checked_parts.get(key)
     if known is not None:
         part, crossing = known
-        if params.check_self_intersections and crossing:
-            raise_self_intersecting(crossing)
-        return part
+        return part, _PendingCrossings(params, crossing)
     part = scaled_part(vertices, faces, spec, params)
-    if params.check_self_intersections:
-        check_not_self_intersecting(part.mesh)
-    return part
+    return part, _PendingCrossings.counting(part, params)
 
 
 def check_thickness(solid: m3.Manifold, params: MoldParams) -> None:
@@ -451,12 +510,30 @@ def make_mold(
     """
     spec = spec or MoldSpec()
     params = params or MoldParams()
-    part = prepare_part(vertices, faces, spec, params)  # steps 1-2
+    part, crossing = _part_and_pending_check(vertices, faces, spec, params)  # steps 1-2
+    try:
+        result = _first_gated_mold(part, crossing, (len(vertices), len(faces)), spec, params)
+    except Exception:
+        crossing.refuse()  # a part through itself is refused as that, as if checked first
+        raise
+    crossing.refuse()
+    return result
+
+
+def _first_gated_mold(
+    part: _Part,
+    crossing: _PendingCrossings,
+    input_size: tuple[int, int],
+    spec: MoldSpec,
+    params: MoldParams,
+) -> MoldResult:
+    """Steps 3-8 for the prepared part, while its self-intersection count may still run."""
     check_thickness(part.solid, params)
     # 3. partings best first; the first that passes every gate is kept
     order, scores = ranked_candidates(part.mesh, part.solid, spec, params)
     tried: list[tuple[Parting, MoldGenerationFailed | None]] = []
     for candidate in order[: params.parting_fallback_candidates]:
+        crossing.refuse_if_counted()
         parting = parting_for(candidate, part.mesh, part.solid, params, scores)
         try:
             geom, out, gated, gate, three_mf = _gated_mold(part, parting, spec, params)
@@ -464,9 +541,7 @@ def make_mold(
             tried.append((parting, err))
             continue
         tried.append((parting, None))
-        report = build_report(
-            geom, out, gated, gate, three_mf, (len(vertices), len(faces)), spec, params, tried
-        )
+        report = build_report(geom, out, gated, gate, three_mf, input_size, spec, params, tried)
         return MoldResult(stl_a=out.stl_a, stl_b=out.stl_b, three_mf=three_mf, report=report)
     raise _no_parting_passes(tried, params)
 

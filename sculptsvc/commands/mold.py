@@ -90,11 +90,9 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mesh.vertices), np.asarray(mesh.faces)
 
 
-def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) -> LoadedPart:
-    """Read a mesh file and return a closed, non-self-intersecting part.
-
-    Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
-    """
+def read_part(path: Path) -> LoadedPart:
+    """The file's positions and triangles, welded, non-finite faces dropped; not yet
+    checked (``repair`` "none"). Raises ``UnrepairableMesh`` when nothing usable is read."""
     from mold.geometry import indices_out_of_range, without_non_finite
 
     vertices, faces = _read(path)
@@ -106,22 +104,67 @@ def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) 
     if non_finite and len(faces) == 0:
         raise UnrepairableMesh(f"{path.name}: every triangle has a non-finite vertex coordinate")
     vertices, faces = _welded(vertices, faces)
-    if _usable(vertices, faces, spec):
-        return LoadedPart(vertices, faces, "none", notes)
+    return LoadedPart(vertices, faces, "none", notes)
+
+
+def load_part(path: Path, *, repair: bool = True, spec: MoldSpec | None = None) -> LoadedPart:
+    """Read a mesh file and return a closed, non-self-intersecting part.
+
+    Raises ``UnrepairableMesh`` when the file is unreadable or no repair makes it usable.
+    """
+    part = read_part(path)
+    if _usable(part.vertices, part.faces, spec):
+        return part
     if not repair:
-        raise UnrepairableMesh(f"{path.name} is open or self-intersecting and repair is off")
+        raise _repair_off(path)
+    return _repaired(path, part, spec)
+
+
+def _repair_off(path: Path) -> UnrepairableMesh:
+    return UnrepairableMesh(f"{path.name} is open or self-intersecting and repair is off")
+
+
+def _repaired(path: Path, part: LoadedPart, spec: MoldSpec | None) -> LoadedPart:
+    """The mesh stage's repair of a part the mold refuses as open or self-intersecting."""
     try:
-        v, f = _mesh_stage(vertices, faces)
+        v, f = _mesh_stage(part.vertices, part.faces)
     except SculptError as err:
         raise UnrepairableMesh(
             f"{path.name} cannot be repaired by the mesh stage", notes=[err.code]
         ) from err
     if _usable(v, f, spec):
-        return LoadedPart(v, f, "mesh_stage", notes)
-    raise UnrepairableMesh(
+        return LoadedPart(v, f, "mesh_stage", part.notes)
+    raise _still_unusable(path)
+
+
+def _still_unusable(path: Path) -> UnrepairableMesh:
+    return UnrepairableMesh(
         f"{path.name} stays unusable after repair",
         notes=["mesh_stage: still open or self-intersecting"],
     )
+
+
+def mold_file(
+    path: Path, spec: MoldSpec, out: Path, *, repair: bool = True
+) -> tuple[LoadedPart, MoldResult]:
+    """:func:`load_part` then :func:`run_mold`, with the part's check inside the mold: the
+    mold counts self-intersections beside its first steps (``mold.core``), instead of this
+    command counting them first and the mold waiting. A part the mold refuses as open,
+    enclosing nothing or passing through itself gets the mesh stage's repair, as
+    :func:`load_part` gives it; the same parts end in the same files or errors."""
+    from mold import PartDegenerate, PartNotManifold, PartSelfIntersecting
+
+    part = read_part(path)
+    try:
+        return part, run_mold(part, spec, out)
+    except SculptError as err:
+        cause = err.__cause__
+        if not isinstance(cause, PartNotManifold | PartDegenerate | PartSelfIntersecting):
+            raise
+    if not repair:
+        raise _repair_off(path)
+    repaired = _repaired(path, part, spec)  # checked usable: the mold reuses that check
+    return repaired, run_mold(repaired, spec, out)
 
 
 def run_mold(part: LoadedPart, spec: MoldSpec, out: Path) -> MoldResult:
@@ -199,10 +242,9 @@ def register(app: typer.Typer) -> None:
             )
         except ValidationError as exc:
             raise typer.BadParameter(str(exc)) from exc
+        modules_loaded()  # the mold's own modules load as it needs them
         try:
-            part = load_part(input_path, repair=repair, spec=spec)
-            modules_loaded()  # reading and checking the part loaded the mold's modules
-            result = run_mold(part, spec, out)
+            part, result = mold_file(input_path, spec, out, repair=repair)
         except SculptError as err:
             exit_with(err)
         if as_json:

@@ -161,18 +161,13 @@ def test_make_mold_reuses_the_check_on_the_same_arrays_and_only_on_them(
     from mold import PartSelfIntersecting, make_mold
 
     counted: list[int] = []
-    count, check = mold.core.self_intersecting_faces, mold.core.check_not_self_intersecting
+    count = mold.core.self_intersecting_faces
 
     def counting(mesh: TriMesh) -> int:
         counted.append(len(mesh.faces))
         return count(mesh)
 
-    def checking(mesh: TriMesh) -> None:
-        counted.append(len(mesh.faces))
-        check(mesh)
-
     monkeypatch.setattr(mold.core, "self_intersecting_faces", counting)
-    monkeypatch.setattr(mold.core, "check_not_self_intersecting", checking)
     spec = MoldSpec(size_mm=80)
     clean = as_stored(hook(2e-4))
     assert part_self_intersections(clean.vertices, clean.faces, spec) == 0
@@ -345,3 +340,40 @@ def test_thin_parts_fall_back_to_the_rebuild_unsmoothed(monkeypatch: pytest.Monk
     assert abs(report.triangles - 2_000) <= 40
     assert report.smooth_max_displacement_rel == 0.0
     assert any("160-voxel rebuild taken unsmoothed" in a for a in report.repair_actions)
+
+
+def test_make_mold_counts_crossings_beside_its_first_steps_and_refuses_them_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a remembered check, ``make_mold`` counts on a thread of its own while it
+    searches partings; a part through itself is still refused as that, even when a later
+    step fails first (here the thickness check), and a clean part gets the later error."""
+    import threading
+
+    import mold.core
+    from mold import PartSelfIntersecting, PartTooThin, make_mold
+
+    counted_on: list[str] = []
+    count = mold.core.self_intersecting_faces
+
+    def counting(mesh: TriMesh) -> int:
+        counted_on.append(threading.current_thread().name)
+        return count(mesh)
+
+    def too_thin(*args: Any) -> None:
+        raise PartTooThin("thin, as a step after the check would say")
+
+    monkeypatch.setattr(mold.core, "self_intersecting_faces", counting)
+    spec = MoldSpec(size_mm=80)
+    clean, crossing = as_stored(hook(2e-4)), as_stored(hook(2e-7))
+    result = make_mold(clean.vertices, clean.faces, spec)
+    assert counted_on == ["mold-self-intersections"]
+    assert result.report.gate.passed
+
+    monkeypatch.setattr(mold.core, "check_thickness", too_thin)
+    with pytest.raises(PartSelfIntersecting) as refused:
+        make_mold(crossing.vertices, crossing.faces, spec)
+    assert refused.value.detail["faces"] > 0
+    with pytest.raises(PartTooThin):
+        make_mold(np.array(clean.vertices), np.array(clean.faces), spec)
+    assert len(counted_on) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mold import InvalidSpec, MoldGateFailed, PartNotManifold, shapes
+from mold import InvalidSpec, MoldGateFailed, MoldSpec, PartNotManifold, shapes
 from mold.export import stl_bytes
 from sculptsvc.cli import app
 from sculptsvc.commands.mold import load_part, to_service_error
@@ -145,3 +146,33 @@ def test_a_glb_face_with_a_missing_vertex_is_a_typed_refusal(tmp_path: Path) -> 
         load_part(path)
     result = runner.invoke(app, ["mold", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
+
+
+@pytest.mark.parametrize("case", ["closed", "inside_out", "open"])
+def test_mold_file_ends_as_load_part_then_run_mold(tmp_path: Path, case: str) -> None:
+    """``sculpt mold`` lets the mold count self-intersections beside its first steps instead
+    of checking first; the part, the repair and the files are those of the checked path."""
+    import trimesh
+
+    from sculptsvc.commands.mold import mold_file, run_mold
+
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=20.0)
+    if case == "inside_out":
+        ball.invert()
+    if case == "open":
+        ball = trimesh.Trimesh(ball.vertices, ball.faces[1:], process=False)
+    path = tmp_path / f"{case}.stl"
+    ball.export(path)
+    spec = MoldSpec()
+    checked = load_part(path, spec=spec)
+    expected = run_mold(checked, spec, tmp_path / "checked")
+    part, result = mold_file(path, spec, tmp_path / "speculated")
+    assert part.repair == checked.repair == ("none" if case == "closed" else "mesh_stage")
+    assert result.files() == expected.files()
+    for name in FILES:
+        assert (tmp_path / "speculated" / name).read_bytes() == (
+            tmp_path / "checked" / name
+        ).read_bytes()
+    refusal = pytest.raises(UnrepairableMesh, match="repair is off")
+    with refusal if case != "closed" else contextlib.nullcontext():
+        mold_file(path, spec, tmp_path / "no-repair", repair=False)
