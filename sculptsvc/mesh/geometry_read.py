@@ -58,13 +58,44 @@ def merge_close_vertices(
     else:
         referenced[:] = True
     keys = np.ascontiguousarray((vertices * 10**digits).round().astype(np.int64)[referenced])
-    rows = keys.view(np.dtype((np.void, keys.dtype.itemsize * 3))).ravel()
-    _, first, group = np.unique(rows, return_index=True, return_inverse=True)
+    first, group = _equal_rows(keys)
     order = first.argsort()  # groups in order of their first vertex
     inverse = np.zeros(len(vertices), dtype=np.int64)
     inverse[referenced] = order.argsort()[group.ravel()]
     kept = np.flatnonzero(referenced)[first[order]]
     return vertices[kept], inverse[faces]
+
+
+_ROW_HASH = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64
+)  # odd 64-bit multipliers (golden ratio, xxHash primes): the three keys mixed into one word
+
+
+def _equal_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first index of each group of equal rows, group of each row) of ``(n, 3)`` int64,
+    groups numbered in sorted order of any fixed key: what ``np.unique(rows as bytes,
+    return_index=True, return_inverse=True)`` gives up to the group numbering.
+
+    The rows are sorted by one 64-bit mix of their keys (an integer sort; sorting the
+    24-byte rows as bytes took 2.1 s of a 1.3M-triangle STL's 3.9M corners, this 1.2 s),
+    then every row is compared with its group's first: a collision (two different rows, one
+    hash) is detected, never merged, and those keys are grouped the exact way instead."""
+    mixed = keys.view(np.uint64) @ _ROW_HASH  # wraps modulo 2**64, deterministic
+    mixed ^= mixed >> np.uint64(29)
+    order = np.argsort(mixed, kind="stable")  # stable: a group's first row leads it
+    ranked = mixed[order]
+    starts = np.empty(len(ranked), dtype=bool)
+    starts[:1] = True
+    np.not_equal(ranked[1:], ranked[:-1], out=starts[1:])
+    group_sorted = np.cumsum(starts) - 1
+    in_order = keys[order]
+    if not np.array_equal(in_order, in_order[starts][group_sorted]):
+        rows = keys.view(np.dtype((np.void, keys.dtype.itemsize * 3))).ravel()
+        _, first, group = np.unique(rows, return_index=True, return_inverse=True)
+        return first, group.ravel()
+    group = np.empty(len(keys), dtype=np.int64)
+    group[order] = group_sorted
+    return order[starts], group
 
 
 def _binary_stl(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:

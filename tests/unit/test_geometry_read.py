@@ -169,7 +169,16 @@ def test_binary_stl_reads_as_trimesh_reads_it_and_ascii_is_left_to_it(tmp_path: 
     assert read_geometry(tmp_path / "part.obj") is None  # not a fast-path format
 
 
-def test_the_weld_is_trimeshs_processing_weld() -> None:
+@pytest.mark.parametrize("hash_collides", [False, True])
+def test_the_weld_is_trimeshs_processing_weld(
+    monkeypatch: pytest.MonkeyPatch, hash_collides: bool
+) -> None:
+    """Also when every row hashes alike (a multiplier of 0): the collision is detected and
+    the rows are grouped exactly, never merged."""
+    if hash_collides:
+        import sculptsvc.mesh.geometry_read as geometry_read
+
+        monkeypatch.setattr(geometry_read, "_ROW_HASH", np.zeros(3, dtype=np.uint64))
     rng = np.random.default_rng(7)
     v, f = shapes.torus(segments=20)
     split = v[f].reshape(-1, 3)  # every corner its own vertex, as STL and seams give
