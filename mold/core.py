@@ -2,7 +2,8 @@
 
 Steps (each a plain function in its own module):
  1. validate the arrays, build the solid, merge overlapping shells  (geometry)
- 2. scale the longest side to ``size_mm`` (unless the part is in mm already), centre it
+ 2. scale the longest side to ``size_mm`` (unless the part is in mm already), centre it;
+    count self-intersections on a thread beside steps 3-7 (refused first, if any)
  3. rank pull directions and parting planes                          (parting)
  4. move the part into the mold frame, lay out block/keys/channels    (features)
  5. booleans: block - part - channels, split, + keys on B, - sockets on A
