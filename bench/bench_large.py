@@ -111,15 +111,15 @@ def _through_the_stages(path: str, queue: mp.Queue) -> None:
 
 
 def _raw_mold(path: str, queue: mp.Queue) -> None:
-    """Child: ``sculpt mold`` on the raw file (load, usable check, make_mold)."""
+    """Child: ``sculpt mold`` on the raw file, as the command runs it (``mold_file``: read,
+    weld, make_mold with its self-intersection count beside it)."""
     _pin()
     from mold import MoldSpec
-    from sculptsvc.commands.mold import load_part, run_mold
+    from sculptsvc.commands.mold import mold_file
 
     t0 = time.perf_counter()
-    part = load_part(Path(path))
     with tempfile.TemporaryDirectory() as out:
-        result = run_mold(part, MoldSpec(), Path(out))
+        part, result = mold_file(Path(path), MoldSpec(), Path(out))
     queue.put(
         {
             "tris_in": len(part.faces),
