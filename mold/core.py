@@ -246,7 +246,7 @@ def prepare_part(
 ) -> _Part:
     """:func:`scaled_part`, then refuse a surface through itself (in the part frame, mm);
     both come from :func:`part_self_intersections` when it just checked these arrays."""
-    part, crossing = _part_and_pending_check(vertices, faces, spec, params)
+    part, crossing = _part_and_pending_check(vertices, faces, spec, params, on_thread=False)
     crossing.refuse()
     return part
 
@@ -266,9 +266,12 @@ class _PendingCrossings:
         self._error: BaseException | None = None
 
     @classmethod
-    def counting(cls, part: _Part, params: MoldParams) -> _PendingCrossings:
+    def counting(cls, part: _Part, params: MoldParams, *, on_thread: bool) -> _PendingCrossings:
         pending = cls(params)
         if not pending._check:
+            return pending
+        if not on_thread:  # the caller waits for it at once: no thread to start
+            pending._known = self_intersecting_faces(part.mesh)
             return pending
 
         def count() -> None:
@@ -305,7 +308,12 @@ class _PendingCrossings:
 
 
 def _part_and_pending_check(
-    vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec, params: MoldParams
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    spec: MoldSpec,
+    params: MoldParams,
+    *,
+    on_thread: bool = True,
 ) -> tuple[_Part, _PendingCrossings]:
     """The prepared part and its self-intersection count: remembered from
     :func:`part_self_intersections` on these very arrays, else counting on a thread."""
@@ -315,7 +323,7 @@ def _part_and_pending_check(
         part, crossing = known
         return part, _PendingCrossings(params, crossing)
     part = scaled_part(vertices, faces, spec, params)
-    return part, _PendingCrossings.counting(part, params)
+    return part, _PendingCrossings.counting(part, params, on_thread=on_thread)
 
 
 def check_thickness(solid: m3.Manifold, params: MoldParams) -> None:

@@ -54,14 +54,22 @@ def _usable(vertices: np.ndarray, faces: np.ndarray, spec: MoldSpec | None) -> b
     """Closed, and no face passing through another: what ``make_mold`` accepts. Checked
     at the size the mold will be made (``spec``), so ``make_mold`` reuses the check; the
     check's own manifold conversion says whether the part is closed."""
-    from mold import MoldError, PartDegenerate, PartNotManifold, part_self_intersections
+    from mold import MoldError, part_self_intersections
 
     try:
         return part_self_intersections(vertices, faces, spec) == 0  # the mold's own check
-    except (PartNotManifold, PartDegenerate):
-        return False  # open, or enclosing nothing: the mesh stage may repair it
-    except MoldError:
-        return True  # closed but refused for another reason: make_mold names it
+    except MoldError as err:
+        # open, or enclosing nothing: the mesh stage may repair it; refused for another
+        # reason: make_mold names it
+        return not _repairable(err)
+
+
+def _repairable(err: BaseException | None) -> bool:
+    """Whether the mold refused the part as something the mesh stage repairs: open,
+    enclosing nothing, or passing through itself."""
+    from mold import PartDegenerate, PartNotManifold, PartSelfIntersecting
+
+    return isinstance(err, PartNotManifold | PartDegenerate | PartSelfIntersecting)
 
 
 def _mesh_stage(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,14 +160,11 @@ def mold_file(
     command counting them first and the mold waiting. A part the mold refuses as open,
     enclosing nothing or passing through itself gets the mesh stage's repair, as
     :func:`load_part` gives it; the same parts end in the same files or errors."""
-    from mold import PartDegenerate, PartNotManifold, PartSelfIntersecting
-
     part = read_part(path)
     try:
         return part, run_mold(part, spec, out)
     except SculptError as err:
-        cause = err.__cause__
-        if not isinstance(cause, PartNotManifold | PartDegenerate | PartSelfIntersecting):
+        if not _repairable(err.__cause__):
             raise
     if not repair:
         raise _repair_off(path)
