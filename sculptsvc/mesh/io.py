@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,21 @@ def _may_hold_colours_trimesh_skipped(mesh: trimesh.Trimesh, suffix: str) -> boo
     return suffix == ".stl" and attributes is not None and bool(np.any(attributes))
 
 
+def _plain_off_copy(path: Path, folder: Path) -> Path:
+    """An ASCII OFF without its comments and blank lines, for MeshLab's reader: on a
+    comment followed by a whitespace-only line it reads past its buffers and the process
+    dies of a segmentation fault (CGAL's ``prim.off``, a valid file). Both are free-form
+    in OFF, so dropping them changes no vertex, face or colour. A binary OFF is left as is.
+    """
+    data = path.read_bytes()
+    if b"BINARY" in data.split(b"\n", 1)[0].upper():
+        return path
+    lines = (line.split(b"#", 1)[0].rstrip() for line in data.splitlines())
+    copy = folder / "mesh.off"
+    copy.write_bytes(b"\n".join(line for line in lines if line.strip()) + b"\n")
+    return copy
+
+
 def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
     """(mesh or None, vertex count, problem) from pymeshlab; keeps vertex colours."""
     import pymeshlab  # heavy; only for the files trimesh cannot triangulate
@@ -351,9 +367,10 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
     ms = pymeshlab.MeshSet()
     # MeshLab changes the process's working directory to the file's folder and leaves it
     # there when a reader fails: every relative path of the process would then be wrong.
-    with contextlib.chdir(Path.cwd()):
+    with contextlib.chdir(Path.cwd()), tempfile.TemporaryDirectory() as folder:
+        readable = _plain_off_copy(path, Path(folder)) if path.suffix.lower() == ".off" else path
         try:
-            ms.load_new_mesh(str(Path(path).resolve()))
+            ms.load_new_mesh(str(Path(readable).resolve()))
         except Exception as exc:  # pymeshlab raises PyMeshLabException for any reader failure
             return None, 0, f"{type(exc).__name__}: {exc}"
     m = ms.current_mesh()

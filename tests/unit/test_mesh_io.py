@@ -252,6 +252,33 @@ def test_coff_vertex_colours_come_along(tmp_path: Path) -> None:
     assert not load_mesh(plain).visual.kind  # no colours in the file: none invented
 
 
+def test_an_off_with_comments_and_blank_lines_loads_without_crashing(tmp_path: Path) -> None:
+    """CGAL's prim.off (a valid OFF: comments, a whitespace-only line, quads) made MeshLab's
+    reader, which load_mesh asks for an OFF's colours, kill the process with a segmentation
+    fault. Loaded in a child process here, so a crash fails this test and not the run."""
+    import subprocess
+    import sys
+
+    box, face_rgb = two_tone_box()
+    plain = write_off(tmp_path / "plain.off", box, face_rgb, per="face").read_text()
+    header, counts, *body = plain.splitlines()
+    vertices, faces = body[: len(box.vertices)], body[len(box.vertices) :]
+    commented = tmp_path / "commented.off"
+    commented.write_text(
+        "\n".join([header, counts, "# vertices", *vertices, "  ", "# facets", *faces]) + "\n"
+    )
+    script = (
+        "import sys, numpy as np; from sculptsvc.mesh import load_mesh; "
+        "m = load_mesh(sys.argv[1]); "
+        "print(len(m.faces), m.visual.kind, len(np.unique(m.visual.face_colors[:, :3], axis=0)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(commented)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(len(box.faces)), "face", "2"]
+
+
 def write_coloured_3mf(path: Path, mesh: trimesh.Trimesh, face_rgb: np.ndarray) -> Path:
     """A 3MF whose red faces take a colour group's colour and the others the object's
     default base material (blue), as slicers store painted parts."""
