@@ -277,9 +277,14 @@ def _without_self_intersections(
         )
     why = f"{found} ({where}); local re-triangulation did not clear it"
     unsmoothed_rebuilds: list[tuple[int, trimesh.Trimesh]] = []
+    fell_apart: UnrepairableMesh | None = None
     for resolution in _rebuild_resolutions(params):
         at = params.model_copy(update={"remesh_resolution": resolution})
-        final, budget, displacement, rebuilt = _rebuilt(repaired, repair_log, at, why)
+        try:
+            final, budget, displacement, rebuilt = _rebuilt(repaired, repair_log, at, why)
+        except UnrepairableMesh as exc:  # thinner than a voxel somewhere: try a finer field
+            fell_apart = exc
+            continue
         unsmoothed_rebuilds.append((resolution, rebuilt))
         final = as_stored(final)
         check = check_handoff(final, params)
@@ -295,6 +300,8 @@ def _without_self_intersections(
         if fixed is not None:
             return fixed, budget, displacement, 0
         why = f"{still} after the {resolution}-voxel rebuild and a local re-triangulation"
+    if fell_apart is not None and not unsmoothed_rebuilds:
+        raise fell_apart
     # Last resort for parts only a few voxels thick (a wing's trailing edge, the walls of
     # a building): the rebuilt surface unsmoothed, where smoothing pressed its sheets
     # together. Its voxel steps stay; the report's deviation says how far it is.
@@ -341,12 +348,25 @@ def _rebuilt(
 ) -> tuple[trimesh.Trimesh, str, float, trimesh.Trimesh]:
     """The repaired surface rebuilt from a voxel field (always closed and embedded), then
     smoothed and fitted to the budget: (mesh, how the budget was met, displacement, the
-    rebuilt surface before smoothing)."""
-    remeshed = voxel_remesh(repaired, params.remesh_resolution, params.remesh_closing_voxels)
+    rebuilt surface before smoothing).
+
+    Raises ``UnrepairableMesh`` when the rebuilt surface falls apart or encloses nothing:
+    the part is thinner than a voxel there, which is the part's shape (an open sheet
+    closed along its rim into a pillow, a fin, a membrane), not a failure of this stage.
+    """
+    resolution = params.remesh_resolution
+    remeshed = voxel_remesh(repaired, resolution, params.remesh_closing_voxels)
     try:
         rebuilt, _ = repair(remeshed, params)
     except UnrepairableMesh as exc:
-        raise MeshProcessingFailed(f"the voxel rebuild failed: {exc.message}") from exc
+        size = mold_size(params) or float(np.ptp(repaired.vertices, axis=0).max())
+        raise UnrepairableMesh(
+            f"the part is thinner than {size / resolution:.2g} mm in places: rebuilt from a "
+            f"{resolution}-voxel field (to clear {why}), it does not hold together "
+            f"({exc.message}). An open sheet closed along its rim, or a thin fin or "
+            "membrane, cannot be cast; send a solid with some thickness everywhere",
+            resolution=resolution,
+        ) from exc
     repair_log.method = "remesh"
     repair_log.add(f"rebuilt from a {params.remesh_resolution}-voxel field: {why}")
     smoothed, displacement = smooth(rebuilt, params)

@@ -342,6 +342,38 @@ def test_thin_parts_fall_back_to_the_rebuild_unsmoothed(monkeypatch: pytest.Monk
     assert any("160-voxel rebuild taken unsmoothed" in a for a in report.repair_actions)
 
 
+def test_a_part_that_falls_apart_in_every_rebuild_is_refused_as_too_thin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CGAL's patch-13.off and mesh_with_border.off (open sheets closed along the rim into
+    pillows that pass through themselves) fell apart into pieces in the first voxel rebuild,
+    and the order failed as ``mesh_processing_failed`` without trying the finer field. Here
+    every rebuild gives two separate balls, as those did: both fields are tried, and the
+    refusal is the part's (``mesh_unrepairable``), naming the voxel size in mm."""
+    import sculptsvc.mesh.pipeline as pipeline
+    from sculptsvc.errors import UnrepairableMesh
+    from sculptsvc.mesh.handoff import HandoffCheck
+
+    fields: list[int] = []
+
+    def two_pieces(mesh: trimesh.Trimesh, resolution: int, closing: int) -> trimesh.Trimesh:
+        fields.append(resolution)
+        ball = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+        return trimesh.util.concatenate([ball, ball.copy().apply_translation((30.0, 0, 0))])
+
+    monkeypatch.setattr(pipeline, "voxel_remesh", two_pieces)
+    monkeypatch.setattr(pipeline, "check_handoff", lambda mesh, params: HandoffCheck(3))
+    monkeypatch.setattr(pipeline, "repair_crossings", lambda mesh, params: None)
+    monkeypatch.setattr(pipeline, "_refined_unsmoothed", lambda repaired, params: None)
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
+    with pytest.raises(UnrepairableMesh) as refused:
+        process_mesh(sphere, MeshParams(target_faces=2_000, mold_size_mm=80.0))
+    assert fields == [160, 224]
+    message = refused.value.message
+    assert "thinner than 0.36 mm in places" in message and "2 disjoint solids" in message
+    assert "3 triangles crossed the surface" in message  # what the rebuild was to clear
+
+
 def test_make_mold_counts_crossings_beside_its_first_steps_and_refuses_them_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
