@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -311,3 +312,37 @@ def test_a_subject_touching_the_frame_is_found_from_any_start_of_the_frame_clust
     picture = paint(gradient_sky(), mask, (70, 60, 55))
     found = subject_mask(picture, params=SubjectParams(rng_seed=rng_seed))
     assert iou(found, mask) > 0.85
+
+
+def test_a_frame_colour_found_mostly_inside_the_subject_is_the_subjects_own() -> None:
+    """The rule behind the second seeding: a frame colour that explains ``ratio`` x more of
+    GrabCut's subject than of the frame is the subject's, one that is spread along the frame
+    (a wall, the floor) stays background."""
+    from sculptsvc.stylize.subject import _Seeded
+
+    h, w = 100, 100
+    frame = np.zeros((h, w), bool)
+    frame[:4] = frame[-4:] = True
+    frame[:, :4] = frame[:, -4:] = True
+    found = np.zeros((h, w), bool)
+    found[30:70, 30:70] = True
+    nearest = np.full((h, w), 1)  # frame colour 0 (the wall) everywhere ...
+    nearest[30:50, 30:70] = 2  # ... colour 1 on half of the subject ...
+    nearest[96:, 40:60] = 2  # ... and where a second such subject touches the bottom edge
+    seeded = _Seeded(found, ~found, np.ones((h, w), bool), nearest, frame)
+    frame_share = 80 / frame.sum()  # 20 columns x 4 rows of the 1,536 frame pixels: 5 %
+    assert seeded.subject_colours(4.0).tolist() == [False, True]  # 50 % vs 5 %: 9.6x
+    assert seeded.subject_colours(0.5 / frame_share + 0.1).tolist() == [False, False]
+    assert seeded.agreement == 0.0
+
+
+def test_a_subject_whose_colour_touches_the_frame_is_found_not_refused(corpus: Path) -> None:
+    """The photo set's bunny-ihc-frame: the corpus bunny cut by the left edge of a stained
+    micrograph. Its yellow on the frame became one of the background's colours, the colour
+    model then called half the bunny background, and the order was refused as "the colour
+    model and GrabCut disagree" although GrabCut had the bunny (as with scikit-learn's
+    flower.jpg, whose second flower is cut by the bottom edge)."""
+    from bench.photo_set import photo_cases
+
+    case = next(c for c in photo_cases(corpus) if c.name == "bunny-ihc-frame")
+    assert iou(subject_mask(case.image), case.truth) > 0.95
