@@ -243,12 +243,15 @@ class KafkaHarness:
         *,
         partition: int | None = None,
         transactional_id: str | None = None,
+        compression: str | None = None,
         timeout: float = 15.0,
     ) -> None:
         """Produce one record with kcat; the value may hold any bytes, newlines included.
 
         ``value=None`` sends a tombstone (null value). With ``transactional_id`` kcat wraps the
         record in a transaction it commits, as a transactional upstream producer would.
+        ``compression``: the record batch's codec (gzip, snappy, lz4, zstd), as producers
+        configured with ``compression.type`` send them.
         Raises :class:`KafkaHarnessError` when the broker has not acknowledged the record
         within ``timeout`` (e.g. the topic does not exist).
         """
@@ -271,6 +274,8 @@ class KafkaHarness:
             args += ["-p", str(partition)]
         if transactional_id is not None:
             args += ["-X", f"transactional.id={transactional_id}"]
+        if compression is not None:
+            args += ["-z", compression]
         if value is None:
             # -Z sends an empty value as NULL; kcat skips a blank line, so the line carries the
             # key in front of a delimiter no key contains.

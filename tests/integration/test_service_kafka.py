@@ -73,6 +73,26 @@ async def test_kcat_order_in_events_out(kafka: KafkaHarness, topics, tmp_path: P
     assert runner.jobs == [("ord-kcat-1", 1)]
 
 
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_a_compressed_order_is_consumed(
+    kafka: KafkaHarness, topics, tmp_path: Path, codec: str
+) -> None:
+    """Producers set ``compression.type`` (Kafka's codecs: gzip, snappy, lz4, zstd); the
+    consumer must decode every one of them, or it cannot fetch past such a batch."""
+    settings = service_settings(kafka, topics, tmp_path)
+    runner = InstantRunner()
+    order_id = f"ord-{codec}"
+    async with running_service(settings, runner):
+        await asyncio.to_thread(
+            kafka.kcat_produce, topics.orders, order_id, order_json(order_id), compression=codec
+        )
+        statuses = await asyncio.to_thread(kafka.kcat_consume, topics.status, 6, 60)
+        group_offset = await committed_offset(kafka.bootstrap, settings.group_id, topics.orders)
+    assert [json.loads(r["payload"])["state"] for r in statuses] == SUCCESS_STATES
+    assert {r["key"] for r in statuses} == {order_id}
+    assert runner.jobs == [(order_id, 1)] and group_offset == 1
+
+
 BAD_INPUTS = {
     "bad-json": b'{"order_id": "x", ',
     "wrong-schema": json.dumps({"order_id": "ord-bad-2", "image": 42}).encode(),
