@@ -19,6 +19,7 @@
     │   ├── WorkerCrashed
     │   ├── JobTimeout
     │   ├── StorageUnavailable
+    │   ├── ImageUnavailable     the image URI did not answer (timeout, 5xx, 429)
     │   ├── PoolClosed               the worker pool shut down before the job ran/finished
     │   └── PublishFailed            Kafka refused the outcome: nothing was committed
     └── ConfigurationError           the service is set up wrong: refuse to start
@@ -162,6 +163,13 @@ class JobTimeout(TransientError):
 
 class StorageUnavailable(TransientError):
     code = "storage_unavailable"
+
+
+class ImageUnavailable(TransientError):
+    """The order's image URI did not answer in time, or answered that it could not serve it
+    now (HTTP 5xx, 408, 429): the order is fine, the shop's server is not, for now."""
+
+    code = "image_unavailable"
 
 
 class PoolClosed(TransientError):

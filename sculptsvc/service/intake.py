@@ -5,13 +5,21 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from pydantic import TypeAdapter, ValidationError
 
-from sculptsvc.errors import ImageTooLarge, InvalidEvent, InvalidImage, UriNotAllowed
+from sculptsvc.errors import (
+    ImageTooLarge,
+    ImageUnavailable,
+    InvalidEvent,
+    InvalidImage,
+    SculptError,
+    UriNotAllowed,
+)
 from sculptsvc.events import InlineImage, OrderId, OrderPlaced, UriImage
 from sculptsvc.settings import Settings
 
@@ -79,16 +87,60 @@ def _fetch(uri: str, settings: Settings) -> bytes:
         if path.stat().st_size > settings.max_image_bytes:
             raise ImageTooLarge(f"{path} is larger than {settings.max_image_bytes} bytes")
         return path.read_bytes()
+    _check_remote(uri, settings)
+    opener = urllib.request.build_opener(_CheckedRedirects(settings))
+    request = urllib.request.Request(uri, headers={"User-Agent": "sculptsvc"})
+    try:
+        with opener.open(request, timeout=settings.image_fetch_timeout_s) as response:
+            data = response.read(settings.max_image_bytes + 1)
+    except urllib.error.HTTPError as exc:
+        answer = f"fetching {uri} answered HTTP {exc.code} {exc.reason}"
+        if exc.code >= 500 or exc.code in _TRY_AGAIN_LATER:
+            raise ImageUnavailable(answer, status=exc.code) from exc
+        raise InvalidImage(answer, status=exc.code) from exc
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, SculptError):  # a redirect refused by _CheckedRedirects
+            raise reason from None
+        raise ImageUnavailable(f"fetching {uri} failed: {reason}") from exc
+    if len(data) > settings.max_image_bytes:
+        raise ImageTooLarge(f"{uri} is larger than {settings.max_image_bytes} bytes")
+    return data
+
+
+_TRY_AGAIN_LATER = {408, 425, 429}  # HTTP statuses that say "not now", not "never"
+
+
+def _check_remote(uri: str, settings: Settings) -> None:
+    """An http(s) URI on an allowed host that resolves to public addresses only."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme not in settings.allowed_uri_schemes or scheme not in ("http", "https"):
+        raise UriNotAllowed(f"scheme {scheme!r} is not allowed ({settings.allowed_uri_schemes})")
     host = (parsed.hostname or "").lower()
     if host not in {h.lower() for h in settings.allowed_uri_hosts}:
         raise UriNotAllowed(f"host {host!r} is not in the allowed hosts")
     _refuse_internal_addresses(host)
-    request = urllib.request.Request(uri, headers={"User-Agent": "sculptsvc"})
-    with urllib.request.urlopen(request, timeout=settings.image_fetch_timeout_s) as response:
-        data = response.read(settings.max_image_bytes + 1)
-    if len(data) > settings.max_image_bytes:
-        raise ImageTooLarge(f"{uri} is larger than {settings.max_image_bytes} bytes")
-    return data
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to where the order itself could have pointed: an allowed
+    scheme and host, resolving to public addresses (an allowed CDN redirecting to a
+    cloud's metadata address, 169.254.169.254, is refused like a URI naming it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def redirect_request(  # type: ignore[no-untyped-def]
+        self, req, fp, code, msg, headers, newurl
+    ) -> urllib.request.Request | None:
+        try:
+            _check_remote(newurl, self.settings)
+        except UriNotAllowed as exc:
+            raise urllib.error.URLError(
+                UriNotAllowed(f"{req.full_url} redirects to {newurl}: {exc.message}")
+            ) from None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _refuse_internal_addresses(host: str) -> None:

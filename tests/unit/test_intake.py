@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import base64
+import http.server
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sculptsvc.errors import ImageTooLarge, InvalidEvent, InvalidImage, UriNotAllowed
+from sculptsvc.errors import (
+    ImageTooLarge,
+    ImageUnavailable,
+    InvalidEvent,
+    InvalidImage,
+    UriNotAllowed,
+)
 from sculptsvc.events import InlineImage, UriImage
 from sculptsvc.service.intake import order_id_hint, parse_order, resolve_image
 from sculptsvc.settings import Settings
@@ -73,3 +83,98 @@ def test_allowed_host_resolving_to_loopback_is_refused() -> None:
     settings = Settings(allowed_uri_hosts=["localhost"])
     with pytest.raises(UriNotAllowed, match="internal address"):
         resolve_image(UriImage(uri="https://localhost/a.png"), settings)
+
+
+class _Shop(http.server.BaseHTTPRequestHandler):
+    """A shop's image server: one picture, a missing one, a busy one, a slow one, and
+    redirects (to itself, to a host that is not allowed, to an internal address)."""
+
+    def do_GET(self) -> None:
+        port = self.server.server_address[1]
+        routes = {
+            "/to-ok": f"http://localhost:{port}/ok.png",
+            "/to-internal": f"http://127.0.0.1:{port}/ok.png",
+            "/to-elsewhere": "http://elsewhere.example/ok.png",
+        }
+        if self.path == "/ok.png":
+            self._answer(200, b"\x89PNG picture")
+        elif self.path in routes:
+            self.send_response(302)
+            self.send_header("Location", routes[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/busy":
+            self._answer(503, b"try later")
+        elif self.path == "/slow":
+            time.sleep(1.0)
+            self._answer(200, b"too late")
+        else:
+            self._answer(404, b"no such picture")
+
+    def _answer(self, status: int, body: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # /slow: the client gave up first, as it should
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Settings]]:
+    """The shop's server on loopback; "127.0.0.1" stands for an internal address (the
+    real check refuses every loopback address, "localhost" included)."""
+    from sculptsvc.service import intake
+
+    def refuse_only_the_numeric_loopback(host: str) -> None:
+        if host == "127.0.0.1":
+            raise UriNotAllowed(f"{host} resolves to internal address {host}")
+
+    monkeypatch.setattr(intake, "_refuse_internal_addresses", refuse_only_the_numeric_loopback)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings = Settings(
+        allowed_uri_schemes=["http"],
+        allowed_uri_hosts=["localhost", "127.0.0.1", "elsewhere.example"],
+        image_fetch_timeout_s=0.3,
+    )
+    try:
+        yield f"http://localhost:{server.server_address[1]}", settings
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_image_uri_is_fetched_and_a_redirect_is_checked_like_the_uri(
+    shop: tuple[str, Settings],
+) -> None:
+    base, settings = shop
+    assert resolve_image(UriImage(uri=f"{base}/ok.png"), settings) == b"\x89PNG picture"
+    assert resolve_image(UriImage(uri=f"{base}/to-ok"), settings) == b"\x89PNG picture"
+    with pytest.raises(UriNotAllowed, match=r"redirects to http://127\.0\.0\.1.*internal address"):
+        resolve_image(UriImage(uri=f"{base}/to-internal"), settings)
+    narrower = settings.model_copy(update={"allowed_uri_hosts": ["localhost"]})
+    with pytest.raises(UriNotAllowed, match=r"redirects to .*'elsewhere\.example' is not in"):
+        resolve_image(UriImage(uri=f"{base}/to-elsewhere"), narrower)
+
+
+def test_a_missing_image_is_rejected_and_a_busy_or_slow_server_is_retried(
+    shop: tuple[str, Settings],
+) -> None:
+    """404: the order points at nothing (rejected). 503 or no answer in time: the shop's
+    server, not the order, so the order is retried (``retryable``) and not rejected."""
+    base, settings = shop
+    with pytest.raises(InvalidImage, match="answered HTTP 404") as missing:
+        resolve_image(UriImage(uri=f"{base}/gone.png"), settings)
+    assert not missing.value.retryable
+    with pytest.raises(ImageUnavailable, match="answered HTTP 503") as busy:
+        resolve_image(UriImage(uri=f"{base}/busy"), settings)
+    assert busy.value.retryable and busy.value.detail == {"status": 503}
+    with pytest.raises(ImageUnavailable, match="timed out") as slow:
+        resolve_image(UriImage(uri=f"{base}/slow"), settings)
+    assert slow.value.retryable
