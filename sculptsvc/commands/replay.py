@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         """Re-run a published order locally and compare artifact hashes with the published ones."""
         from sculptsvc.events import ModelReady, OrderPlaced
         from sculptsvc.pipeline import options_from_order, run_pipeline
-        from sculptsvc.service.intake import resolve_image
+        from sculptsvc.service.intake import parse_order, resolve_image
         from sculptsvc.service.replay import Selection, compare_hashes, published_outcome, scan
         from sculptsvc.settings import Settings
 
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
 
         async def fetch() -> tuple[OrderPlaced | None, dict]:
             orders = [
-                OrderPlaced.model_validate_json(r.value or b"")
+                parse_order(r.value)
                 for r in await scan(settings, settings.topic_orders, Selection(order_id=order_id))
             ]
             published = await published_outcome(settings, order_id, revision)

@@ -26,12 +26,28 @@ from sculptsvc.settings import Settings
 _ORDER_ID: TypeAdapter[str] = TypeAdapter(OrderId)
 
 
+_REGISTRY_MAGIC = b"\x00"
+_REGISTRY_HEADER_BYTES = 5  # magic byte, then the 4-byte big-endian schema id
+
+
+def unframed(value: bytes) -> bytes:
+    """The JSON of a record value, without the Schema Registry wire framing that Confluent's
+    JSON Schema serializer puts in front of it (magic byte 0, a 4-byte schema id). JSON
+    never starts with a NUL byte, so a framed value cannot be mistaken for a plain one.
+    The schema id is not looked up: the order is validated against this service's v1
+    schema, as every order is."""
+    if value[:1] == _REGISTRY_MAGIC and len(value) > _REGISTRY_HEADER_BYTES:
+        return value[_REGISTRY_HEADER_BYTES:]
+    return value
+
+
 def parse_order(value: bytes | None) -> OrderPlaced:
-    """Validate an OrderPlaced; the error message names every bad field."""
+    """Validate an OrderPlaced (plain JSON, or framed by a Schema Registry serializer);
+    the error message names every bad field."""
     if not value:
         raise InvalidEvent("empty message value")
     try:
-        return OrderPlaced.model_validate_json(value)
+        return OrderPlaced.model_validate_json(unframed(value))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
@@ -44,7 +60,7 @@ def order_id_hint(value: bytes | None, key: bytes | None) -> str | None:
     """Best-effort order id of an event that failed validation (for its rejected status)."""
     candidates: list[object] = []
     try:
-        doc = json.loads(value or b"")
+        doc = json.loads(unframed(value or b""))
         if isinstance(doc, dict):
             candidates.append(doc.get("order_id"))
     except ValueError:

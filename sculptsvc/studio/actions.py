@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from sculptsvc.errors import SculptError
 from sculptsvc.events import ModelReady, MoldReady, OrderPlaced
 from sculptsvc.logging import get_logger
-from sculptsvc.service.intake import resolve_image
+from sculptsvc.service.intake import parse_order, resolve_image
 from sculptsvc.service.kafka import client_kwargs
 from sculptsvc.service.replay import Selection, compare_hashes, original_of, republish, scan
 from sculptsvc.settings import Settings
@@ -103,7 +103,7 @@ async def reproduce(studio: Studio, order: OrderRecord, job: Reproduction) -> No
     try:
         revision = max(order.models)
         found = await scan(settings, settings.topic_orders, Selection(order_id=order.order_id))
-        placed = [OrderPlaced.model_validate_json(r.value or b"") for r in found]
+        placed = [parse_order(r.value) for r in found]
         matching = [o for o in placed if o.revision == revision]
         if not matching:
             raise ActionFailed(f"revision {revision} is not on {settings.topic_orders} any more")

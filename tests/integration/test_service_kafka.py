@@ -93,6 +93,21 @@ async def test_a_compressed_order_is_consumed(
     assert runner.jobs == [(order_id, 1)] and group_offset == 1
 
 
+async def test_an_order_framed_by_a_schema_registry_serializer_is_processed(
+    kafka: KafkaHarness, topics, tmp_path: Path
+) -> None:
+    """A shop that registered schemas/OrderPlaced.v1.json in a Schema Registry and produces
+    with its JSON Schema serializer sends magic byte 0 and a schema id before the JSON."""
+    settings = service_settings(kafka, topics, tmp_path)
+    runner = InstantRunner()
+    framed = b"\x00" + (7).to_bytes(4, "big") + order_json("ord-registry").encode()
+    async with running_service(settings, runner):
+        await asyncio.to_thread(kafka.kcat_produce, topics.orders, "ord-registry", framed)
+        statuses = await asyncio.to_thread(kafka.kcat_consume, topics.status, 6, 60)
+    assert [json.loads(r["payload"])["state"] for r in statuses] == SUCCESS_STATES
+    assert runner.jobs == [("ord-registry", 1)]
+
+
 BAD_INPUTS = {
     "bad-json": b'{"order_id": "x", ',
     "wrong-schema": json.dumps({"order_id": "ord-bad-2", "image": 42}).encode(),

@@ -30,6 +30,20 @@ def test_parse_order_names_the_bad_fields() -> None:
         parse_order(b"")
 
 
+def test_an_order_framed_by_a_schema_registry_serializer_is_read() -> None:
+    """Confluent's JSON Schema serializer writes a magic byte 0 and a 4-byte schema id
+    before the JSON; the order inside is read and validated like a plain one."""
+    plain = b'{"order_id": "o-9", "image": {"kind": "uri", "uri": "https://cdn.example/a.png"}}'
+    framed = b"\x00" + (1234).to_bytes(4, "big") + plain
+    order = parse_order(framed)
+    assert (order.order_id, str(order.image.uri)) == ("o-9", "https://cdn.example/a.png")
+    assert order_id_hint(b"\x00\x00\x00\x04\xd2" + b'{"order_id": "o-10"}', None) == "o-10"
+    with pytest.raises(InvalidEvent, match="image: Field required"):
+        parse_order(b"\x00\x00\x00\x04\xd2" + b'{"order_id": "o1"}')
+    with pytest.raises(InvalidEvent):  # the framing alone is no order
+        parse_order(b"\x00\x00\x00\x04\xd2")
+
+
 @pytest.mark.parametrize(
     ("value", "key", "expected"),
     [
