@@ -195,7 +195,8 @@ class Settings(BaseSettings):
     )
     allowed_uri_hosts: list[str] = Field(
         default_factory=list,
-        description="Hosts an https image URI may name (empty: none).",
+        description="Hosts an https image URI may name (empty: none); every redirect it "
+        "answers with must stay on these hosts too.",
     )
     allowed_file_roots: list[Path] = Field(
         default_factory=list, description="Directories a file:// image URI may point into."
