@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import socket
@@ -104,7 +105,7 @@ def _fetch(uri: str, settings: Settings) -> bytes:
             raise ImageTooLarge(f"{path} is larger than {settings.max_image_bytes} bytes")
         return path.read_bytes()
     _check_remote(uri, settings)
-    opener = urllib.request.build_opener(_CheckedRedirects(settings))
+    opener = urllib.request.build_opener(_CheckedRedirects(settings), *_pinned_handlers(uri))
     request = urllib.request.Request(uri, headers={"User-Agent": "sculptsvc"})
     try:
         with opener.open(request, timeout=settings.image_fetch_timeout_s) as response:
@@ -159,8 +160,9 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _refuse_internal_addresses(host: str) -> None:
-    """An allowed name that resolves to a private or loopback address is refused (SSRF)."""
+def _refuse_internal_addresses(host: str) -> str:
+    """An allowed name that resolves to a private or loopback address is refused (SSRF);
+    returns the first of its (public) addresses."""
     try:
         infos = socket.getaddrinfo(host, None)
     except OSError as exc:
@@ -169,3 +171,41 @@ def _refuse_internal_addresses(host: str) -> None:
         addr = ipaddress.ip_address(info[4][0])
         if addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved:
             raise UriNotAllowed(f"{host} resolves to internal address {addr}")
+    return str(infos[0][4][0])
+
+
+def _pinned_handlers(uri: str) -> list[urllib.request.BaseHandler]:
+    """Handlers whose connections go to the address checked, resolved once at connect time:
+    a second lookup could answer differently (DNS rebinding: public for the check, internal
+    for the connection). Through an HTTP(S) proxy from the environment the proxy connects,
+    and only the name was checked."""
+    parsed = urlparse(uri)
+    proxies = urllib.request.getproxies()
+    if parsed.scheme in proxies and not urllib.request.proxy_bypass(parsed.hostname or ""):
+        return []
+    return [_PinnedHTTPHandler(), _PinnedHTTPSHandler()]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        address = _refuse_internal_addresses(self.host)
+        self.sock = socket.create_connection(
+            (address, self.port), self.timeout, self.source_address
+        )
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        address = _refuse_internal_addresses(self.host)
+        sock = socket.create_connection((address, self.port), self.timeout, self.source_address)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+class _PinnedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_PinnedHTTPConnection, req)
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_PinnedHTTPSConnection, req)

@@ -6,6 +6,7 @@ import base64
 import http.server
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,29 +140,65 @@ class _Shop(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Settings]]:
-    """The shop's server on loopback; "127.0.0.1" stands for an internal address (the
-    real check refuses every loopback address, "localhost" included)."""
+def shop_server() -> Iterator[int]:
+    """The shop's image server on loopback; yields its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def shop(shop_server: int, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Settings]:
+    """The shop's server, where "127.0.0.1" stands for an internal address (the real check
+    refuses every loopback address, "localhost" included)."""
     from sculptsvc.service import intake
 
-    def refuse_only_the_numeric_loopback(host: str) -> None:
+    def refuse_only_the_numeric_loopback(host: str) -> str:
         if host == "127.0.0.1":
             raise UriNotAllowed(f"{host} resolves to internal address {host}")
+        return "127.0.0.1"
 
     monkeypatch.setattr(intake, "_refuse_internal_addresses", refuse_only_the_numeric_loopback)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     settings = Settings(
         allowed_uri_schemes=["http"],
         allowed_uri_hosts=["localhost", "127.0.0.1", "elsewhere.example"],
         image_fetch_timeout_s=0.3,
     )
-    try:
-        yield f"http://localhost:{server.server_address[1]}", settings
-    finally:
-        server.shutdown()
-        server.server_close()
+    return f"http://localhost:{shop_server}", settings
+
+
+def test_the_connection_goes_to_the_address_checked_not_to_a_second_lookup(
+    shop_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers a public address when it is checked and the loopback
+    address (the shop server here, standing for an internal one) when it is looked up again
+    to connect. The fetch must go to the checked address (unreachable from here), never
+    read the picture from loopback."""
+    import socket
+
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"])  # public: passes the check
+
+    def rebinding(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host != "rebind.example":
+            return real(host, port, *args, **kwargs)
+        address = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(urllib.request, "getproxies", dict)
+    settings = Settings(
+        allowed_uri_schemes=["http"],
+        allowed_uri_hosts=["rebind.example"],
+        image_fetch_timeout_s=0.3,
+    )
+    uri = f"http://rebind.example:{shop_server}/ok.png"
+    with pytest.raises((ImageUnavailable, UriNotAllowed)):
+        resolve_image(UriImage(uri=uri), settings)
 
 
 def test_an_image_uri_is_fetched_and_a_redirect_is_checked_like_the_uri(
