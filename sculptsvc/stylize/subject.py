@@ -385,6 +385,8 @@ def _photo_subject(
         own = seeded.subject_colours(params.subject_colour_ratio)
         if own.any():
             seeded = _seeded_grabcut(rgb, lab, frame, colours[~own], params=params, box=None)
+            if not seeded.found.any():
+                return seeded.found
             agreement = seeded.agreement
     if agreement < params.min_agreement:
         raise NoSubject(
@@ -404,6 +406,7 @@ class _Seeded:
     looks_background: np.ndarray  # (h, w) bool
     nearest: np.ndarray  # (h, w) int: 0 the colour surface, i + 1 frame colour i
     frame: np.ndarray  # (h, w) bool
+    colours: int  # how many frame colours the model has
 
     @property
     def agreement(self) -> float:
@@ -415,9 +418,9 @@ class _Seeded:
         (as the nearest background colour of a pixel that looks like background) than
         of the frame."""
         counted = self.looks_background
-        colours = int(self.nearest.max(initial=0))
-        frame_share = np.bincount(self.nearest[counted & self.frame], minlength=colours + 1)
-        found_share = np.bincount(self.nearest[counted & self.found], minlength=colours + 1)
+        models = 1 + self.colours
+        frame_share = np.bincount(self.nearest[counted & self.frame], minlength=models)
+        found_share = np.bincount(self.nearest[counted & self.found], minlength=models)
         frame_share = frame_share[1:] / max(int(self.frame.sum()), 1)
         found_share = found_share[1:] / max(int(self.found.sum()), 1)
         return found_share >= ratio * np.maximum(frame_share, 1e-9)
@@ -465,7 +468,8 @@ def _seeded_grabcut(
     )
     found = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
     found = refine_outline(lab, found, params.outline_band_px)
-    return _Seeded(found, probable_fg, looks_background, np.argmin(distances, axis=0), frame)
+    nearest = np.argmin(distances, axis=0)
+    return _Seeded(found, probable_fg, looks_background, nearest, frame, len(colours))
 
 
 def refine_outline(lab: np.ndarray, mask: np.ndarray, band_px: int) -> np.ndarray:

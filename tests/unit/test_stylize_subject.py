@@ -329,10 +329,11 @@ def test_a_frame_colour_found_mostly_inside_the_subject_is_the_subjects_own() ->
     nearest = np.full((h, w), 1)  # frame colour 0 (the wall) everywhere ...
     nearest[30:50, 30:70] = 2  # ... colour 1 on half of the subject ...
     nearest[96:, 40:60] = 2  # ... and where a second such subject touches the bottom edge
-    seeded = _Seeded(found, ~found, np.ones((h, w), bool), nearest, frame)
+    seeded = _Seeded(found, ~found, np.ones((h, w), bool), nearest, frame, colours=3)
     frame_share = 80 / frame.sum()  # 20 columns x 4 rows of the 1,536 frame pixels: 5 %
-    assert seeded.subject_colours(4.0).tolist() == [False, True]  # 50 % vs 5 %: 9.6x
-    assert seeded.subject_colours(0.5 / frame_share + 0.1).tolist() == [False, False]
+    # 50 % vs 5 %: 9.6x; the third colour is nowhere nearest (no share of either)
+    assert seeded.subject_colours(4.0).tolist() == [False, True, False]
+    assert seeded.subject_colours(0.5 / frame_share + 0.1).tolist() == [False, False, False]
     assert seeded.agreement == 0.0
 
 
