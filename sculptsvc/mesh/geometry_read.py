@@ -29,6 +29,7 @@ _INDEX_DTYPES = {5121: "<u1", 5123: "<u2", 5125: "<u4"}
 _TRIANGLES = 4
 _IDENTITY4 = np.eye(4)
 MERGE_DIGITS = 8  # trimesh's tol.merge = 1e-8: positions closer than this are one vertex
+MERGE_SPAN_DIGITS = 5  # a part's weld stays 1e-5 of its extent or finer, however small it is
 
 
 def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -43,11 +44,16 @@ def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def merge_close_vertices(
-    vertices: np.ndarray, faces: np.ndarray, digits: int = MERGE_DIGITS
+    vertices: np.ndarray, faces: np.ndarray, digits: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weld vertices whose positions round to the same ``digits`` decimals, as trimesh's
     ``merge_vertices`` does: unreferenced vertices dropped, each kept vertex the first of its
-    group, in order of first appearance."""
+    group, in order of first appearance.
+
+    ``digits`` None: trimesh's 8 (1e-8), or more for a part smaller than 1e-3 in these
+    units (:func:`weld_digits`): 1e-8 is an absolute distance, and a GLB of a part a few
+    micrometres long (a mesh drawn in metres, read as millimetres) had distinct vertices
+    welded together, which the mold then counted as faces through each other."""
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     if len(vertices) == 0:
@@ -57,6 +63,8 @@ def merge_close_vertices(
         referenced[faces] = True
     else:
         referenced[:] = True
+    if digits is None:
+        digits = weld_digits(vertices[referenced])
     keys = np.ascontiguousarray((vertices * 10**digits).round().astype(np.int64)[referenced])
     first, group = _equal_rows(keys)
     order = first.argsort()  # groups in order of their first vertex
@@ -64,6 +72,23 @@ def merge_close_vertices(
     inverse[referenced] = order.argsort()[group.ravel()]
     kept = np.flatnonzero(referenced)[first[order]]
     return vertices[kept], inverse[faces]
+
+
+def weld_digits(points: np.ndarray) -> int:
+    """Decimals of the weld for these points: trimesh's ``MERGE_DIGITS`` for a part at
+    least 1e-3 across (every part of millimetre size in mm or metres: unchanged), more for
+    a smaller one, so that the weld stays ``MERGE_SPAN_DIGITS`` decimals below its extent;
+    never so many that the rounded positions leave int64."""
+    finite = points[np.isfinite(points).all(axis=1)] if len(points) else points
+    if len(finite) == 0:
+        return MERGE_DIGITS
+    extent = float(np.ptp(finite, axis=0).max())
+    if extent <= 0.0:
+        return MERGE_DIGITS
+    wanted = int(np.ceil(-np.log10(extent))) + MERGE_SPAN_DIGITS
+    reach = float(np.abs(finite).max())
+    room = int(np.floor(np.log10(2.0**62 / max(reach, 1e-300))))
+    return max(MERGE_DIGITS, min(wanted, room))
 
 
 _ROW_HASH = np.array(

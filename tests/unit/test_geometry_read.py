@@ -196,6 +196,24 @@ def test_the_weld_is_trimeshs_processing_weld(
     assert np.array_equal(got_v, welded.vertices) and np.array_equal(got_f, welded.faces)
 
 
+def test_the_weld_of_a_tiny_part_is_the_weld_of_the_same_part_at_full_size() -> None:
+    """trimesh's weld is 1e-8 absolute: on a part a few micrometres long (a GLB of a mesh
+    drawn in metres, read as millimetres) it welded distinct vertices together. A part
+    under 1e-3 across is welded 1e-5 of its extent or finer: the same vertices as the part
+    scaled up, where the weld is trimesh's own."""
+    v, f = shapes.torus(segments=40)
+    split = v[f].reshape(-1, 3)  # every corner its own vertex, as STL and seams give
+    faces = np.arange(len(split)).reshape(-1, 3)
+    full_v, full_f = merge_close_vertices(split, faces)
+    assert len(full_v) == len(v)
+    for scale in (1e-4, 1e-7):
+        tiny_v, tiny_f = merge_close_vertices(split * scale, faces)
+        assert np.array_equal(tiny_f, full_f) and np.allclose(tiny_v, full_v * scale, rtol=0)
+    # trimesh's weld (8 decimals) joins distinct vertices of the part 2e-7 across
+    merged_v, _ = merge_close_vertices(split * 1e-7, faces, digits=8)
+    assert len(merged_v) < len(v)
+
+
 def test_component_count_matches_scipy() -> None:
     rng = np.random.default_rng(3)
     for n, k in [(1, 0), (10, 4), (500, 400), (5000, 4500), (20000, 40000)]:

@@ -342,6 +342,25 @@ def test_thin_parts_fall_back_to_the_rebuild_unsmoothed(monkeypatch: pytest.Monk
     assert any("160-voxel rebuild taken unsmoothed" in a for a in report.repair_actions)
 
 
+def test_a_tiny_part_is_processed_and_molded_as_the_same_part_full_size(tmp_path: Path) -> None:
+    """A torus 3e-4 units across (a mesh in metres of a sub-millimetre part, or in km):
+    ``sculpt mesh`` writes it at that size, and the weld of the mold's reader (1e-8 absolute,
+    trimesh's) joined its distinct vertices; the mesh stage then failed it ("decimation ...
+    did not keep the surface closed"). It now goes the way the full-size torus goes."""
+    outcomes = []
+    for scale in (1.0, 1e-4):
+        part = trimesh.creation.torus(
+            major_radius=1.0, minor_radius=0.45, major_sections=96, minor_sections=48
+        )
+        part.apply_scale(scale)
+        done = process_mesh(part, MeshParams(target_faces=8_000))
+        path = tmp_path / f"part-{scale:g}.glb"
+        path.write_bytes(export_glb(done))
+        mold = run_mold(load_part(path, repair=False), MoldSpec(), tmp_path / f"mold-{scale:g}")
+        outcomes.append((done.report.repair_method, done.report.triangles, mold.report.gate.passed))
+    assert outcomes[1] == outcomes[0] == ("none", outcomes[0][1], True)
+
+
 def test_a_part_that_falls_apart_in_every_rebuild_is_refused_as_too_thin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
