@@ -126,6 +126,25 @@ def _near_the_origin(
     return moved, -centre
 
 
+_FLOAT32_STEP = 2.0**-23  # spacing of float32 values, relative to their magnitude
+
+
+def _far_from_the_origin(moved_by: np.ndarray | None, mesh: trimesh.Trimesh) -> str:
+    """Why a part that lay far from the origin may have lost its shape before it was read:
+    a file storing float32 (STL, GLB) keeps positions there only in coarse steps (a part 1
+    unit long, 1e7 from the origin, arrives flat). Empty when that cannot be the reason."""
+    if moved_by is None or len(mesh.vertices) == 0:
+        return ""
+    reach = float(np.abs(moved_by).max())
+    step = reach * _FLOAT32_STEP
+    if float(np.ptp(mesh.vertices, axis=0).max()) >= 64 * step:
+        return ""
+    return (
+        f" (it lies {reach:.3g} from the origin, where a file storing float32 positions, "
+        f"such as STL or GLB, keeps only steps of {step:.2g}: export it near the origin)"
+    )
+
+
 def _shifted(source: ColorSource | None, moved_by: np.ndarray) -> ColorSource | None:
     """A colour field of the input's frame, asked in the moved frame."""
     if source is None:
@@ -176,7 +195,13 @@ def process_mesh(
                 uncoloured_hex=params.default_color_hex,
             )
     with timed(timings, "repair"):
-        repaired, repair_log = repair(source_mesh, params)
+        try:
+            repaired, repair_log = repair(source_mesh, params)
+        except UnrepairableMesh as exc:
+            far = _far_from_the_origin(moved_by, source_mesh)
+            if not far:
+                raise
+            raise type(exc)(exc.message + far, **exc.detail) from exc
     if moved_by is not None:
         repair_log.actions.insert(
             0,

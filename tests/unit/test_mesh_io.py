@@ -728,3 +728,24 @@ def test_a_glb_base_colour_on_the_second_coordinate_set_is_sampled_there(
     info = {"index": 0, "texCoord": 1}
     glb = _quadrant_box_glb([unused, _corner_uv(0.05, 0.45)], info)
     assert _colours_of(glb, tmp_path) == {RED}
+
+
+def test_a_part_a_float32_file_flattened_far_from_the_origin_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    """A unit cube 1e7 from the origin, saved as binary STL: float32 keeps steps of 1.2
+    there, so the file itself holds a flat part. The refusal says why, which "flat" alone
+    did not; the same cube 1e3 away keeps its shape and passes."""
+    from sculptsvc.errors import UnrepairableMesh
+    from sculptsvc.mesh import process_mesh
+
+    far = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    far.apply_translation((1e7, -1e7, 5e6))
+    path = tmp_path / "far.stl"
+    path.write_bytes(far.export(file_type="stl"))
+    with pytest.raises(UnrepairableMesh, match=r"flat.*1e\+07 from the origin.*float32"):
+        process_mesh(load_mesh(path), MeshParams(target_faces=500))
+    near = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    near.apply_translation((1e3, -1e3, 5e2))
+    path.write_bytes(near.export(file_type="stl"))
+    assert process_mesh(load_mesh(path), MeshParams(target_faces=500)).report.watertight
