@@ -229,7 +229,10 @@ MUST_PASS = {
 EXPECTED_REFUSALS = {
     "assimp/models/invalid/malformed.obj": ("mesh_unreadable", "refers to a vertex"),
     "assimp/models/OBJ/multiple_spaces.obj": ("mesh_unrepairable", "open sheet"),
-    "assimp/models/OBJ/regr_3429812.obj": ("mesh_unrepairable", "open sheet"),
+    # two triangles 0.008 units across: closed along the rim, a sheet 0.02 mm thick at the
+    # mold's size (its voxel rebuild, "open sheet", came from the reader's weld joining
+    # distinct vertices of so small a part, until 37408da)
+    "assimp/models/OBJ/regr_3429812.obj": ("mesh_unrepairable", "0.02 mm thick on average"),
     "assimp/models/STL/3DSMaxExport.STL": ("mesh_unrepairable", "disjoint solids"),
     "assimp/models/glTF/CesiumMilkTruck/CesiumMilkTruck.gltf": ("mesh_unreadable", "as glTF"),
     "assimp/models/OBJ/point_cloud.obj": ("mesh_unreadable", "point cloud"),
