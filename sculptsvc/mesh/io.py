@@ -367,8 +367,11 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
     ms = pymeshlab.MeshSet()
     # MeshLab changes the process's working directory to the file's folder and leaves it
     # there when a reader fails: every relative path of the process would then be wrong.
-    with contextlib.chdir(Path.cwd()), tempfile.TemporaryDirectory() as folder:
-        readable = _plain_off_copy(path, Path(folder)) if path.suffix.lower() == ".off" else path
+    with contextlib.chdir(Path.cwd()), contextlib.ExitStack() as stack:
+        readable = path
+        if path.suffix.lower() == ".off":
+            folder = stack.enter_context(tempfile.TemporaryDirectory())
+            readable = _plain_off_copy(path, Path(folder))
         try:
             ms.load_new_mesh(str(Path(readable).resolve()))
         except Exception as exc:  # pymeshlab raises PyMeshLabException for any reader failure

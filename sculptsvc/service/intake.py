@@ -129,7 +129,10 @@ _TRY_AGAIN_LATER = {408, 425, 429}  # HTTP statuses that say "not now", not "nev
 
 
 def _check_remote(uri: str, settings: Settings) -> None:
-    """An http(s) URI on an allowed host that resolves to public addresses only."""
+    """An http(s) URI on an allowed host that resolves to public addresses only. The
+    address check is repeated where the connection is made (``_checked_socket``, the one
+    that binds); this one names the URI or redirect that failed, and is the only one when
+    an environment proxy connects."""
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower()
     if scheme not in settings.allowed_uri_schemes or scheme not in ("http", "https"):
@@ -186,19 +189,22 @@ def _pinned_handlers(uri: str) -> list[urllib.request.BaseHandler]:
     return [_PinnedHTTPHandler(), _PinnedHTTPSHandler()]
 
 
+def _checked_socket(connection: http.client.HTTPConnection) -> socket.socket:
+    """A socket to the address the internal-address check approved, from one lookup."""
+    address = _refuse_internal_addresses(connection.host)
+    return socket.create_connection(
+        (address, connection.port), connection.timeout, connection.source_address
+    )
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     def connect(self) -> None:
-        address = _refuse_internal_addresses(self.host)
-        self.sock = socket.create_connection(
-            (address, self.port), self.timeout, self.source_address
-        )
+        self.sock = _checked_socket(self)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
-        address = _refuse_internal_addresses(self.host)
-        sock = socket.create_connection((address, self.port), self.timeout, self.source_address)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._context.wrap_socket(_checked_socket(self), server_hostname=self.host)
 
 
 class _PinnedHTTPHandler(urllib.request.HTTPHandler):
