@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from scipy import ndimage
 
 from sculptsvc.errors import InvalidEvent
 from sculptsvc.mesh import MeshParams, export_glb, process_mesh
@@ -15,7 +16,15 @@ from sculptsvc.mesh.colors import (
     srgb_to_linear,
     vertex_color_source,
 )
-from sculptsvc.mesh.uv import _folded_faces, _overlapping_faces, bake_texture, rasterize, unwrap
+from sculptsvc.mesh.uv import (
+    _folded_faces,
+    _interpolated,
+    _overlapping_faces,
+    bake_texture,
+    nearest_filled,
+    rasterize,
+    unwrap,
+)
 from sculptsvc.reconstruct.base import ColoredMesh
 
 PARAMS = MeshParams(target_faces=2_000, texture_size=256)
@@ -130,6 +139,34 @@ def test_baked_texture_reproduces_the_colour_field() -> None:
     error = np.abs(image[row, col].astype(int) - expected[:, :3].astype(int))
     assert np.median(error) <= 3
     assert np.percentile(error, 95) <= 12
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gutter_texels_copy_a_nearest_chart_texel(seed: int) -> None:
+    """OpenCV's labelled chamfer transform against scipy's exact one: a chart texel maps to
+    itself, every gutter texel to a chart texel, exactly as near as the nearest one within
+    the few texels filtering reads, and never much farther anywhere."""
+    rng = np.random.default_rng(seed)
+    filled = ndimage.binary_dilation(
+        rng.random((200, 200)) < rng.uniform(0.001, 0.01), iterations=int(rng.integers(0, 5))
+    )
+    nearest = nearest_filled(filled)
+    assert filled.ravel()[nearest.ravel()].all()
+    assert np.array_equal(nearest[filled], np.flatnonzero(filled))
+    rows, cols = np.divmod(nearest, 200)
+    chosen = np.hypot(rows - np.arange(200)[:, None], cols - np.arange(200)[None, :])
+    exact = ndimage.distance_transform_edt(~filled)
+    assert np.array_equal(chosen[exact <= 4], exact[exact <= 4])
+    assert (chosen - exact).max() < 0.1 * exact.max() + 1.0
+
+
+def test_texel_interpolation_is_einsums_bit_for_bit() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(50, 3)) * 40.0
+    corners = rng.integers(0, 50, size=(1000, 3))
+    bary = rng.dirichlet(np.ones(3), size=1000)
+    expected = np.einsum("kc,kcd->kd", bary, values[corners])
+    assert np.array_equal(_interpolated(values, corners, bary), expected)
 
 
 def test_vertex_colours_drive_the_multicolor_texture() -> None:
