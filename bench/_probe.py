@@ -10,7 +10,9 @@ Stages are the pipeline's own (``sculptsvc.pipeline._timed``, wrapped here): ``c
 this process's CPU time over the stage (all its threads: OSMesa, manifold3d), ``peak_mib``
 the largest resident set during the stage (Linux: the high-water mark is reset at each
 stage's start through ``/proc/self/clear_refs``). ``startup`` is process start until the
-first stage (interpreter, imports, settings, backends).
+first stage (interpreter, imports, settings, backends). A stage helper's CPU time (the mold
+and the preview, made there by ``sculpt make`` and by a worker with a spare core) is not in
+this process's ``cpu_s``.
 """
 
 from __future__ import annotations
@@ -109,18 +111,34 @@ def make(image: Path, out: Path, result: Path) -> None:
 
 
 def warm(result: Path, images: list[Path]) -> None:
+    """A ``sculpt serve`` worker of the tree measured: its ``init_worker`` (models, and a
+    stage helper where that tree gives a worker with a spare core one) and its job; a tree
+    from before ``sculptsvc.jobs`` ran ``run_pipeline`` in the worker itself."""
     pipeline = _install()
-    from sculptsvc.ai.backends import load_reconstructor, load_stylizer
     from sculptsvc.settings import Settings
 
     settings = Settings()
-    stylizer, reconstructor = load_stylizer(settings), load_reconstructor(settings)
-    _collection("modules_loaded")  # as worker_main does once the worker is initialised
     options = pipeline.PipelineOptions()  # 80 mm, 4 mm wall, 20k triangles, multicolor
+    try:
+        from sculptsvc.jobs import OrderJob, init_worker, run_pipeline_job
+    except ImportError:
+        from sculptsvc.ai.backends import load_reconstructor, load_stylizer
+
+        stylizer, reconstructor = load_stylizer(settings), load_reconstructor(settings)
+
+        def run(image: bytes) -> None:
+            pipeline.run_pipeline(image, options, stylizer, reconstructor, settings)
+    else:
+        state = init_worker(settings.model_dump_json())
+
+        def run(image: bytes) -> None:
+            run_pipeline_job(state, OrderJob("bench", 1, options, image))
+
+    _collection("modules_loaded")  # as worker_main does once the worker is initialised
 
     def order(path: Path) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
-        pipeline.run_pipeline(path.read_bytes(), options, stylizer, reconstructor, settings)
+        run(path.read_bytes())
         return time.perf_counter() - wall, time.process_time() - cpu
 
     order(images[0])  # warm-up: imports, OSMesa context, validator process, allocator

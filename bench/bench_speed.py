@@ -17,7 +17,8 @@ Tables:
     the Node validator; peak is the largest single process): ``sculpt --help``, ``sculpt
     make`` median and worst over the pictures, ``sculpt mold`` on a 20k-triangle GLB,
     ``sculpt mesh`` on the 70k-triangle bunny, and a warm worker's seconds per order
-    (``run_pipeline`` in one process after a warm-up order, classic backends).
+    (a ``sculpt serve`` worker of the tree measured, after a warm-up order, classic
+    backends: its ``init_worker``, so with a stage helper where it has a core to spare).
 
 The service's own overhead per order (Kafka, store, events) is ``bench_workers`` (pool
 round trip) plus ``bench_service`` (real broker); this module does not start a broker.

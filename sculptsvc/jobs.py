@@ -10,6 +10,7 @@ uses; this one is the real pipeline. Tests point it at slow or crashing stand-in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,7 @@ class WorkerState:
     stylizer: Any
     reconstructor: Any
     helper: StageHelper | None = None
-    """``sculpt make`` only: the process that makes the mold and the preview meanwhile."""
+    """The process that makes the mold and the preview meanwhile (:func:`wants_helper`)."""
 
 
 STAGE_HELPER = HelperSpec(
@@ -80,15 +81,35 @@ def start_helper(settings: Settings) -> StageHelper:
     while this process loads the rest; ``sculptsvc.workers.helper``)."""
     from sculptsvc.workers.helper import StageHelper
 
-    return StageHelper(STAGE_HELPER, settings.log_level, "console")
+    return StageHelper(STAGE_HELPER, settings.log_level, settings.log_format)
 
 
-def init_worker(settings_json: str, with_helper: bool = False) -> WorkerState:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: a container's cpuset, ``taskset``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def wants_helper(settings: Settings, workers: int) -> bool:
+    """Whether each of ``workers`` worker processes gets a :class:`StageHelper`
+    (``Settings.stage_helpers``): with a spare core per worker, the mold and the preview
+    run beside the GLB writer instead of after it; without one they would only contend."""
+    if settings.stage_helpers == "auto":
+        return usable_cpus() >= 2 * workers
+    return settings.stage_helpers == "on"
+
+
+def init_worker(settings_json: str, with_helper: bool | None = None) -> WorkerState:
     """Runs once in each worker: load (and check) the configured models, then import the
     stages, so the first order pays for neither. The stages' native libraries load here too:
     pymeshlab's Qt must first load in the thread that also ends the process (the in-process
-    pool runs this in its caller's thread), or freeing its statics at exit corrupts the heap."""
+    pool runs this in its caller's thread), or freeing its statics at exit corrupts the heap.
+    ``with_helper``: None decides by :func:`wants_helper` for ``settings.workers``."""
     settings = Settings.model_validate_json(settings_json)
+    if with_helper is None:
+        with_helper = wants_helper(settings, settings.workers)
     helper = start_helper(settings) if with_helper else None
     from sculptsvc.ai.backends import load_reconstructor, load_stylizer
 

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
 
     # --- Work --------------------------------------------------------------------------
     workers: int = Field(1, ge=1, description="Worker processes (one per GPU on GPU hosts).")
+    stage_helpers: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="A helper process per worker makes the mold and the preview while the "
+        "worker writes the GLB (same bytes, about 0.3 s less per order on 2 cores). auto: "
+        "only when the host has a spare core per worker (CPUs >= 2 x workers).",
+    )
     job_queue_size: int = Field(
         0, ge=0, description="Orders waiting for a worker; 0 means equal to `workers`."
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from functools import partial
 
-from sculptsvc.jobs import JobOutput, OrderJob, init_worker, run_order_job
+from sculptsvc.jobs import JobOutput, OrderJob, init_worker, run_order_job, wants_helper
 from sculptsvc.service.processor import StageEnded
 from sculptsvc.settings import Settings
 from sculptsvc.workers.placement import Placement
@@ -24,9 +24,12 @@ class PoolJobRunner:
         from sculptsvc.workers import WorkerPool
 
         module = importlib.import_module(settings.job_module)
+        # "auto" resolved here, against the placement's worker count (one per GPU there)
+        helpers = "on" if wants_helper(settings, placement.workers) else "off"
+        worker_settings = settings.model_copy(update={"stage_helpers": helpers})
         self.pool = WorkerPool.from_settings(
             module.run_order_job,
-            partial(module.init_worker, settings.model_dump_json()),
+            partial(module.init_worker, worker_settings.model_dump_json()),
             settings,
             placement=placement,
         )

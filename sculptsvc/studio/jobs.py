@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sculptsvc.jobs import WorkerState, init_worker
+from sculptsvc.jobs import WorkerState, init_worker, wants_helper
 from sculptsvc.options import PipelineOptions
+from sculptsvc.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,10 @@ class PipelineJob:
 
 def init_studio_worker(settings_json: str) -> WorkerState:
     """The service's worker init: models loaded and stages imported before the first upload
-    (the first 3D view should not pay for imports)."""
-    return init_worker(settings_json)
+    (the first 3D view should not pay for imports); a helper as the service's workers get
+    one, counted against the Studio's own workers."""
+    settings = Settings.model_validate_json(settings_json)
+    return init_worker(settings_json, with_helper=wants_helper(settings, settings.studio_workers))
 
 
 def run_job(state: WorkerState, job: PipelineJob) -> dict[str, bytes]:
@@ -30,6 +33,11 @@ def run_job(state: WorkerState, job: PipelineJob) -> dict[str, bytes]:
     from sculptsvc.pipeline import run_pipeline
 
     result = run_pipeline(
-        job.image, job.options, state.stylizer, state.reconstructor, state.settings
+        job.image,
+        job.options,
+        state.stylizer,
+        state.reconstructor,
+        state.settings,
+        helper=state.helper,
     )
     return result.artifacts

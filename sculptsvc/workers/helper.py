@@ -1,4 +1,5 @@
-"""Helper processes for one-shot ``sculpt make``: the 2-core machine's other core.
+"""Helper processes: the 2-core machine's other core, for ``sculpt make`` and for a worker
+that has a core to spare (``Settings.stage_helpers``, ``sculptsvc.jobs.wants_helper``).
 
 A one-shot ``sculpt make`` is one process, and nearly all of it runs on one core: start-up
 and imports, then stylize, reconstruct and mesh, each needing the one before. The mold and
@@ -16,8 +17,10 @@ run in this process, with a warning.
 
 Started as ``python -m sculptsvc.workers.helper`` (not ``multiprocessing``'s spawn, which
 would first re-import the command's ``__main__``: typer and the whole CLI, for nothing),
-talking over a socket pair with ``multiprocessing.connection`` framing. The worker pool's
-processes do not use helpers: there every core already runs an order of its own.
+talking over a socket pair with ``multiprocessing.connection`` framing. A pool worker's
+helper is in the worker's process group: the pool's kill of a timed-out worker takes it
+too, and a helper whose socket closes (its worker gone) exits. Where every core already
+runs an order of its own (workers = CPUs), ``auto`` starts none: it would only contend.
 """
 
 from __future__ import annotations

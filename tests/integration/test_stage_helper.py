@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,35 @@ def test_mold_and_preview_from_the_helper_are_the_same_bytes(options: dict[str, 
     in_process = _run(image, None, **options)
     for name in ARTIFACT_NAMES:
         assert with_helper[name] == in_process[name], name
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_a_pool_worker_with_a_spare_core_uses_a_helper_in_its_process_group() -> None:
+    """``stage_helpers=on`` (what ``auto`` picks for one worker on 2 cores): the worker
+    process starts the helper, in the worker's process group (the pool's kill of a timed-out
+    worker takes it too); the order's artifacts are the in-process bytes; closing the pool
+    leaves no helper behind."""
+    import psutil
+
+    from sculptsvc.jobs import OrderJob, init_worker, run_order_job
+    from sculptsvc.workers import WorkerPool
+
+    image = SAMPLE.read_bytes()
+    settings = Settings(stage_helpers="on")
+    pool = WorkerPool(run_order_job, partial(init_worker, settings.model_dump_json()), workers=1)
+    async with pool:
+        output = await pool.submit(OrderJob("helped", 1, PipelineOptions(seed=3), image))
+        helpers = [
+            p
+            for p in psutil.Process().children(recursive=True)
+            if "sculptsvc.workers.helper" in " ".join(p.cmdline()) and p.ppid() != os.getpid()
+        ]
+        assert len(helpers) == 1, helpers
+        worker = helpers[0].parent()
+        assert worker is not None and worker.ppid() == os.getpid()
+        assert os.getpgid(helpers[0].pid) == os.getpgid(worker.pid) == worker.pid
+    in_process = _run(image, None, seed=3)
+    for name in ARTIFACT_NAMES:
+        assert output.artifacts[name] == in_process[name], name
+    helpers[0].wait(timeout=10)  # raises psutil.TimeoutExpired if the helper outlived the pool

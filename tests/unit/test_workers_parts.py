@@ -4,6 +4,7 @@ and the in-process (``workers=0``) mode."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pickle
 import threading
@@ -208,6 +209,45 @@ def test_from_settings_wires_every_knob(monkeypatch: pytest.MonkeyPatch) -> None
     assert (pool.workers, pool.queue_size, pool.job_timeout_s) == (3, 5, 42)
     assert (pool.max_attempts, pool.close_timeout_s, pool.inline) == (4, 50, False)
     assert WorkerPool.from_settings(jobs.run, jobs.init, settings, inline=True).inline
+
+
+@pytest.mark.parametrize(
+    ("mode", "cpus", "workers", "expected"),
+    [
+        ("auto", 2, 1, True),  # the 2-core machine: one worker, its helper on the other core
+        ("auto", 2, 2, False),  # every core runs an order of its own
+        ("auto", 3, 2, False),
+        ("auto", 16, 2, True),  # a GPU host: one worker per GPU, cores to spare
+        ("on", 1, 4, True),
+        ("off", 64, 1, False),
+    ],
+)
+def test_stage_helpers_only_where_a_core_is_spare(
+    monkeypatch: pytest.MonkeyPatch, mode: str, cpus: int, workers: int, expected: bool
+) -> None:
+    import sculptsvc.jobs as order_jobs
+
+    monkeypatch.setattr(order_jobs, "usable_cpus", lambda: cpus)
+    assert order_jobs.wants_helper(Settings(stage_helpers=mode), workers) is expected
+
+
+def test_the_service_resolves_auto_helpers_against_the_placed_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a GPU host the pool has one worker per GPU whatever ``workers`` says: the workers'
+    settings carry the decision made for that count, not ``auto``."""
+    import sculptsvc.jobs as order_jobs
+    from sculptsvc.service.jobs import PoolJobRunner
+    from sculptsvc.workers.placement import Placement
+
+    monkeypatch.setattr(order_jobs, "usable_cpus", lambda: 4)
+    decided = {}
+    for gpus in (1, 4):
+        runner = PoolJobRunner(Settings(workers=1), Placement(workers=gpus))
+        init = runner.pool._init_fn
+        assert isinstance(init, functools.partial)
+        decided[gpus] = Settings.model_validate_json(init.args[0]).stage_helpers
+    assert decided == {1: "on", 4: "off"}
 
 
 # --- in-process mode ------------------------------------------------------------------------
