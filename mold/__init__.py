@@ -27,6 +27,9 @@ if TYPE_CHECKING:
         PartNotManifold,
         PartSelfIntersecting,
         PartTooThin,
+        PartTooThinForSprue,
+        SprueDoesNotFit,
+        SprueTooLarge,
     )
     from mold.report import MoldReport
     from mold.spec import MoldParams, MoldSpec
@@ -67,6 +70,9 @@ __all__ = [
     "PartNotManifold",
     "PartSelfIntersecting",
     "PartTooThin",
+    "PartTooThinForSprue",
+    "SprueDoesNotFit",
+    "SprueTooLarge",
     "crossing_triangles",
     "make_mold",
     "part_self_intersections",

@@ -31,6 +31,7 @@ from mold.errors import (
     PartDegenerate,
     PartDisconnected,
     PartTooThin,
+    SprueDoesNotFit,
 )
 from mold.export import MeshObject, stl_bytes, three_mf_bytes
 from mold.features import Channel, Layout, plan_layout
@@ -529,6 +530,13 @@ def make_mold(
     return result
 
 
+_PartingRefused = MoldGenerationFailed | SprueDoesNotFit
+_PER_PARTING = (MoldGenerationFailed, SprueDoesNotFit)
+"""What one parting can fail with while another may pass: a gate, keys that do not fit
+around its cavity, a sprue that does not fit the part across its pull (a plate pulled
+along its length is 2 mm across; pulled through its face it has room)."""
+
+
 def _first_gated_mold(
     part: _Part,
     crossing: _PendingCrossings,
@@ -540,13 +548,13 @@ def _first_gated_mold(
     check_thickness(part.solid, params)
     # 3. partings best first; the first that passes every gate is kept
     order, scores = ranked_candidates(part.mesh, part.solid, spec, params)
-    tried: list[tuple[Parting, MoldGenerationFailed | None]] = []
+    tried: list[tuple[Parting, _PartingRefused | None]] = []
     for candidate in order[: params.parting_fallback_candidates]:
         crossing.refuse_if_counted()
         parting = parting_for(candidate, part.mesh, part.solid, params, scores)
         try:
             geom, out, gated, gate, three_mf = _gated_mold(part, parting, spec, params)
-        except MoldGenerationFailed as err:  # a gate, or keys that do not fit: try the next
+        except _PER_PARTING as err:  # a gate, keys or a sprue that do not fit: try the next
             tried.append((parting, err))
             continue
         tried.append((parting, None))
@@ -580,8 +588,8 @@ def _checked_three_mf(out: ExportedHalves, params: MoldParams) -> tuple[bytes, G
 
 
 def _no_parting_passes(
-    tried: Sequence[tuple[Parting, MoldGenerationFailed | None]], params: MoldParams
-) -> MoldGenerationFailed:
+    tried: Sequence[tuple[Parting, _PartingRefused | None]], params: MoldParams
+) -> _PartingRefused:
     """The error naming the best-ranked failing parting, with every attempt in detail."""
     best, first = tried[0]
     assert first is not None
@@ -614,7 +622,7 @@ def build_report(
     input_size: tuple[int, int],
     spec: MoldSpec,
     params: MoldParams,
-    tried: Sequence[tuple[Parting, MoldGenerationFailed | None]] = (),
+    tried: Sequence[tuple[Parting, _PartingRefused | None]] = (),
 ) -> MoldReport:
     """Everything the factory and QA read, floats rounded to ``report_decimals``."""
     d = params.report_decimals

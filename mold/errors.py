@@ -72,6 +72,19 @@ class InvalidSpec(MoldError):
     rejects_input = True
 
 
+class SprueDoesNotFit(MoldError):
+    """The sprue does not fit the part along one parting (the part's narrower side across
+    the pull): another parting may give it room, so the mold tries the next one first."""
+
+
+class PartTooThinForSprue(PartTooThin, SprueDoesNotFit):
+    """No room for the smallest sprue (none was asked for): the part is too thin."""
+
+
+class SprueTooLarge(InvalidSpec, SprueDoesNotFit):
+    """The sprue the order asked for is wider than the part allows."""
+
+
 class MoldGenerationFailed(MoldError):
     """The input was fine, but the mold could not be made castable."""
 

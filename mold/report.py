@@ -47,7 +47,8 @@ class CandidateInfo(_Frozen):
 
 
 class PartingAttempt(_Frozen):
-    """One parting the mold tried, in the order tried; ``refused``: why a gate refused it."""
+    """One parting the mold tried, in the order tried; ``refused``: why it was refused (a
+    gate, keys or a sprue that did not fit)."""
 
     name: str
     pull_direction: Vec3

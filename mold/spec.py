@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mold.errors import InvalidSpec
+from mold.errors import PartTooThinForSprue, SprueTooLarge
 
 # The order's size and wall: the one definition of their bounds and defaults. The service's
 # event contract (``OrderPlaced``) and pipeline options import these; this package imports
@@ -96,11 +96,14 @@ class MoldSpec(BaseModel):
 
     def sprue_mm(self, part_width_mm: float) -> float:
         """The sprue's diameter for a part this wide (its narrower horizontal extent in the
-        mold frame); ``InvalidSpec`` when the part is too thin for it."""
+        mold frame, so it depends on the parting): ``SprueTooLarge`` (a bad order) when the
+        diameter asked for does not fit, ``PartTooThinForSprue`` (a part to make thicker or
+        larger) when not even the narrowest sprue does. Both are ``SprueDoesNotFit``: the
+        mold tries its next parting before it refuses the part."""
         room = SPRUE_PART_WIDTH_SHARE * part_width_mm
         if self.sprue_diameter_mm is not None:
             if self.sprue_diameter_mm > room:
-                raise InvalidSpec(
+                raise SprueTooLarge(
                     "sprue_diameter_mm is too large for this part",
                     sprue_diameter_mm=self.sprue_diameter_mm,
                     part_width_mm=round(part_width_mm, 3),
@@ -109,9 +112,10 @@ class MoldSpec(BaseModel):
         sprue = min(SPRUE_MM_DEFAULT, room)
         least = max(SPRUE_MM_MIN, self.vent_diameter_mm if self.vent_count else 0.0)
         if sprue <= least:
-            raise InvalidSpec(
+            raise PartTooThinForSprue(
                 f"the part is too thin for a sprue: {part_width_mm:.2f} mm across leaves "
-                f"{room:.2f} mm, and a sprue must be wider than {least:g} mm",
+                f"{room:.2f} mm, and a sprue must be wider than {least:g} mm; make it thicker "
+                "or larger",
                 part_width_mm=round(part_width_mm, 3),
             )
         return sprue

@@ -24,6 +24,8 @@ from mold import (
     PartNotManifold,
     PartSelfIntersecting,
     PartTooThin,
+    PartTooThinForSprue,
+    SprueTooLarge,
     make_mold,
     shapes,
 )
@@ -181,9 +183,44 @@ def test_a_wide_part_keeps_the_default_sprue() -> None:
 
 
 def test_a_part_too_thin_for_any_sprue_is_refused_by_name() -> None:
+    """Nobody asked for a sprue: the part, not the order, is at fault (``part_too_thin``,
+    a rejected input, as a sheet is), and only once every parting was tried."""
     v, f = _bar(1.2)  # < 1.6 mm of room however turned; 2 mm vents need a wider sprue
-    with pytest.raises(InvalidSpec, match="too thin for a sprue"):
+    with pytest.raises(PartTooThinForSprue, match="too thin for a sprue") as info:
         make_mold(v, f, MoldSpec(size_mm=None))
+    assert info.value.code == "part_too_thin" and info.value.rejects_input
+    assert "make it thicker or larger" in info.value.message
+    tried = info.value.detail["partings_tried"]
+    assert len(tried) > 1 and all("too thin for a sprue" in t["refused"] for t in tried)
+
+
+def _grooved_plate() -> tuple[np.ndarray, np.ndarray]:
+    """A 1.8 mm plate (80 x 60) with a 0.6 mm groove cut along its length into one edge: the
+    pulls along the plate have no undercut (they rank first) and leave 1.6 mm for a sprue;
+    the pull through the face casts the groove, and has room."""
+    body = m3.Manifold.cube((80.0, 60.0, 1.8), center=True)
+    groove = m3.Manifold.cube((90.0, 20.0, 0.6), center=True).translate((0.0, 30.0, 0.0))
+    mesh = (body - groove).to_mesh()
+    return np.asarray(mesh.vert_properties[:, :3], np.float64), np.asarray(mesh.tri_verts)
+
+
+def test_a_sprue_that_fits_no_parting_but_the_third_moves_on_to_it() -> None:
+    """A printer's bed plate was refused as "mold options do not fit" (invalid_event) by its
+    best-ranked parting, though pulling it through its face passes every gate."""
+    v, f = _grooved_plate()
+    report = make_mold(v, f, MoldSpec(size_mm=None)).report
+    assert report.gate.passed and report.parting.chosen == "z"
+    *refused, kept = report.parting.tried
+    assert refused and all("too thin for a sprue" in t.refused for t in refused)
+    assert kept.name == "z" and kept.passed
+    # a sprue the order asks for moves on the same way ...
+    asked = make_mold(v, f, MoldSpec(size_mm=None, sprue_diameter_mm=3.0)).report
+    assert asked.parting.chosen == "z" and asked.sprue.diameter_bottom_mm == pytest.approx(3.0)
+    # ... and when no parting has room for it, the order is at fault (invalid_spec)
+    bar_v, bar_f = _bar(1.2)
+    with pytest.raises(SprueTooLarge, match="too large") as info:
+        make_mold(bar_v, bar_f, MoldSpec(size_mm=None, sprue_diameter_mm=3.0))
+    assert isinstance(info.value, InvalidSpec) and info.value.code == "invalid_spec"
 
 
 def test_a_sheet_is_refused_before_a_mold_is_cut() -> None:
