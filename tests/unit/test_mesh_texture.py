@@ -359,3 +359,43 @@ def test_only_projections_that_overlap_are_folds() -> None:
     chart = np.array([0, 0, 0, 0, 0, 1])
     assert _folded_faces(np.array(tris), chart, min_overlap=0.001).tolist() == [0, 3]
     assert _folded_faces(np.array(tris), chart, min_overlap=0.0).tolist() == [0, 1, 3, 4]
+
+
+def _brute_force_folds(tris: np.ndarray, chart: np.ndarray, min_overlap: float) -> list[int]:
+    """Every pair of the same chart, separated by no edge normal (the same exact test)."""
+    folded: set[int] = set()
+    for a in range(len(tris)):
+        for b in range(a + 1, len(tris)):
+            if chart[a] != chart[b]:
+                continue
+            depth = np.inf
+            for poly in (tris[a], tris[b]):
+                for i in range(3):
+                    edge = poly[(i + 1) % 3] - poly[i]
+                    normal = np.array([edge[1], -edge[0]]) / np.hypot(*edge)
+                    qa, qb = tris[a] @ normal, tris[b] @ normal
+                    depth = min(depth, min(qa.max(), qb.max()) - max(qa.min(), qb.min()))
+            if depth > min_overlap:
+                folded |= {a, b}
+    return sorted(folded)
+
+
+def test_folds_are_found_among_faces_of_very_different_sizes() -> None:
+    """A plate's few long flat triangles beside thousands of small ones spanned millions of
+    the search grid's median-sized cells (15 s for one bed model): the grid coarsens until
+    it holds a few cells per face, and finds exactly the pairs a full search finds."""
+    rng = np.random.default_rng(7)
+    small = rng.uniform(0.0, 20.0, size=(300, 1, 2)) + rng.uniform(-0.05, 0.05, size=(300, 3, 2))
+    long = np.array(
+        [
+            [[0.0, 1.0], [20.0, 1.2], [0.0, 1.4]],  # slivers across the whole field
+            [[0.5, 5.0], [19.0, 5.1], [19.0, 5.3]],
+            [[3.0, 0.0], [3.3, 0.0], [3.1, 19.0]],
+        ]
+    )
+    tris = np.concatenate([small, long])
+    chart = np.zeros(len(tris), dtype=np.int64)
+    chart[::7] = 1
+    expected = _brute_force_folds(tris, chart, 1e-4)
+    assert any(i >= 300 for i in expected)  # the long faces do overlap small ones
+    assert _folded_faces(tris, chart, 1e-4).tolist() == expected
