@@ -231,6 +231,31 @@ def test_stage_helpers_only_where_a_core_is_spare(
     assert order_jobs.wants_helper(Settings(stage_helpers=mode), workers) is expected
 
 
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "max 100000\n"}, 64),  # cgroup v2, no limit
+        ({"cpu.max": "150000 100000\n"}, 2),  # docker --cpus 1.5: two cores' worth, rounded up
+        ({"cpu.max": "100000 100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 64),  # v1
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),
+        ({}, 64),  # no cgroup files: the affinity mask alone
+    ],
+)
+def test_usable_cpus_honour_a_containers_cpu_quota(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, files: dict[str, str], expected: int
+) -> None:
+    """A container limited to 1 CPU still sees every host core in its affinity mask: the
+    helper would then only contend with its worker."""
+    import sculptsvc.jobs as order_jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert order_jobs.usable_cpus(tmp_path) == expected
+
+
 def test_the_service_resolves_auto_helpers_against_the_placed_workers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
