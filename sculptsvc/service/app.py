@@ -141,6 +141,7 @@ def create_app(
             topic=settings.topic_orders,
             workers=placement.workers,
             gpus=placement.gpus,
+            stage_helpers=pool_cm.stage_helpers if pool_cm is not None else "n/a",
         )
         try:
             yield

@@ -26,6 +26,7 @@ class PoolJobRunner:
         module = importlib.import_module(settings.job_module)
         # "auto" resolved here, against the placement's worker count (one per GPU there)
         helpers = "on" if wants_helper(settings, placement.workers) else "off"
+        self.stage_helpers = helpers  # for the start-up log line
         worker_settings = settings.model_copy(update={"stage_helpers": helpers})
         self.pool = WorkerPool.from_settings(
             module.run_order_job,

@@ -272,6 +272,7 @@ def test_the_service_resolves_auto_helpers_against_the_placed_workers(
         init = runner.pool._init_fn
         assert isinstance(init, functools.partial)
         decided[gpus] = Settings.model_validate_json(init.args[0]).stage_helpers
+        assert runner.stage_helpers == decided[gpus]  # what service.starting logs
     assert decided == {1: "on", 4: "off"}
 
 
