@@ -71,7 +71,7 @@ def vertical_hits(tris: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np
     overlaps = (tmax[:, 0] >= lo[0]) & (tmax[:, 1] >= lo[1])
     overlaps &= (tmin[:, 0] <= hi[0]) & (tmin[:, 1] <= hi[1])
     tri_ids = np.flatnonzero(overlaps)
-    corners = tris[keep][tri_ids][:, :, :2]
+    corners = tris[np.flatnonzero(keep)[tri_ids], :, :2]
     # The grid starts at about one ray per cell. Rays bunched in a few cells (a refined
     # plate: its faces, hence its rays, crowd around its holes) pair with every small face
     # there: 47 million pairs for 19k rays. Finer grids are tried while the work they set
@@ -102,10 +102,9 @@ def vertical_hits(tris: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np
     # every (ray, triangle) pair sharing a cell
     first = ray_starts[entry_cell]
     cnt = ray_starts[entry_cell + 1] - first
-    entry = np.repeat(np.arange(len(entry_cell)), cnt)
+    entry, offs = _runs(cnt)
     if len(entry) == 0:
         return hit_up, hit_down
-    offs = np.arange(len(entry)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
     ray = ray_order[first[entry] + offs]
     t = tri_ids[owner[entry]]
 
@@ -150,8 +149,8 @@ def _covered_cells(
     boxed = span[:, 0] * span[:, 1] <= _BOX_CELLS
     small = np.flatnonzero(boxed)
     counts = span[small, 0] * span[small, 1]
-    owner = np.repeat(small, counts)
-    local = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+    run, local = _runs(counts)
+    owner = small[run]
     sx = span[owner, 0]
     box_cell = (c0[owner, 0] + local % sx) * n + (c0[owner, 1] + local // sx)
 
@@ -160,8 +159,8 @@ def _covered_cells(
     first_row = cell_of(big[:, :, 1].min(axis=1) - slack, 1)
     last_row = cell_of(big[:, :, 1].max(axis=1) + slack, 1)
     rows = last_row - first_row + 1
-    tri = np.repeat(np.arange(len(large)), rows)
-    row = first_row[tri] + (np.arange(len(tri)) - np.repeat(np.cumsum(rows) - rows, rows))
+    tri, row_in_box = _runs(rows)
+    row = first_row[tri] + row_in_box
     # the row's band, widened by the slack (a ray on a band edge may floor to either row);
     # the first and last rows reach the rays clipped into them
     lo_y = float(lo[1])
@@ -191,12 +190,18 @@ def _covered_cells(
     first_col = cell_of(np.where(met, x_min, lo[0]) - slack, 0)
     last_col = np.where(met, cell_of(np.where(met, x_max, lo[0]) + slack, 0), first_col - 1)
     cols = last_col - first_col + 1
-    pair = np.repeat(np.arange(len(tri)), cols)
-    col = first_col[pair] + (np.arange(len(pair)) - np.repeat(np.cumsum(cols) - cols, cols))
+    pair, col_in_span = _runs(cols)
+    col = first_col[pair] + col_in_span
     return (
         np.concatenate([owner, large[tri[pair]]]),
         np.concatenate([box_cell, col * n + row[pair]]),
     )
+
+
+def _runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``i`` repeated ``counts[i]`` times, and each element's place within its run."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _boxes_holding_a_ray(tmin: np.ndarray, tmax: np.ndarray, points: np.ndarray) -> np.ndarray:

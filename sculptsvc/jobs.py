@@ -10,15 +10,13 @@ uses; this one is the real pipeline. Tests point it at slow or crashing stand-in
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sculptsvc.options import PipelineOptions
 from sculptsvc.settings import Settings
 from sculptsvc.workers.helper import HelperJob, HelperSpec
+from sculptsvc.workers.placement import usable_cpus
 
 if TYPE_CHECKING:
     from sculptsvc.pipeline import PipelineResult
@@ -84,39 +82,6 @@ def start_helper(settings: Settings) -> StageHelper:
     from sculptsvc.workers.helper import StageHelper
 
     return StageHelper(STAGE_HELPER, settings.log_level, settings.log_format)
-
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def usable_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
-    """CPUs this process may keep busy: its affinity mask (a container's cpuset,
-    ``taskset``), capped by a CPU quota (``docker --cpus``, a Kubernetes limit), which the
-    mask does not show: a container limited to 1 CPU on a 16-core host sees 16."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    quota = _cpu_quota(cgroup_root)
-    return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus
-
-
-def _cpu_quota(root: Path) -> float | None:
-    """CPUs' worth of time per period allowed by cgroup v2 ``cpu.max`` or v1
-    ``cpu.cfs_quota_us``/``cpu.cfs_period_us``; None when unlimited or unknown."""
-    try:
-        v2 = root / "cpu.max"
-        if v2.is_file():
-            quota, period = v2.read_text().split()[:2]
-            return None if quota == "max" else int(quota) / int(period)
-        for folder in (root / "cpu", root / "cpu,cpuacct"):
-            if (folder / "cpu.cfs_quota_us").is_file():
-                quota_us = int((folder / "cpu.cfs_quota_us").read_text())
-                period_us = int((folder / "cpu.cfs_period_us").read_text())
-                return None if quota_us <= 0 else quota_us / period_us
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def wants_helper(settings: Settings, workers: int) -> bool:

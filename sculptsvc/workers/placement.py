@@ -12,11 +12,13 @@ when the operator set it, else ``nvidia-smi``.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sculptsvc.errors import ConfigurationError
 from sculptsvc.logging import get_logger
@@ -26,6 +28,39 @@ log = get_logger("sculptsvc.workers")
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 NVIDIA_SMI_TIMEOUT_S = 10.0
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def usable_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """CPUs this process may keep busy: its affinity mask (a container's cpuset,
+    ``taskset``), capped by a CPU quota (``docker --cpus``, a Kubernetes limit), which the
+    mask does not show: a container limited to 1 CPU on a 16-core host sees 16."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup_root)
+    return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus
+
+
+def _cpu_quota(root: Path) -> float | None:
+    """CPUs' worth of time per period allowed by cgroup v2 ``cpu.max`` or v1
+    ``cpu.cfs_quota_us``/``cpu.cfs_period_us``; None when unlimited or unknown."""
+    try:
+        v2 = root / "cpu.max"
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        for folder in (root / "cpu", root / "cpu,cpuacct"):
+            if (folder / "cpu.cfs_quota_us").is_file():
+                quota_us = int((folder / "cpu.cfs_quota_us").read_text())
+                period_us = int((folder / "cpu.cfs_period_us").read_text())
+                return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 @dataclass(frozen=True)
