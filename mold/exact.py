@@ -34,8 +34,9 @@ def confirmed_crossings(vertices: np.ndarray, faces: np.ndarray, flagged: np.nda
     if count == 0 or count > MAX_CONFIRMED_FACES:
         return flagged
     faces = np.asarray(faces, dtype=np.int64)
-    points = _exact_points(np.asarray(vertices, dtype=np.float64))
-    corners = np.asarray(vertices, dtype=np.float64)[faces]
+    vertices = np.asarray(vertices, dtype=np.float64)
+    points: list[Point] | None = None  # exact integers, made only if a pair needs them
+    corners = vertices[faces]
     low, high = corners.min(axis=1), corners.max(axis=1)
     confirmed = flagged.copy()
     ids = np.flatnonzero(flagged)
@@ -48,11 +49,111 @@ def confirmed_crossings(vertices: np.ndarray, faces: np.ndarray, flagged: np.nda
         for axis in range(3):
             overlap &= low[:, axis] <= high[rows, axis, None]
             overlap &= high[:, axis] >= low[rows, axis, None]
-        for f, near in zip(rows.tolist(), overlap, strict=True):
-            others = np.flatnonzero(near).tolist()
-            if not any(_may_cross(faces[f], faces[g], points) for g in others if g != f):
+        overlap[np.arange(len(rows)), rows] = False
+        row, other = np.nonzero(overlap)
+        # pairs that floating point already proves apart need no exact arithmetic
+        open_pair = ~_proven_apart(corners, faces, rows[row], other)
+        row, other = row[open_pair], other[open_pair]
+        undecided = np.zeros(len(rows), dtype=bool)
+        undecided[row] = True
+        confirmed[rows[~undecided]] = False
+        # a face with a pair that floating point proves crossing stays flagged as it is
+        apart = ~(faces[rows[row]][:, :, None] == faces[other][:, None, :]).any(axis=(1, 2))
+        crossing = np.zeros(len(row), dtype=bool)
+        crossing[apart] = _proven_crossing(corners[rows[row[apart]]], corners[other[apart]])
+        settled = np.zeros(len(rows), dtype=bool)
+        settled[row[crossing]] = True
+        keep = ~settled[row]
+        row, other = row[keep], other[keep]
+        if len(row) == 0:
+            continue
+        if points is None:
+            points = _exact_points(vertices)
+        cuts = np.flatnonzero(np.diff(row)) + 1
+        for pair_rows, pair_others in zip(np.split(row, cuts), np.split(other, cuts), strict=True):
+            f = int(rows[pair_rows[0]])
+            if not any(_may_cross(faces[f], faces[g], points) for g in pair_others.tolist()):
                 confirmed[f] = False
     return confirmed
+
+
+# Shewchuk's static error bound for orient3d evaluated as in ``_orient_signs`` ("Adaptive
+# Precision Floating-Point Arithmetic and Fast Robust Geometric Predicates", 1997): a
+# floating-point determinant larger than this x its permanent has the exact sign.
+_EPSILON = 2.0**-53
+_ORIENT3D_BOUND = (7.0 + 56.0 * _EPSILON) * _EPSILON
+_MIN_PERMANENT = 1e-200  # below, underflow could void the bound: left to exact arithmetic
+
+
+def _certified_orient(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Side of ``d`` of the plane through ``a``, ``b``, ``c`` (arrays of xyz rows that
+    broadcast): +1 or -1 where floating point proves the sign, 0 where it cannot (on or
+    near the plane, or a degenerate plane). Evaluated as Shewchuk's orient3d, whose error
+    bound holds for exactly these operations."""
+    ad, bd, cd = a - d, b - d, c - d
+    adx, ady, adz = ad[..., 0], ad[..., 1], ad[..., 2]
+    bdx, bdy, bdz = bd[..., 0], bd[..., 1], bd[..., 2]
+    cdx, cdy, cdz = cd[..., 0], cd[..., 1], cd[..., 2]
+    bdxcdy, cdxbdy = bdx * cdy, cdx * bdy
+    cdxady, adxcdy = cdx * ady, adx * cdy
+    adxbdy, bdxady = adx * bdy, bdx * ady
+    det = adz * (bdxcdy - cdxbdy) + bdz * (cdxady - adxcdy) + cdz * (adxbdy - bdxady)
+    permanent = (
+        (np.abs(bdxcdy) + np.abs(cdxbdy)) * np.abs(adz)
+        + (np.abs(cdxady) + np.abs(adxcdy)) * np.abs(bdz)
+        + (np.abs(adxbdy) + np.abs(bdxady)) * np.abs(cdz)
+    )
+    certain = (np.abs(det) > _ORIENT3D_BOUND * permanent) & (permanent > _MIN_PERMANENT)
+    return np.where(certain, np.sign(det), 0.0).astype(np.int8)
+
+
+def _orient_signs(plane: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(k, 3) certified sides of ``points`` (k, 3, 3) of the planes of ``plane`` (k, 3, 3)."""
+    return _certified_orient(
+        plane[:, None, 0, :], plane[:, None, 1, :], plane[:, None, 2, :], points
+    )
+
+
+def _proven_crossing(t: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Per pair of triangles without a shared vertex ((k, 3, 3) each), True where floating
+    point proves what :func:`_triangles_meet` finds exactly: an edge of one strictly
+    straddles the other's plane and passes strictly inside the other."""
+    side_t = _orient_signs(u, t)  # t's corners against u's plane
+    side_u = _orient_signs(t, u)
+    hit = np.zeros(len(t), dtype=bool)
+    for edges_of, sides, other in ((t, side_t, u), (u, side_u, t)):
+        for i, j in ((0, 1), (1, 2), (2, 0)):
+            straddles = sides[:, i] * sides[:, j] < 0
+            p, q = edges_of[:, i], edges_of[:, j]
+            turns = np.stack(
+                [_certified_orient(p, q, other[:, m], other[:, (m + 1) % 3]) for m in range(3)],
+                axis=1,
+            )
+            hit |= straddles & ((turns > 0).all(axis=1) | (turns < 0).all(axis=1))
+    return hit
+
+
+def _proven_apart(
+    corners: np.ndarray, faces: np.ndarray, f: np.ndarray, g: np.ndarray
+) -> np.ndarray:
+    """Per face pair (f, g), True where :func:`_may_cross` is sure to say False, proven in
+    floating point with an error bound: faces sharing an edge (not tested), and faces whose
+    corners off the other's plane (those not shared with it) all lie strictly on one side
+    of it. A pair sharing a vertex then meets only there; one sharing none meets nowhere."""
+    same = faces[f][:, :, None] == faces[g][:, None, :]  # (k, corner of f, corner of g)
+    shared = same.any(axis=2).sum(axis=1)
+    apart = shared == 2
+    test = np.flatnonzero(shared <= 1)
+    if len(test) == 0:
+        return apart
+    tf, tg = corners[f[test]], corners[g[test]]
+    for plane, others, own in ((tf, tg, same[test].any(axis=1)), (tg, tf, same[test].any(axis=2))):
+        sides = _orient_signs(plane, others)
+        off = ~own  # the corners not shared with the plane's face
+        above = np.where(off, sides > 0, True).all(axis=1)
+        below = np.where(off, sides < 0, True).all(axis=1)
+        apart[test] |= above | below
+    return apart
 
 
 def _exact_points(vertices: np.ndarray) -> list[Point]:

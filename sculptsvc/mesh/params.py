@@ -150,6 +150,25 @@ class MeshParams(BaseModel):
         "midpoint",
         description="Refinement below target: midpoint keeps the shape, loop also rounds it.",
     )
+    isotropic_iterations: int = Field(
+        5,
+        ge=0,
+        description="Passes of MeshLab's isotropic remeshing, the repair tried before the voxel "
+        "rebuild when a refined surface crosses itself (0: not tried).",
+    )
+    isotropic_feature_deg: float = Field(
+        30.0,
+        gt=0,
+        lt=180,
+        description="Isotropic remeshing keeps edges whose faces bend more than this (a "
+        "cone's rim, a box's edges) where they are.",
+    )
+    isotropic_max_faces_factor: float = Field(
+        4.0,
+        ge=0,
+        description="Isotropic remeshing is tried only on a repaired surface of at most this x "
+        "target_faces triangles (larger ones take the voxel rebuild, which is faster there).",
+    )
 
     # --- UV atlas and texture --------------------------------------------------------
     uv_method: Literal["projection", "xatlas"] = Field(

@@ -35,7 +35,7 @@ from sculptsvc.mesh.handoff import (
     retriangulate_as_the_mold_counts,
 )
 from sculptsvc.mesh.params import MeshParams
-from sculptsvc.mesh.refine import fit_face_budget, refine_to, smooth, within
+from sculptsvc.mesh.refine import fit_face_budget, refine_to, remesh_isotropic, smooth, within
 from sculptsvc.mesh.remesh import voxel_remesh
 from sculptsvc.mesh.repair import RepairLog, edge_counts, repair, signed_volume
 from sculptsvc.mesh.report import MeshReport, measure
@@ -268,11 +268,18 @@ def _without_self_intersections(
     it inside out. The decision uses the mold's own check on the positions as the GLB
     stores them (:mod:`sculptsvc.mesh.handoff`), so nothing leaves that the mold refuses.
 
-    Repairs, in order: the local ones of :func:`~sculptsvc.mesh.handoff.repair_crossings`
-    (separate touching surfaces, re-triangulate); else, below the budget, the repaired
-    surface bisected to it unsmoothed (:func:`_refined_unsmoothed`); else rebuild the
-    surface from a voxel field (always embedded), then smooth and fit the budget again, and
-    re-triangulate what the mold still counts there
+    Repairs, in order. A coarse part (repaired below the budget: a CAD part, a low-poly
+    model) first tries its repaired surface unsmoothed: remeshed isotropically
+    (:func:`_remeshed_isotropic`: round triangles, flat faces flat, feature edges kept; a
+    cone's apex fan, whose bisected slivers cross at float32), else bisected to the budget
+    (:func:`_refined_unsmoothed`: exactly the same surface, its slivers kept). Each costs
+    about one check, where the local repairs of
+    :func:`~sculptsvc.mesh.handoff.repair_crossings` (separate touching surfaces,
+    re-triangulate) take seconds on long triangles, and the slivers bisection keeps can
+    leave the mold's booleans edges that its STL check refuses (OpenSCAD's issue945f).
+    The local repairs come next, and for a part above the budget first, then its
+    isotropic remesh. Else rebuild the surface from a voxel field (always embedded),
+    smooth and fit the budget again, and re-triangulate what the mold still counts there
     (:func:`~sculptsvc.mesh.handoff.retriangulate_as_the_mold_counts`).
     Returns the float32-exact mesh, how the budget was met, the smoothing displacement and
     the crossing count of the returned mesh (the report's figure: counted once).
@@ -285,16 +292,30 @@ def _without_self_intersections(
     scale = "the placed size" if size is None else f"{size:g} mm"
     where = f"the mold's check at {scale} on float32 positions"
     found = check.refusal or f"{check.crossing_faces} triangles crossed the surface"
+    remeshed_note = (
+        f"{found} ({where}): the repaired surface remeshed isotropically to the budget "
+        "instead, unsmoothed (smoothing and refinement left slivers that cross)"
+    )
+    coarse = len(repaired.faces) < params.target_faces
+    if coarse:
+        remeshed = _remeshed_isotropic(repaired, params)
+        if remeshed is not None:
+            repair_log.add(remeshed_note)
+            return remeshed, "remeshed (isotropic)", 0.0, 0
+        unsmoothed = _refined_unsmoothed(repaired, params)
+        if unsmoothed is not None:
+            repair_log.add(
+                f"{found} ({where}): the repaired surface refined by longest-edge bisection "
+                "instead, unsmoothed (smoothing bent long flat triangles out of their plane)"
+            )
+            return unsmoothed, "subdivided (longest-edge bisection)", 0.0, 0
     fixed = _logged(repair_crossings(mesh, params), repair_log, f"{found} ({where})")
     if fixed is not None:
         return fixed, budget, displacement, 0
-    unsmoothed = _refined_unsmoothed(repaired, params)
-    if unsmoothed is not None:
-        repair_log.add(
-            f"{found} ({where}): the repaired surface refined by longest-edge bisection "
-            "instead, unsmoothed (smoothing bent long flat triangles out of their plane)"
-        )
-        return unsmoothed, "subdivided (longest-edge bisection)", 0.0, 0
+    remeshed = None if coarse else _remeshed_isotropic(repaired, params)
+    if remeshed is not None:
+        repair_log.add(remeshed_note)
+        return remeshed, "remeshed (isotropic)", 0.0, 0
     if not params.remesh_fallback:
         raise MeshProcessingFailed(
             f"{found} ({where}) and the remesh fallback is off",
@@ -413,6 +434,22 @@ def _refined_unsmoothed(repaired: trimesh.Trimesh, params: MeshParams) -> trimes
         return None
     refined = as_stored(refine_to(repaired, target, params))
     return refined if check_handoff(refined, params).passed else None
+
+
+def _remeshed_isotropic(repaired: trimesh.Trimesh, params: MeshParams) -> trimesh.Trimesh | None:
+    """The repaired surface remeshed isotropically to the budget
+    (:func:`~sculptsvc.mesh.refine.remesh_isotropic`), if that passes the mold's check; else
+    None. Tried only on a repaired surface that passes the check itself (a surface that
+    crosses itself still does after remeshing) and is not far above the budget."""
+    if len(repaired.faces) > params.isotropic_max_faces_factor * params.target_faces:
+        return None
+    if not check_handoff(as_stored(repaired), params).passed:
+        return None
+    remeshed = remesh_isotropic(repaired, params)
+    if remeshed is None:
+        return None
+    remeshed = as_stored(remeshed)
+    return remeshed if check_handoff(remeshed, params).passed else None
 
 
 def silicone_material(

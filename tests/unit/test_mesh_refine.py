@@ -7,7 +7,14 @@ import pytest
 import trimesh
 
 from sculptsvc.mesh import MeshParams
-from sculptsvc.mesh.refine import decimate, fit_face_budget, smooth, subdivide, triangle_quality
+from sculptsvc.mesh.refine import (
+    decimate,
+    fit_face_budget,
+    refine_to,
+    smooth,
+    subdivide,
+    triangle_quality,
+)
 from sculptsvc.mesh.repair import diagonal, is_closed_manifold
 
 
@@ -149,3 +156,28 @@ def test_a_surface_no_decimation_keeps_closed_is_rebuilt_not_refused(
             trimesh.creation.icosphere(subdivisions=5, radius=10.0),
             MeshParams(target_faces=2_000, remesh_fallback=False),
         )
+
+
+def test_isotropic_remeshing_meets_the_budget_with_round_triangles_on_the_surface() -> None:
+    """A 32-sided cone, whose remeshed face count misses the first edge length's estimate
+    by a fifth: the later passes and the last few splits bring it within the budget, the
+    apex and rim stay where they are, and the thinnest triangle is rounder than
+    bisection's slivers."""
+    from sculptsvc.mesh.refine import remesh_isotropic
+
+    params = MeshParams()
+    cone = trimesh.creation.cone(radius=20.0, height=40.0, sections=32)
+    remeshed = remesh_isotropic(cone, params)
+    assert remeshed is not None
+    assert abs(len(remeshed.faces) - params.target_faces) <= params.face_tolerance * 20_000
+    assert is_closed_manifold(remeshed.faces) and remeshed.volume > 0
+    assert remeshed.volume == pytest.approx(cone.volume, rel=2e-3)
+    assert remeshed.vertices[:, 2].max() == pytest.approx(40.0, abs=1e-9)
+    assert remeshed.vertices[:, 2].min() == pytest.approx(0.0, abs=1e-9)
+    bisected = refine_to(cone, params.target_faces, params)
+
+    def thinnest(mesh: trimesh.Trimesh) -> float:
+        return float(trimesh.triangles.angles(mesh.triangles).min())
+
+    assert thinnest(remeshed) > thinnest(bisected)
+    assert remesh_isotropic(cone, params.model_copy(update={"isotropic_iterations": 0})) is None

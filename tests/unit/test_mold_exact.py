@@ -12,8 +12,9 @@ import mold.exact
 from mold.exact import _cones_meet, _exact_points, _triangles_meet, confirmed_crossings
 from mold.geometry import TriMesh, self_intersecting_mask
 from sculptsvc.mesh import MeshParams
-from sculptsvc.mesh.handoff import as_stored, check_handoff
+from sculptsvc.mesh.handoff import as_stored, check_handoff, mold_input, mold_size
 from sculptsvc.mesh.refine import refine_to
+from sculptsvc.mesh.repair import repair
 
 
 def points(*rows: tuple[float, float, float]) -> list[tuple[int, int, int]]:
@@ -70,6 +71,86 @@ def test_a_bisected_uv_sphere_passes_the_molds_check(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(mold.exact, "MAX_CONFIRMED_FACES", 0)  # pymeshlab's flags as they are
     monkeypatch.setattr(mold.core, "_checked_parts", type(mold.core._checked_parts)())
     assert check_handoff(refined, params).crossing_faces > 0
+
+
+def _all_exact(vertices: np.ndarray, faces: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """The confirmation without floating-point filters: every face whose box overlaps a
+    flagged face's is tested in exact arithmetic."""
+    points = _exact_points(vertices)
+    corners = vertices[faces]
+    low, high = corners.min(axis=1), corners.max(axis=1)
+    kept = flagged.copy()
+    for f in np.flatnonzero(flagged):
+        near = np.flatnonzero(np.all((low <= high[f]) & (high >= low[f]), axis=1))
+        if not any(mold.exact._may_cross(faces[f], faces[g], points) for g in near if g != f):
+            kept[f] = False
+    return kept
+
+
+def _interpenetrating_spheres() -> trimesh.Trimesh:
+    a = trimesh.creation.icosphere(subdivisions=2, radius=10.0)
+    b = trimesh.creation.icosphere(subdivisions=2, radius=10.0)
+    b.apply_translation((12.0, 0.0, 0.0))
+    return trimesh.util.concatenate([a, b])
+
+
+def test_the_floating_point_filters_decide_as_exact_arithmetic_does() -> None:
+    """Pairs proven apart or crossing in floating point (Shewchuk's error bound) skip the
+    exact test; what the confirmation keeps must be what testing every pair exactly keeps:
+    two spheres through each other (crossing and clear faces flagged at random), and a
+    cone's apex fan bisected to the budget in float32 (slivers that meet only at the apex,
+    and some that cross)."""
+    spheres = _interpenetrating_spheres()
+    rng = np.random.default_rng(1)
+    flagged = rng.random(len(spheres.faces)) < 0.5
+    v, f = np.asarray(spheres.vertices, dtype=np.float64), np.asarray(spheres.faces)
+    kept = confirmed_crossings(v, f, flagged)
+    assert np.array_equal(kept, _all_exact(v, f, flagged))
+    assert 0 < kept.sum() < flagged.sum()  # both outcomes occur
+
+    from mold import MoldParams, MoldSpec
+    from mold.geometry import meshlab_crossing_flags
+
+    params = MeshParams()
+    cone, _ = repair(trimesh.creation.cone(radius=20.0, height=40.0, sections=64), params)
+    fan = as_stored(refine_to(cone, params.target_faces, params))
+    # the arrays the mold's check tests: its part, centred and scaled as the mesh stage asks
+    spec = MoldSpec(size_mm=mold_size(params))
+    part = mold.core.scaled_part(*mold_input(fan, params), spec, MoldParams())
+    v, f = part.mesh.vertices, part.mesh.faces
+    flagged = meshlab_crossing_flags(v, f)
+    assert flagged.sum() > 0
+    assert np.array_equal(confirmed_crossings(v, f, flagged), _all_exact(v, f, flagged))
+
+
+def test_a_certified_orientation_never_contradicts_the_exact_one() -> None:
+    """Random points on, near (one float step) and off random planes: every sign the
+    filter certifies is the exact sign, and points exactly on a plane are never certified."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    a, b, c = (rng.normal(size=(n, 3)) * 50.0 for _ in range(3))
+    s, t = rng.random((2, n, 1))
+    on = a + s * (b - a) + t * (c - a)  # on the plane, up to rounding
+    nudge = np.nextafter(on, on + rng.choice([-1.0, 1.0], size=(n, 3)))
+    off = on + rng.normal(size=(n, 3)) * 1e-9
+    corners = np.stack([a, b, c], axis=1)
+    for d in (on, nudge, off, rng.normal(size=(n, 3)) * 50.0):
+        signs = mold.exact._certified_orient(a, b, c, d)
+        for i in np.flatnonzero(signs).tolist():
+            pa, pb, pc, pd = _exact_points(np.vstack([corners[i], d[i]]))
+            assert signs[i] == np.sign(mold.exact._orient(pa, pb, pc, pd)) * _orientation_flip()
+    # exactly representable coplanar points (a flat part's top face): never certified
+    flat = rng.integers(-100, 100, size=(n, 4, 3)).astype(np.float64)
+    flat[:, :, 2] = 5.0
+    assert not mold.exact._certified_orient(flat[:, 0], flat[:, 1], flat[:, 2], flat[:, 3]).any()
+
+
+def _orientation_flip() -> int:
+    """Shewchuk's orient3d(a, b, c, d) and ``_orient(a, b, c, d)`` differ by a fixed sign."""
+    a, b, c, d = [*np.eye(3).tolist(), [0.0, 0.0, 0.0]]
+    certified = mold.exact._certified_orient(*(np.array([p]) for p in (a, b, c, d)))[0]
+    exact = mold.exact._orient(*_exact_points(np.array([a, b, c, d])))
+    return int(certified) * int(np.sign(exact))
 
 
 _NEAR_COPLANAR_PAIR = """
