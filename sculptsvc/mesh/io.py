@@ -400,6 +400,44 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
     return mesh, m.vertex_number(), ""
 
 
+_Affine3mf = tuple[np.ndarray, np.ndarray]  # (3x3 rotation, shift) on row vectors
+_MAX_COMPONENT_DEPTH = 32  # components nest; a cycle (invalid, but seen) must not recurse on
+
+
+def _affine_3mf(transform: Any) -> _Affine3mf:
+    """A lib3mf transform (4 rows x 3 columns, row vectors: ``p' = p @ rot + shift``)."""
+    m = transform.Fields
+    rot = np.array([[m[r][c] for c in range(3)] for r in range(3)], dtype=np.float64)
+    shift = np.array([m[3][c] for c in range(3)], dtype=np.float64)
+    return rot, shift
+
+
+def _mesh_objects_3mf(
+    model: Any, resource: Any, placement: _Affine3mf, depth: int = 0
+) -> list[tuple[Any, _Affine3mf]]:
+    """The mesh objects under a build item's object, each with its transform to the build
+    space: a components object (an assembly, as slicers write their projects) places other
+    objects, each by its own transform, inside its own space, and may nest."""
+    if resource.IsMeshObject():
+        return [(model.GetMeshObjectByID(resource.GetResourceID()), placement)]
+    if not resource.IsComponentsObject() or depth >= _MAX_COMPONENT_DEPTH:
+        return []
+    rot, shift = placement
+    found = []
+    group = model.GetComponentsObjectByID(resource.GetResourceID())
+    for index in range(group.GetComponentCount()):
+        component = group.GetComponent(index)
+        inner_rot, inner_shift = (
+            _affine_3mf(component.GetTransform())
+            if component.HasTransform()
+            else (np.eye(3), np.zeros(3))
+        )
+        # the component's transform first, then the one placing its parent
+        composed = (inner_rot @ rot, inner_shift @ rot + shift)
+        found += _mesh_objects_3mf(model, component.GetObjectResource(), composed, depth + 1)
+    return found
+
+
 def _load_3mf(path: Path, kind: str) -> trimesh.Trimesh:
     """Every build item of a 3MF (lib3mf, strict off), transforms applied, one mesh."""
     import lib3mf
@@ -424,23 +462,20 @@ def _load_3mf(path: Path, kind: str) -> trimesh.Trimesh:
     items = model.GetBuildItems()
     while items.MoveNext():
         item = items.GetCurrent()
-        resource = item.GetObjectResource()
-        if not resource.IsMeshObject():
-            continue
-        obj = model.GetMeshObjectByID(resource.GetResourceID())
-        vertices = np.array([p.Coordinates[0:3] for p in obj.GetVertices()], dtype=np.float64)
-        faces = np.array([t.Indices[0:3] for t in obj.GetTriangleIndices()], dtype=np.int64)
-        if len(faces) == 0:
-            continue
-        m = item.GetObjectTransform().Fields  # 4 rows x 3 columns, row vectors
-        rot = np.array([[m[r][c] for c in range(3)] for r in range(3)], dtype=np.float64)
-        shift = np.array([m[3][c] for c in range(3)], dtype=np.float64)
-        parts.append(
-            (
-                trimesh.Trimesh(vertices @ rot + shift, faces, process=False),
-                _surface_3mf(wrapper, model, obj, len(faces)),
-            )
+        placed = _mesh_objects_3mf(
+            model, item.GetObjectResource(), _affine_3mf(item.GetObjectTransform())
         )
+        for obj, (rot, shift) in placed:
+            vertices = np.array([p.Coordinates[0:3] for p in obj.GetVertices()], dtype=np.float64)
+            faces = np.array([t.Indices[0:3] for t in obj.GetTriangleIndices()], dtype=np.int64)
+            if len(faces) == 0:
+                continue
+            parts.append(
+                (
+                    trimesh.Trimesh(vertices @ rot + shift, faces, process=False),
+                    _surface_3mf(wrapper, model, obj, len(faces)),
+                )
+            )
     if not parts:
         raise UnreadableMesh(
             f"cannot read {path.name} as {kind}: no build item holds triangles",

@@ -749,3 +749,59 @@ def test_a_part_a_float32_file_flattened_far_from_the_origin_is_refused_saying_s
     near.apply_translation((1e3, -1e3, 5e2))
     path.write_bytes(near.export(file_type="stl"))
     assert process_mesh(load_mesh(path), MeshParams(target_faces=500)).report.watertight
+
+
+def _components_3mf(path: Path, box: trimesh.Trimesh) -> Path:
+    """A 3MF assembly as slicers write projects: the build item places object 1, whose
+    components place object 3 (itself a component of the box, turned 90 degrees about z)
+    and the box again; transforms are 3MF's 12 numbers, row vectors."""
+    import zipfile
+
+    vertices = "".join(f'<vertex x="{x}" y="{y}" z="{z}"/>' for x, y, z in box.vertices)
+    triangles = "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in box.faces)
+    turn = "0 1 0 -1 0 0 0 0 1 0 0 0"  # x -> y, y -> -x
+    model = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<model unit="millimeter" xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02">'
+        "<resources>"
+        f'<object id="2" type="model"><mesh><vertices>{vertices}</vertices>'
+        f"<triangles>{triangles}</triangles></mesh></object>"
+        f'<object id="3" type="model"><components><component objectid="2" transform="{turn}"/>'
+        "</components></object>"
+        '<object id="1" type="model"><components>'
+        '<component objectid="3" transform="1 0 0 0 1 0 0 0 1 10 0 0"/>'
+        '<component objectid="2" transform="1 0 0 0 1 0 0 0 1 -10 0 0"/>'
+        "</components></object>"
+        "</resources>"
+        '<build><item objectid="1" transform="1 0 0 0 1 0 0 0 1 0 0 5"/></build></model>'
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats'
+            '.org/package/2006/content-types"><Default Extension="rels" ContentType="application'
+            '/vnd.openxmlformats-package.relationships+xml"/><Default Extension="model" '
+            'ContentType="application/vnd.ms-package.3dmanufacturing-3dmodel+xml"/></Types>',
+        )
+        archive.writestr(
+            "_rels/.rels",
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.'
+            'openxmlformats.org/package/2006/relationships"><Relationship Target="/3D/'
+            '3dmodel.model" Id="rel0" Type="http://schemas.microsoft.com/3dmanufacturing/'
+            '2013/01/3dmodel"/></Relationships>',
+        )
+        archive.writestr("3D/3dmodel.model", model)
+    return path
+
+
+def test_3mf_components_load_with_their_nested_transforms(tmp_path: Path) -> None:
+    """Cura's ideagen3D_sapphire_plus.3mf (a build item whose object is a components
+    object) was refused as holding no triangles: an assembly's meshes are one level (or
+    more) down, each placed by its component's transform inside its parent's."""
+    box = trimesh.creation.box(extents=(4.0, 2.0, 1.0))
+    mesh = load_mesh(_components_3mf(tmp_path / "assembly.3mf", box))
+    assert len(mesh.faces) == 2 * len(box.faces)
+    first, second = mesh.vertices[: len(box.vertices)], mesh.vertices[len(box.vertices) :]
+    turned = box.vertices[:, [1, 0, 2]] * (-1.0, 1.0, 1.0)  # (x, y) -> (-y, x)
+    assert np.allclose(first, turned + np.array([10.0, 0.0, 5.0]))
+    assert np.allclose(second, box.vertices + np.array([-10.0, 0.0, 5.0]))
