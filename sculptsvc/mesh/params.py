@@ -163,6 +163,13 @@ class MeshParams(BaseModel):
         description="Isotropic remeshing keeps edges whose faces bend more than this (a "
         "cone's rim, a box's edges) where they are.",
     )
+    isotropic_max_deviation_rel: float = Field(
+        0.005,
+        gt=0,
+        description="An isotropic remesh farther than this (x diagonal) from the repaired "
+        "surface, either way, is not used: an edge length above a plate's thickness collapses "
+        "its rims (the voxel rebuild it would spare deviates about 0.7 %).",
+    )
     isotropic_max_faces_factor: float = Field(
         4.0,
         ge=0,

@@ -181,3 +181,27 @@ def test_isotropic_remeshing_meets_the_budget_with_round_triangles_on_the_surfac
 
     assert thinnest(remeshed) > thinnest(bisected)
     assert remesh_isotropic(cone, params.model_copy(update={"isotropic_iterations": 0})) is None
+
+
+def test_an_isotropic_remesh_that_leaves_the_surface_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MeshLab bounds the moves it checks, yet an edge length above a plate's thickness
+    still collapsed the rims of Cura's twotrees bed (5 mm off; its mold's cavity lost
+    0.1 mm^3): a remesh farther from the surface than ``isotropic_max_deviation_rel`` is
+    not used."""
+    import sculptsvc.mesh.refine as refine
+    from sculptsvc.mesh.refine import remesh_isotropic
+
+    params = MeshParams()
+    cone = trimesh.creation.cone(radius=20.0, height=40.0, sections=64)
+    assert remesh_isotropic(cone, params) is not None
+    real = refine._to_trimesh
+
+    def bulged(ms):  # type: ignore[no-untyped-def]
+        out = real(ms)
+        out.vertices[np.argmax(out.vertices[:, 0])] += (2.0, 0.0, 0.0)  # 2 mm off, limit 0.35
+        return out
+
+    monkeypatch.setattr(refine, "_to_trimesh", bulged)
+    assert remesh_isotropic(cone, params) is None
