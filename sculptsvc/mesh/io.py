@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,10 @@ import trimesh
 
 from mold.geometry import indices_out_of_range
 from sculptsvc.errors import UnreadableMesh
+from sculptsvc.logging import get_logger
 from sculptsvc.mesh.colors import COLOR_PARTS, CORNER_COLORS, CORNER_TEXTURES, CornerTextures
+
+log = get_logger(__name__)
 
 FORMATS = {
     ".obj": "OBJ",
@@ -438,26 +442,77 @@ def _mesh_objects_3mf(
     return found
 
 
+def _read_3mf(wrapper: Any, data: bytes) -> Any:
+    """A lib3mf model read from the package's bytes (strict mode off)."""
+    model = wrapper.CreateModel()
+    reader = model.QueryReader("3mf")
+    buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    wrapper.checkError(
+        reader,
+        wrapper.lib.lib3mf_reader_readfrombuffer(
+            reader._handle, ctypes.c_uint64(len(data)), buffer
+        ),
+    )
+    return model
+
+
+_TRIANGLE_3MF = re.compile(rb"<(?:\w+:)?triangle\b[^>]*?/>")
+_CORNER_3MF = re.compile(rb'\bv([123])\s*=\s*"(\d+)"')
+
+
+def _without_degenerate_triangles_3mf(data: bytes) -> tuple[bytes, int]:
+    """The package with every triangle that names one vertex twice removed from its model
+    parts, and how many went (0: the bytes as given). Not a zip: as given."""
+    import io
+    import zipfile
+
+    dropped = 0
+
+    def keep(match: re.Match[bytes]) -> bytes:
+        nonlocal dropped
+        corners = dict(_CORNER_3MF.findall(match.group(0)))
+        if len(corners) == 3 and len(set(corners.values())) < 3:
+            dropped += 1
+            return b""
+        return match.group(0)
+
+    try:
+        source = zipfile.ZipFile(io.BytesIO(data))
+        out = io.BytesIO()
+        with source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+            for info in source.infolist():
+                content = source.read(info)
+                if info.filename.lower().endswith(".model"):
+                    content = _TRIANGLE_3MF.sub(keep, content)
+                target.writestr(info, content)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return data, 0
+    return (out.getvalue(), dropped) if dropped else (data, 0)
+
+
 def _load_3mf(path: Path, kind: str) -> trimesh.Trimesh:
     """Every build item of a 3MF (lib3mf, strict off), transforms applied, one mesh."""
     import lib3mf
 
     wrapper = lib3mf.get_wrapper()
-    model = wrapper.CreateModel()
-    reader = model.QueryReader("3mf")
     data = path.read_bytes()
-    buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
     try:
-        wrapper.checkError(
-            reader,
-            wrapper.lib.lib3mf_reader_readfrombuffer(
-                reader._handle, ctypes.c_uint64(len(data)), buffer
-            ),
-        )
+        model = _read_3mf(wrapper, data)
     except Exception as exc:  # lib3mf.ELib3MFException for any non-conforming package
-        raise UnreadableMesh(
-            f"cannot read {path.name} as {kind}: {exc}", path=str(path), format=kind
-        ) from exc
+        # lib3mf refuses a whole package for one triangle naming a vertex twice (Cura's own
+        # cr-x.3mf has 18 among 19,670); readers that slicers use drop those, as repair would
+        cleaned, dropped = _without_degenerate_triangles_3mf(data)
+        if not dropped:
+            raise UnreadableMesh(
+                f"cannot read {path.name} as {kind}: {exc}", path=str(path), format=kind
+            ) from exc
+        try:
+            model = _read_3mf(wrapper, cleaned)
+        except Exception as again:
+            raise UnreadableMesh(
+                f"cannot read {path.name} as {kind}: {again}", path=str(path), format=kind
+            ) from again
+        log.info("3mf_degenerate_triangles_dropped", file=path.name, triangles=dropped)
     parts = []
     items = model.GetBuildItems()
     while items.MoveNext():

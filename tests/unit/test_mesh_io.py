@@ -751,30 +751,10 @@ def test_a_part_a_float32_file_flattened_far_from_the_origin_is_refused_saying_s
     assert process_mesh(load_mesh(path), MeshParams(target_faces=500)).report.watertight
 
 
-def _components_3mf(path: Path, box: trimesh.Trimesh) -> Path:
-    """A 3MF assembly as slicers write projects: the build item places object 1, whose
-    components place object 3 (itself a component of the box, turned 90 degrees about z)
-    and the box again; transforms are 3MF's 12 numbers, row vectors."""
+def _package_3mf(path: Path, model: str) -> Path:
+    """A 3MF package around one hand-written model part."""
     import zipfile
 
-    vertices = "".join(f'<vertex x="{x}" y="{y}" z="{z}"/>' for x, y, z in box.vertices)
-    triangles = "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in box.faces)
-    turn = "0 1 0 -1 0 0 0 0 1 0 0 0"  # x -> y, y -> -x
-    model = (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<model unit="millimeter" xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02">'
-        "<resources>"
-        f'<object id="2" type="model"><mesh><vertices>{vertices}</vertices>'
-        f"<triangles>{triangles}</triangles></mesh></object>"
-        f'<object id="3" type="model"><components><component objectid="2" transform="{turn}"/>'
-        "</components></object>"
-        '<object id="1" type="model"><components>'
-        '<component objectid="3" transform="1 0 0 0 1 0 0 0 1 10 0 0"/>'
-        '<component objectid="2" transform="1 0 0 0 1 0 0 0 1 -10 0 0"/>'
-        "</components></object>"
-        "</resources>"
-        '<build><item objectid="1" transform="1 0 0 0 1 0 0 0 1 0 0 5"/></build></model>'
-    )
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(
             "[Content_Types].xml",
@@ -794,6 +774,31 @@ def _components_3mf(path: Path, box: trimesh.Trimesh) -> Path:
     return path
 
 
+def _components_3mf(path: Path, box: trimesh.Trimesh) -> Path:
+    """A 3MF assembly as slicers write projects: the build item places object 1, whose
+    components place object 3 (itself a component of the box, turned 90 degrees about z)
+    and the box again; transforms are 3MF's 12 numbers, row vectors."""
+    vertices = "".join(f'<vertex x="{x}" y="{y}" z="{z}"/>' for x, y, z in box.vertices)
+    triangles = "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in box.faces)
+    turn = "0 1 0 -1 0 0 0 0 1 0 0 0"  # x -> y, y -> -x
+    model = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<model unit="millimeter" xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02">'
+        "<resources>"
+        f'<object id="2" type="model"><mesh><vertices>{vertices}</vertices>'
+        f"<triangles>{triangles}</triangles></mesh></object>"
+        f'<object id="3" type="model"><components><component objectid="2" transform="{turn}"/>'
+        "</components></object>"
+        '<object id="1" type="model"><components>'
+        '<component objectid="3" transform="1 0 0 0 1 0 0 0 1 10 0 0"/>'
+        '<component objectid="2" transform="1 0 0 0 1 0 0 0 1 -10 0 0"/>'
+        "</components></object>"
+        "</resources>"
+        '<build><item objectid="1" transform="1 0 0 0 1 0 0 0 1 0 0 5"/></build></model>'
+    )
+    return _package_3mf(path, model)
+
+
 def test_3mf_components_load_with_their_nested_transforms(tmp_path: Path) -> None:
     """Cura's ideagen3D_sapphire_plus.3mf (a build item whose object is a components
     object) was refused as holding no triangles: an assembly's meshes are one level (or
@@ -805,3 +810,29 @@ def test_3mf_components_load_with_their_nested_transforms(tmp_path: Path) -> Non
     turned = box.vertices[:, [1, 0, 2]] * (-1.0, 1.0, 1.0)  # (x, y) -> (-y, x)
     assert np.allclose(first, turned + np.array([10.0, 0.0, 5.0]))
     assert np.allclose(second, box.vertices + np.array([-10.0, 0.0, 5.0]))
+
+
+def test_3mf_triangles_naming_a_vertex_twice_are_dropped_not_the_whole_file(
+    tmp_path: Path,
+) -> None:
+    """lib3mf refuses a package for one triangle that names a vertex twice ("Invalid Model
+    Coordinate Indices"); Cura ships such a file (cr-x.3mf: 18 of 19,670). Those triangles
+    are dropped and the rest loads; a file broken otherwise is still refused, typed."""
+    box = trimesh.creation.box(extents=(4.0, 2.0, 1.0))
+    vertices = "".join(f'<vertex x="{x}" y="{y}" z="{z}"/>' for x, y, z in box.vertices)
+
+    def model(extra: str) -> str:
+        triangles = "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in box.faces)
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?><model unit="millimeter" '
+            'xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02"><resources>'
+            f'<object id="1" type="model"><mesh><vertices>{vertices}</vertices>'
+            f"<triangles>{triangles}{extra}</triangles></mesh></object></resources>"
+            '<build><item objectid="1"/></build></model>'
+        )
+
+    degenerate = '<triangle v1="0" v2="0" v3="1"/><triangle v2="3" v1="5" v3="5"/>'
+    mesh = load_mesh(_package_3mf(tmp_path / "degenerate.3mf", model(degenerate)))
+    assert np.array_equal(mesh.faces, box.faces)
+    with pytest.raises(UnreadableMesh, match="as 3MF"):
+        load_mesh(_package_3mf(tmp_path / "broken.3mf", model('<triangle v1="0" v2="1" v3="99"/>')))
