@@ -89,9 +89,9 @@ class Settings(BaseSettings):
     stage_helpers: Literal["auto", "on", "off"] = Field(
         "auto",
         description="A helper process per worker makes the mold and the preview while the "
-        "worker writes the GLB (same bytes, about 0.3 s less per order on 2 cores). auto: "
-        "only when there is a spare core per worker (usable CPUs >= 2 x workers; a "
-        "container's CPU quota counts).",
+        "worker writes the GLB (same bytes, about 0.3 s less per order on 2 cores); `sculpt "
+        "mesh`'s makes the UV atlas. auto: only when there is a spare core per worker "
+        "(usable CPUs >= 2 x workers; a container's CPU quota counts).",
     )
     job_queue_size: int = Field(
         0, ge=0, description="Orders waiting for a worker; 0 means equal to `workers`."

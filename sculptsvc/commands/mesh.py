@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -20,6 +21,14 @@ from sculptsvc.commands._errors import EXIT_FAILED, exit_with
 from sculptsvc.commands._files import write_atomic
 from sculptsvc.errors import SculptError
 from sculptsvc.options import MODE_HELP, Mode
+
+if TYPE_CHECKING:
+    import trimesh
+
+    from sculptsvc.mesh import MeshParams
+    from sculptsvc.mesh.pipeline import UnwrapElsewhere
+    from sculptsvc.settings import Settings
+    from sculptsvc.workers.helper import Pending, StageHelper
 
 
 class _StderrLogger:
@@ -34,6 +43,35 @@ class _StderrLogger:
 class _StderrLoggerFactory:
     def __call__(self, *args: object) -> _StderrLogger:
         return _StderrLogger()
+
+
+UV_JOB = ("sculptsvc.mesh.uv:unwrap_arrays", "sculptsvc.mesh.uv:warm_up_unwrap")
+"""``sculpt mesh``'s stage helper job (run, prepare): the UV atlas of a multicolor GLB, made
+on the other core while this process checks the mesh and writes the report
+(``workers/helper``)."""
+
+
+def _start_uv_helper(settings: Settings) -> StageHelper | None:
+    """The helper, where a core is spare for it (``Settings.stage_helpers``, as a worker's)."""
+    from sculptsvc.jobs import wants_helper
+    from sculptsvc.workers.helper import HelperJob, HelperSpec, StageHelper
+
+    if not wants_helper(settings, 1):
+        return None
+    spec = HelperSpec("mesh", jobs={"uv": HelperJob(*UV_JOB)})
+    return StageHelper(spec, settings.log_level, settings.log_format)
+
+
+def _unwrapper(helper: StageHelper | None, params: MeshParams) -> UnwrapElsewhere | None:
+    if helper is None:
+        return None
+
+    import numpy as np
+
+    def unwrap_elsewhere(mesh: trimesh.Trimesh) -> Pending:
+        return helper.submit("uv", (np.asarray(mesh.vertices), np.asarray(mesh.faces), params))
+
+    return unwrap_elsewhere
 
 
 def register(app: typer.Typer) -> None:
@@ -56,15 +94,19 @@ def register(app: typer.Typer) -> None:
         """Repair, smooth and resample a mesh; write a silicone GLB that validates."""
         import structlog  # here, not at the top: `sculpt --help` need not load it
 
+        from sculptsvc.settings import get_settings
+
+        settings = get_settings()
+        # first: the helper loads its modules on the other core while this one loads its own
+        helper = _start_uv_helper(settings) if mode is Mode.multicolor else None
+
         from sculptsvc.loading import modules_loaded
         from sculptsvc.logging import configure_logging
         from sculptsvc.mesh import MeshParams, export_glb, load_mesh, process_mesh, render_preview
         from sculptsvc.mesh.colors import parse_hex
-        from sculptsvc.settings import get_settings
 
         modules_loaded()
         if not structlog.is_configured():  # the service configures its own; keep stdout clean
-            settings = get_settings()
             configure_logging(settings.log_level, settings.log_format)
             structlog.configure(logger_factory=_StderrLoggerFactory())
 
@@ -76,7 +118,9 @@ def register(app: typer.Typer) -> None:
 
                 prestart()  # Node boots while the mesh stage computes
             params = MeshParams(target_faces=faces)  # other knobs: MeshParams defaults
-            result = process_mesh(load_mesh(input_path), params)
+            result = process_mesh(
+                load_mesh(input_path), params, unwrap_elsewhere=_unwrapper(helper, params)
+            )
             glb = export_glb(result, mode=mode.value, color_hex=color)
             png = (
                 render_preview(result, mode=mode.value, color_hex=color, size=preview_size)

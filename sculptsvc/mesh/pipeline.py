@@ -7,11 +7,18 @@
  5. check       still closed and oriented, vertex normals present
  6. report      geometry facts + Hausdorff distance to the input
 (export_glb)    7. UV atlas  8. bake texture  9. GLB with the silicone material
+
+The UV atlas needs only the final triangles. Given ``unwrap_elsewhere`` (a stage helper on
+another core), :func:`process_mesh` sends them there as soon as the budget is met and goes
+on with the check and the report; the atlas is used only if the check left the triangles
+as they were (else it is made here, on the repaired ones).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import trimesh
@@ -47,6 +54,18 @@ from sculptsvc.timing import timed
 log = get_logger(__name__)
 
 
+class AtlasJob(Protocol):
+    """An atlas being made elsewhere (``workers.helper.Pending``)."""
+
+    def result(self) -> tuple[UVAtlas, float]:
+        """(the atlas, the seconds it took); raises what making it raised."""
+        ...
+
+
+UnwrapElsewhere = Callable[[trimesh.Trimesh], AtlasJob]
+"""Starts :func:`~sculptsvc.mesh.uv.unwrap` of a (float32-exact) mesh elsewhere."""
+
+
 @dataclass
 class ProcessedMesh:
     """Output of :func:`process_mesh`.
@@ -63,9 +82,15 @@ class ProcessedMesh:
     color_source: ColorSource | None = None
     _atlas: UVAtlas | None = field(default=None, repr=False)
     _textures: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _atlas_job: AtlasJob | None = field(default=None, repr=False)
+    """The atlas of ``mesh`` being made elsewhere (``process_mesh``'s ``unwrap_elsewhere``)."""
 
     def atlas(self) -> UVAtlas:
         """UV atlas of ``mesh`` (computed once)."""
+        if self._atlas is None and self._atlas_job is not None:
+            job, self._atlas_job = self._atlas_job, None
+            with timed(self.timings, "uv_wait"):
+                self._atlas, self.timings["uv"] = job.result()
         if self._atlas is None:
             with timed(self.timings, "uv"):
                 self._atlas = unwrap(self.mesh, self.params)
@@ -164,12 +189,15 @@ def process_mesh(
     mesh: trimesh.Trimesh | ColoredMesh,
     params: MeshParams | None = None,
     color_source: ColorSource | None = None,
+    unwrap_elsewhere: UnwrapElsewhere | None = None,
 ) -> ProcessedMesh:
     """Repair, smooth and resample ``mesh`` into a watertight sculpture of about
     ``params.target_faces`` triangles; raises ``UnrepairableMesh`` or ``MeshProcessingFailed``.
 
     Colours: ``color_source`` wins; else a ``ColoredMesh``'s colours; else the trimesh's
     vertex colours or texture; else none (``export_glb`` then bakes the order colour).
+    ``unwrap_elsewhere``: the UV atlas is started there once the budget is met (for a
+    multicolor GLB; the same atlas, made while the check and the report run here).
     """
     params = params or MeshParams()
     timings: dict[str, float] = {}
@@ -219,10 +247,17 @@ def process_mesh(
             if not params.remesh_fallback:
                 raise
             final, budget, displacement, _ = _rebuilt(repaired, repair_log, params, exc.message)
+    atlas_job = None
+    if unwrap_elsewhere is not None:
+        # the triangles the check below passes unchanged, as the GLB will store them
+        sent = as_stored(final)
+        atlas_job = unwrap_elsewhere(sent)
     with timed(timings, "self_intersections"):
         final, budget, displacement, crossing = _without_self_intersections(
             final, budget, displacement, repaired, repair_log, params
         )
+    if atlas_job is not None and not _same_triangles(final, sent):
+        atlas_job = None  # a repair changed them: the atlas is made here, on these
     with timed(timings, "check"):
         # Measured once: the report reuses these instead of counting the edges again.
         edges = edge_counts(final.faces)
@@ -252,8 +287,17 @@ def process_mesh(
         seconds=round(timings["process_total"], 3),
     )
     return ProcessedMesh(
-        mesh=final, report=report, timings=timings, params=params, color_source=color_source
+        mesh=final,
+        report=report,
+        timings=timings,
+        params=params,
+        color_source=color_source,
+        _atlas_job=atlas_job,
     )
+
+
+def _same_triangles(a: trimesh.Trimesh, b: trimesh.Trimesh) -> bool:
+    return np.array_equal(a.faces, b.faces) and np.array_equal(a.vertices, b.vertices)
 
 
 def _without_self_intersections(

@@ -62,7 +62,9 @@ class MeshReport(BaseModel):
     repair_method: str = Field(description="none | direct | remesh")
     repair_actions: list[str]
     smooth_max_displacement_rel: float
-    face_budget: str = Field(description="kept | decimated | subdivided (...)")
+    face_budget: str = Field(
+        description="kept | decimated | subdivided (...) | remeshed (isotropic)"
+    )
     color_source: str = Field(
         description="callable | vertex | face | texture | material | none; a file of differently "
         "coloured parts: their kinds joined by '+' (texture+vertex)"

@@ -181,3 +181,34 @@ async def test_a_pool_worker_with_a_spare_core_uses_a_helper_in_its_process_grou
     for name in ARTIFACT_NAMES:
         assert output.artifacts[name] == in_process[name], name
     helpers[0].wait(timeout=10)  # raises psutil.TimeoutExpired if the helper outlived the pool
+
+
+@pytest.mark.slow
+def test_sculpt_mesh_makes_the_uv_atlas_in_a_helper_and_writes_the_same_glb(
+    tmp_path: Path,
+) -> None:
+    """``sculpt mesh`` (multicolor) starts a helper that makes the UV atlas while the
+    command checks the mesh and writes the report: the GLB is the in-process bytes, and the
+    command waited for the helper's atlas instead of making its own."""
+    import json
+    import subprocess
+    import sys
+
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=20.0)
+    sphere.visual.vertex_colors = (sphere.vertices[:, [0, 1, 2]] * 6 + 128).clip(0, 255)
+    source = tmp_path / "sphere.ply"
+    sphere.export(source)
+    summaries = {}
+    for helpers in ("on", "off"):
+        out = subprocess.run(
+            [sys.executable, "-m", "sculptsvc.cli", "mesh", str(source), "--json",
+             "-o", str(tmp_path / f"{helpers}.glb")],
+            env={**os.environ, "SCULPT_STAGE_HELPERS": helpers},
+            capture_output=True, text=True, check=True, timeout=120,
+        ).stdout  # fmt: skip
+        summaries[helpers] = json.loads(out)
+    assert (tmp_path / "on.glb").read_bytes() == (tmp_path / "off.glb").read_bytes()
+    assert "uv_wait" in summaries["on"]["timings_s"]
+    assert "uv_wait" not in summaries["off"]["timings_s"]

@@ -399,3 +399,49 @@ def test_folds_are_found_among_faces_of_very_different_sizes() -> None:
     expected = _brute_force_folds(tris, chart, 1e-4)
     assert any(i >= 300 for i in expected)  # the long faces do overlap small ones
     assert _folded_faces(tris, chart, 1e-4).tolist() == expected
+
+
+class _RecordingJob:
+    """An atlas 'made elsewhere' (here, at once): what a stage helper's Pending returns."""
+
+    def __init__(self, mesh: trimesh.Trimesh, params: MeshParams, log: list[str]) -> None:
+        self.atlas = uv_module.unwrap_arrays((np.asarray(mesh.vertices), mesh.faces, params))
+        self.log = log
+
+    def result(self) -> tuple[uv_module.UVAtlas, float]:
+        self.log.append("used")
+        return self.atlas, 0.25
+
+
+def test_an_atlas_made_elsewhere_is_the_one_made_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``process_mesh(unwrap_elsewhere=...)`` starts the atlas on the budgeted triangles as
+    the GLB stores them; when the check passes them unchanged, that atlas is used and the
+    GLB is the same bytes. When a repair changes them, the atlas is made again here."""
+    import sculptsvc.mesh.pipeline as pipeline
+
+    params = MeshParams(target_faces=2_000)
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
+    sphere.visual.vertex_colors = (sphere.vertices * 10 + 128).clip(0, 255).astype(np.uint8)
+    log: list[str] = []
+
+    def elsewhere(mesh: trimesh.Trimesh) -> _RecordingJob:
+        return _RecordingJob(mesh, params, log)
+
+    helped = process_mesh(sphere, params, unwrap_elsewhere=elsewhere)
+    glb = export_glb(helped)
+    assert log == ["used"] and helped.timings["uv"] == 0.25
+    assert glb == export_glb(process_mesh(sphere, params))
+
+    real = pipeline._without_self_intersections
+
+    def repaired(mesh, *args):  # type: ignore[no-untyped-def]
+        final, budget, displacement, crossing = real(mesh, *args)
+        moved = trimesh.Trimesh(final.vertices * 1.5, final.faces, process=False)
+        return moved, budget, displacement, crossing
+
+    monkeypatch.setattr(pipeline, "_without_self_intersections", repaired)
+    log.clear()
+    changed = process_mesh(sphere, params, unwrap_elsewhere=elsewhere)
+    atlas = changed.atlas()
+    assert log == []  # the atlas of the old triangles was not used
+    assert np.allclose(atlas.vertices.max(axis=0), changed.mesh.vertices.max(axis=0))
