@@ -23,6 +23,7 @@ MAX_CONFIRMED_FACES = 4000
 rebuild anyway): the flags are kept as they are instead of confirmed one by one."""
 
 _OVERLAP_BLOCK = 4_000_000  # face pairs whose bounding boxes are compared in one go
+_FILTER_CHUNK = 200_000  # overlapping pairs through the floating-point filters at once
 
 Point = tuple[int, int, int]
 
@@ -51,19 +52,24 @@ def confirmed_crossings(vertices: np.ndarray, faces: np.ndarray, flagged: np.nda
             overlap &= high[:, axis] >= low[rows, axis, None]
         overlap[np.arange(len(rows)), rows] = False
         row, other = np.nonzero(overlap)
-        # pairs that floating point already proves apart need no exact arithmetic
-        open_pair = ~_proven_apart(corners, faces, rows[row], other)
-        row, other = row[open_pair], other[open_pair]
-        undecided = np.zeros(len(rows), dtype=bool)
-        undecided[row] = True
-        confirmed[rows[~undecided]] = False
-        # a face with a pair that floating point proves crossing stays flagged as it is
-        apart = ~(faces[rows[row]][:, :, None] == faces[other][:, None, :]).any(axis=(1, 2))
+        # Pairs that floating point already proves apart need no exact arithmetic, and a
+        # face with a pair it proves crossing stays flagged as it is (in chunks: a fan's
+        # boxes overlap by the million).
+        open_pair = np.zeros(len(row), dtype=bool)
         crossing = np.zeros(len(row), dtype=bool)
-        crossing[apart] = _proven_crossing(corners[rows[row[apart]]], corners[other[apart]])
+        for lo in range(0, len(row), _FILTER_CHUNK):
+            part = slice(lo, lo + _FILTER_CHUNK)
+            f, g = rows[row[part]], other[part]
+            open_pair[part] = ~_proven_apart(corners, faces, f, g)
+            disjoint = ~(faces[f][:, :, None] == faces[g][:, None, :]).any(axis=(1, 2))
+            disjoint &= open_pair[part]
+            crossing[part][disjoint] = _proven_crossing(corners[f[disjoint]], corners[g[disjoint]])
+        undecided = np.zeros(len(rows), dtype=bool)
+        undecided[row[open_pair]] = True
+        confirmed[rows[~undecided]] = False
         settled = np.zeros(len(rows), dtype=bool)
         settled[row[crossing]] = True
-        keep = ~settled[row]
+        keep = open_pair & ~settled[row]
         row, other = row[keep], other[keep]
         if len(row) == 0:
             continue
@@ -142,8 +148,10 @@ def _proven_apart(
     of it. A pair sharing a vertex then meets only there; one sharing none meets nowhere."""
     same = faces[f][:, :, None] == faces[g][:, None, :]  # (k, corner of f, corner of g)
     shared = same.any(axis=2).sum(axis=1)
-    apart = shared == 2
-    test = np.flatnonzero(shared <= 1)
+    # a face naming a vertex twice has no plane: left to the exact test
+    plain = _distinct_corners(faces[f]) & _distinct_corners(faces[g])
+    apart = (shared == 2) & plain
+    test = np.flatnonzero((shared <= 1) & plain)
     if len(test) == 0:
         return apart
     tf, tg = corners[f[test]], corners[g[test]]
@@ -153,7 +161,34 @@ def _proven_apart(
         above = np.where(off, sides > 0, True).all(axis=1)
         below = np.where(off, sides < 0, True).all(axis=1)
         apart[test] |= above | below
+    # Sharing a vertex, a face of no area counts as meeting the other (``_cones_meet``):
+    # apart only when both are proven to have some.
+    one = test[shared[test] == 1]
+    apart[one] &= _proven_area(corners[f[one]]) & _proven_area(corners[g[one]])
     return apart
+
+
+def _distinct_corners(faces: np.ndarray) -> np.ndarray:
+    return (
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    )
+
+
+_ORIENT2D_BOUND = (3.0 + 16.0 * _EPSILON) * _EPSILON
+
+
+def _proven_area(tri: np.ndarray) -> np.ndarray:
+    """Per triangle ((k, 3, 3) corners), True where floating point proves its corners are
+    not collinear: some component of the edges' cross product (a 2-D orientation in a
+    coordinate plane) has a certain nonzero sign (Shewchuk's orient2d bound)."""
+    out = np.zeros(len(tri), dtype=bool)
+    for x, y in ((0, 1), (1, 2), (2, 0)):
+        ac = tri[:, 0, [x, y]] - tri[:, 2, [x, y]]
+        bc = tri[:, 1, [x, y]] - tri[:, 2, [x, y]]
+        left, right = ac[:, 0] * bc[:, 1], ac[:, 1] * bc[:, 0]
+        bound = _ORIENT2D_BOUND * (np.abs(left) + np.abs(right))
+        out |= (np.abs(left - right) > bound) & (np.abs(left) + np.abs(right) > _MIN_PERMANENT)
+    return out
 
 
 def _exact_points(vertices: np.ndarray) -> list[Point]:

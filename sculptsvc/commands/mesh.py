@@ -13,7 +13,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -62,14 +62,36 @@ def _start_uv_helper(settings: Settings) -> StageHelper | None:
     return StageHelper(spec, settings.log_level, settings.log_format)
 
 
+class _Sending:
+    """A helper request sent from a thread: the mesh (about 1 MB) is more than a socket
+    buffer holds, and a helper still loading its modules reads nothing yet; the stage goes
+    on meanwhile instead of waiting on the send."""
+
+    def __init__(self, helper: StageHelper, job: str, payload: object) -> None:
+        import threading
+
+        self._pending: list[Pending] = []
+        self._thread = threading.Thread(
+            target=lambda: self._pending.append(helper.submit(job, payload)),
+            name="helper-send",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def result(self) -> tuple[Any, float]:
+        self._thread.join()
+        return self._pending[0].result()
+
+
 def _unwrapper(helper: StageHelper | None, params: MeshParams) -> UnwrapElsewhere | None:
     if helper is None:
         return None
 
     import numpy as np
 
-    def unwrap_elsewhere(mesh: trimesh.Trimesh) -> Pending:
-        return helper.submit("uv", (np.asarray(mesh.vertices), np.asarray(mesh.faces), params))
+    def unwrap_elsewhere(mesh: trimesh.Trimesh) -> _Sending:
+        payload = (np.asarray(mesh.vertices), np.asarray(mesh.faces), params)
+        return _Sending(helper, "uv", payload)
 
     return unwrap_elsewhere
 
@@ -94,21 +116,21 @@ def register(app: typer.Typer) -> None:
         """Repair, smooth and resample a mesh; write a silicone GLB that validates."""
         import structlog  # here, not at the top: `sculpt --help` need not load it
 
+        from sculptsvc.logging import configure_logging
         from sculptsvc.settings import get_settings
 
         settings = get_settings()
+        if not structlog.is_configured():  # the service configures its own; keep stdout clean
+            configure_logging(settings.log_level, settings.log_format)
+            structlog.configure(logger_factory=_StderrLoggerFactory())
         # first: the helper loads its modules on the other core while this one loads its own
         helper = _start_uv_helper(settings) if mode is Mode.multicolor else None
 
         from sculptsvc.loading import modules_loaded
-        from sculptsvc.logging import configure_logging
         from sculptsvc.mesh import MeshParams, export_glb, load_mesh, process_mesh, render_preview
         from sculptsvc.mesh.colors import parse_hex
 
         modules_loaded()
-        if not structlog.is_configured():  # the service configures its own; keep stdout clean
-            configure_logging(settings.log_level, settings.log_format)
-            structlog.configure(logger_factory=_StderrLoggerFactory())
 
         try:
             if color is not None:

@@ -405,7 +405,9 @@ def _load_meshlab(path: Path) -> tuple[trimesh.Trimesh | None, int, str]:
 
 
 _Affine3mf = tuple[np.ndarray, np.ndarray]  # (3x3 rotation, shift) on row vectors
-_MAX_COMPONENT_DEPTH = 32  # components nest; a cycle (invalid, but seen) must not recurse on
+_MAX_PLACEMENTS_3MF = 2_000
+"""Mesh placements one 3MF may expand to: components may reference one object many times,
+and nested, two references per level double them (a small file could ask for 2^32)."""
 
 
 def _affine_3mf(transform: Any) -> _Affine3mf:
@@ -417,18 +419,21 @@ def _affine_3mf(transform: Any) -> _Affine3mf:
 
 
 def _mesh_objects_3mf(
-    model: Any, resource: Any, placement: _Affine3mf, depth: int = 0
+    model: Any, resource: Any, placement: _Affine3mf, path: frozenset[int] = frozenset()
 ) -> list[tuple[Any, _Affine3mf]]:
     """The mesh objects under a build item's object, each with its transform to the build
     space: a components object (an assembly, as slicers write their projects) places other
-    objects, each by its own transform, inside its own space, and may nest."""
+    objects, each by its own transform, inside its own space, and may nest. A component
+    that refers back to an object on its own path (a cycle: invalid) is skipped; more than
+    ``_MAX_PLACEMENTS_3MF`` placements raise ``ValueError``."""
     if resource.IsMeshObject():
         return [(model.GetMeshObjectByID(resource.GetResourceID()), placement)]
-    if not resource.IsComponentsObject() or depth >= _MAX_COMPONENT_DEPTH:
+    resource_id = resource.GetResourceID()
+    if not resource.IsComponentsObject() or resource_id in path:
         return []
     rot, shift = placement
-    found = []
-    group = model.GetComponentsObjectByID(resource.GetResourceID())
+    found: list[tuple[Any, _Affine3mf]] = []
+    group = model.GetComponentsObjectByID(resource_id)
     for index in range(group.GetComponentCount()):
         component = group.GetComponent(index)
         inner_rot, inner_shift = (
@@ -438,7 +443,10 @@ def _mesh_objects_3mf(
         )
         # the component's transform first, then the one placing its parent
         composed = (inner_rot @ rot, inner_shift @ rot + shift)
-        found += _mesh_objects_3mf(model, component.GetObjectResource(), composed, depth + 1)
+        inner = component.GetObjectResource()
+        found += _mesh_objects_3mf(model, inner, composed, path | {resource_id})
+        if len(found) > _MAX_PLACEMENTS_3MF:
+            raise ValueError(f"its components place more than {_MAX_PLACEMENTS_3MF} meshes")
     return found
 
 
@@ -485,8 +493,8 @@ def _without_degenerate_triangles_3mf(data: bytes) -> tuple[bytes, int]:
                 if info.filename.lower().endswith(".model"):
                     content = _TRIANGLE_3MF.sub(keep, content)
                 target.writestr(info, content)
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return data, 0
+    except Exception:  # a damaged package (zlib.error, NotImplementedError, ...)
+        return data, 0  # the first refusal stands
     return (out.getvalue(), dropped) if dropped else (data, 0)
 
 
@@ -513,24 +521,32 @@ def _load_3mf(path: Path, kind: str) -> trimesh.Trimesh:
                 f"cannot read {path.name} as {kind}: {again}", path=str(path), format=kind
             ) from again
         log.info("3mf_degenerate_triangles_dropped", file=path.name, triangles=dropped)
-    parts = []
+    placed: list[tuple[Any, _Affine3mf]] = []
     items = model.GetBuildItems()
-    while items.MoveNext():
-        item = items.GetCurrent()
-        placed = _mesh_objects_3mf(
-            model, item.GetObjectResource(), _affine_3mf(item.GetObjectTransform())
-        )
-        for obj, (rot, shift) in placed:
+    try:
+        while items.MoveNext():
+            item = items.GetCurrent()
+            placement = _affine_3mf(item.GetObjectTransform())
+            placed += _mesh_objects_3mf(model, item.GetObjectResource(), placement)
+            if len(placed) > _MAX_PLACEMENTS_3MF:
+                raise ValueError(f"its build places more than {_MAX_PLACEMENTS_3MF} meshes")
+    except ValueError as exc:
+        raise UnreadableMesh(
+            f"cannot read {path.name} as {kind}: {exc}", path=str(path), format=kind
+        ) from exc
+    parts = []
+    read: dict[int, tuple[np.ndarray, np.ndarray, Any]] = {}  # each mesh object read once
+    for obj, (rot, shift) in placed:
+        key = obj.GetResourceID()
+        if key not in read:
             vertices = np.array([p.Coordinates[0:3] for p in obj.GetVertices()], dtype=np.float64)
             faces = np.array([t.Indices[0:3] for t in obj.GetTriangleIndices()], dtype=np.int64)
-            if len(faces) == 0:
-                continue
-            parts.append(
-                (
-                    trimesh.Trimesh(vertices @ rot + shift, faces, process=False),
-                    _surface_3mf(wrapper, model, obj, len(faces)),
-                )
-            )
+            surface = _surface_3mf(wrapper, model, obj, len(faces)) if len(faces) else None
+            read[key] = (vertices, faces, surface)
+        vertices, faces, surface = read[key]
+        if len(faces) == 0:
+            continue
+        parts.append((trimesh.Trimesh(vertices @ rot + shift, faces, process=False), surface))
     if not parts:
         raise UnreadableMesh(
             f"cannot read {path.name} as {kind}: no build item holds triangles",

@@ -123,11 +123,13 @@ def remesh_isotropic(mesh: trimesh.Trimesh, params: MeshParams) -> trimesh.Trime
     # length, so the count does not follow it exactly): the last few triangles by
     # bisection of the longest edges, or by decimation, both on round triangles.
     if len(result.faces) < target:
-        result = refine_to(result, target, params)
+        result = refine_to(result, target, params)  # splits edges: the surface stays
     else:
         try:
             result = decimate(result, target, params)
         except MeshProcessingFailed:
+            return None
+        if not _within_surface(result, mesh, params):
             return None
     return result if _fits(result, target, params) else None
 

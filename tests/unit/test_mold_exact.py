@@ -122,6 +122,15 @@ def test_the_floating_point_filters_decide_as_exact_arithmetic_does() -> None:
     assert flagged.sum() > 0
     assert np.array_equal(confirmed_crossings(v, f, flagged), _all_exact(v, f, flagged))
 
+    # Sharing a vertex, a face of no area counts as meeting (collinear corners, or two
+    # corners at one place): the plane test alone would call the pair apart.
+    v = np.array([(0, 0, 0), (1, 0, 1), (2, 0, 2), (1, 0, 0), (0, 1, 0), (1, 0, 1)], float)
+    for faces in ([[0, 1, 2], [0, 3, 4]], [[0, 1, 5], [0, 3, 4]]):
+        f = np.array(faces)
+        both = np.ones(2, dtype=bool)
+        assert np.array_equal(confirmed_crossings(v, f, both), _all_exact(v, f, both))
+        assert confirmed_crossings(v, f, both).all()
+
 
 def test_a_certified_orientation_never_contradicts_the_exact_one() -> None:
     """Random points on, near (one float step) and off random planes: every sign the
