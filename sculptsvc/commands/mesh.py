@@ -13,7 +13,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from sculptsvc.mesh import MeshParams
     from sculptsvc.mesh.pipeline import UnwrapElsewhere
     from sculptsvc.settings import Settings
-    from sculptsvc.workers.helper import Pending, StageHelper
+    from sculptsvc.workers.helper import Sending, StageHelper
 
 
 class _StderrLogger:
@@ -62,36 +62,15 @@ def _start_uv_helper(settings: Settings) -> StageHelper | None:
     return StageHelper(spec, settings.log_level, settings.log_format)
 
 
-class _Sending:
-    """A helper request sent from a thread: the mesh (about 1 MB) is more than a socket
-    buffer holds, and a helper still loading its modules reads nothing yet; the stage goes
-    on meanwhile instead of waiting on the send."""
-
-    def __init__(self, helper: StageHelper, job: str, payload: object) -> None:
-        import threading
-
-        self._pending: list[Pending] = []
-        self._thread = threading.Thread(
-            target=lambda: self._pending.append(helper.submit(job, payload)),
-            name="helper-send",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def result(self) -> tuple[Any, float]:
-        self._thread.join()
-        return self._pending[0].result()
-
-
 def _unwrapper(helper: StageHelper | None, params: MeshParams) -> UnwrapElsewhere | None:
     if helper is None:
         return None
 
     import numpy as np
 
-    def unwrap_elsewhere(mesh: trimesh.Trimesh) -> _Sending:
+    def unwrap_elsewhere(mesh: trimesh.Trimesh) -> Sending:
         payload = (np.asarray(mesh.vertices), np.asarray(mesh.faces), params)
-        return _Sending(helper, "uv", payload)
+        return helper.submit_in_background("uv", payload)
 
     return unwrap_elsewhere
 

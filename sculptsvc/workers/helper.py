@@ -110,6 +110,24 @@ class Pending:
         return value, time.perf_counter() - started
 
 
+class Sending:
+    """A request being sent from a thread (:meth:`StageHelper.submit_in_background`)."""
+
+    def __init__(self, helper: StageHelper, job: str, payload: Any) -> None:
+        self._pending: list[Pending] = []
+        self._thread = threading.Thread(
+            target=lambda: self._pending.append(helper.submit(job, payload)),
+            name=f"helper-send-{job}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def result(self) -> tuple[Any, float]:
+        """As :meth:`Pending.result`, once the request has been sent."""
+        self._thread.join()
+        return self._pending[0].result()
+
+
 class StageHelper:
     """One helper process and this process's end of its socket; requests run one at a time."""
 
@@ -154,13 +172,22 @@ class StageHelper:
         sent = False
         if self._conn is not None:
             context = structlog.contextvars.get_contextvars()
+            # awaited before it is sent: a reply read meanwhile on another thread is kept
+            self._waiting.add(request_id)
             try:
                 self._conn.send((request_id, job, payload, context))
                 sent = True
-                self._waiting.add(request_id)
             except OSError as exc:
+                self._waiting.discard(request_id)
                 self._lost(exc)
         return Pending(self, request_id, job, payload, sent)
+
+    def submit_in_background(self, job: str, payload: Any) -> Sending:
+        """:meth:`submit` from a thread: a payload larger than a socket buffer (a mesh of
+        about 1 MB) waits in ``send`` until the helper reads it, and a helper still loading
+        its modules reads nothing yet; the caller goes on meanwhile. Only for a caller that
+        makes no other request until this one's result (requests are sent one at a time)."""
+        return Sending(self, job, payload)
 
     def receive(self, request_id: int) -> tuple[str, Any, float] | None:
         """The reply to ``request_id``, or None when the helper is gone. Jobs run on their own

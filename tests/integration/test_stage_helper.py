@@ -76,6 +76,21 @@ def test_large_messages_both_ways_at_once_do_not_deadlock(test_helper: StageHelp
     assert _within(60, exchange) == (16 << 20, 16 << 20)
 
 
+def test_a_request_sent_in_the_background_does_not_hold_up_the_caller(
+    test_helper: StageHelper,
+) -> None:
+    """While the helper is busy (here: sending a 16 MiB reply nobody reads yet; at start:
+    loading its modules) a large request waits in ``send``; from a thread, the caller
+    returns at once and gets the same reply later."""
+    blob = test_helper.submit("run", {"op": "blob", "size": 16 << 20})
+    time.sleep(0.5)
+    started = time.perf_counter()
+    sending = test_helper.submit_in_background("run", {"op": "size_of", "data": b"x" * (16 << 20)})
+    assert time.perf_counter() - started < 0.2
+    assert len(_within(60, blob.result)[0]["glb"]) == 16 << 20
+    assert _within(60, sending.result)[0] == 16 << 20
+
+
 def test_an_unread_reply_does_not_answer_the_next_request(test_helper: StageHelper) -> None:
     test_helper.submit("run", {"op": "echo", "value": "abandoned"})  # never read
     value, _ = test_helper.submit("run", {"op": "echo", "value": "wanted"}).result()
