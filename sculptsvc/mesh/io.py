@@ -418,21 +418,27 @@ def _affine_3mf(transform: Any) -> _Affine3mf:
     return rot, shift
 
 
-def _mesh_objects_3mf(
-    model: Any, resource: Any, placement: _Affine3mf, path: frozenset[int] = frozenset()
-) -> list[tuple[Any, _Affine3mf]]:
-    """The mesh objects under a build item's object, each with its transform to the build
-    space: a components object (an assembly, as slicers write their projects) places other
-    objects, each by its own transform, inside its own space, and may nest. A component
-    that refers back to an object on its own path (a cycle: invalid) is skipped; more than
-    ``_MAX_PLACEMENTS_3MF`` placements raise ``ValueError``."""
+def _place_3mf(
+    model: Any,
+    resource: Any,
+    placement: _Affine3mf,
+    placed: list[tuple[Any, _Affine3mf]],
+    path: frozenset[int] = frozenset(),
+) -> None:
+    """Append the mesh objects under a build item's object to ``placed``, each with its
+    transform to the build space: a components object (an assembly, as slicers write their
+    projects) places other objects, each by its own transform, inside its own space, and
+    may nest. A component that refers back to an object on its own path (a cycle: invalid)
+    is skipped; more than ``_MAX_PLACEMENTS_3MF`` placements raise ``ValueError``."""
     if resource.IsMeshObject():
-        return [(model.GetMeshObjectByID(resource.GetResourceID()), placement)]
+        placed.append((model.GetMeshObjectByID(resource.GetResourceID()), placement))
+        if len(placed) > _MAX_PLACEMENTS_3MF:
+            raise ValueError(f"it places more than {_MAX_PLACEMENTS_3MF} meshes")
+        return
     resource_id = resource.GetResourceID()
     if not resource.IsComponentsObject() or resource_id in path:
-        return []
+        return
     rot, shift = placement
-    found: list[tuple[Any, _Affine3mf]] = []
     group = model.GetComponentsObjectByID(resource_id)
     for index in range(group.GetComponentCount()):
         component = group.GetComponent(index)
@@ -443,11 +449,7 @@ def _mesh_objects_3mf(
         )
         # the component's transform first, then the one placing its parent
         composed = (inner_rot @ rot, inner_shift @ rot + shift)
-        inner = component.GetObjectResource()
-        found += _mesh_objects_3mf(model, inner, composed, path | {resource_id})
-        if len(found) > _MAX_PLACEMENTS_3MF:
-            raise ValueError(f"its components place more than {_MAX_PLACEMENTS_3MF} meshes")
-    return found
+        _place_3mf(model, component.GetObjectResource(), composed, placed, path | {resource_id})
 
 
 def _read_3mf(wrapper: Any, data: bytes) -> Any:
@@ -498,39 +500,37 @@ def _without_degenerate_triangles_3mf(data: bytes) -> tuple[bytes, int]:
     return (out.getvalue(), dropped) if dropped else (data, 0)
 
 
+def _read_3mf_tolerant(wrapper: Any, path: Path) -> Any:
+    """The package read by lib3mf; if that fails and some triangles name a vertex twice,
+    read again without them. lib3mf refuses a whole package for one such triangle (Cura's
+    own cr-x.3mf has 18 among 19,670); readers that slicers use drop those, as repair
+    would. Raises the first failure when there are none, else the second."""
+    data = path.read_bytes()
+    try:
+        return _read_3mf(wrapper, data)
+    except Exception:
+        cleaned, dropped = _without_degenerate_triangles_3mf(data)
+        if not dropped:
+            raise
+    model = _read_3mf(wrapper, cleaned)
+    log.info("3mf_degenerate_triangles_dropped", file=path.name, triangles=dropped)
+    return model
+
+
 def _load_3mf(path: Path, kind: str) -> trimesh.Trimesh:
     """Every build item of a 3MF (lib3mf, strict off), transforms applied, one mesh."""
     import lib3mf
 
     wrapper = lib3mf.get_wrapper()
-    data = path.read_bytes()
-    try:
-        model = _read_3mf(wrapper, data)
-    except Exception as exc:  # lib3mf.ELib3MFException for any non-conforming package
-        # lib3mf refuses a whole package for one triangle naming a vertex twice (Cura's own
-        # cr-x.3mf has 18 among 19,670); readers that slicers use drop those, as repair would
-        cleaned, dropped = _without_degenerate_triangles_3mf(data)
-        if not dropped:
-            raise UnreadableMesh(
-                f"cannot read {path.name} as {kind}: {exc}", path=str(path), format=kind
-            ) from exc
-        try:
-            model = _read_3mf(wrapper, cleaned)
-        except Exception as again:
-            raise UnreadableMesh(
-                f"cannot read {path.name} as {kind}: {again}", path=str(path), format=kind
-            ) from again
-        log.info("3mf_degenerate_triangles_dropped", file=path.name, triangles=dropped)
     placed: list[tuple[Any, _Affine3mf]] = []
-    items = model.GetBuildItems()
     try:
+        model = _read_3mf_tolerant(wrapper, path)
+        items = model.GetBuildItems()
         while items.MoveNext():
             item = items.GetCurrent()
             placement = _affine_3mf(item.GetObjectTransform())
-            placed += _mesh_objects_3mf(model, item.GetObjectResource(), placement)
-            if len(placed) > _MAX_PLACEMENTS_3MF:
-                raise ValueError(f"its build places more than {_MAX_PLACEMENTS_3MF} meshes")
-    except ValueError as exc:
+            _place_3mf(model, item.GetObjectResource(), placement, placed)
+    except Exception as exc:  # lib3mf.ELib3MFException for any non-conforming package
         raise UnreadableMesh(
             f"cannot read {path.name} as {kind}: {exc}", path=str(path), format=kind
         ) from exc
