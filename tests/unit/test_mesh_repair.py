@@ -156,7 +156,7 @@ def test_a_shell_meshlab_refuses_goes_to_the_voxel_rebuild(
 
     import sculptsvc.mesh.repair as repair_module
 
-    def refuse(shell: trimesh.Trimesh, params: MeshParams) -> None:
+    def refuse(shell: trimesh.Trimesh, params: MeshParams, census: object = None) -> None:
         raise pymeshlab.PyMeshLabException("Mesh has some not 2-manifold edges")
 
     mesh = sphere(10.0, sub=4)
@@ -323,3 +323,40 @@ def test_edge_counts_match_counting_each_edge_by_hand() -> None:
             sum(c - 1 for c in directed.values()),
         )
         assert edge_counts(faces) == expected
+
+
+def test_edge_census_reads_counts_holes_and_adjacency_off_one_sort() -> None:
+    """The census repair takes once gives what each question asked alone gives: the edge
+    counts, the holes counted by hand (loops of single-use edges, walked as a graph), and
+    trimesh's own face adjacency as a set of pairs (non-manifold edges join no faces)."""
+    import networkx as nx
+
+    from sculptsvc.mesh.repair import edge_census
+
+    rng = np.random.default_rng(5)
+    sphere_faces = trimesh.creation.icosphere(subdivisions=2).faces
+    two = np.vstack([sphere_faces, sphere_faces + sphere_faces.max() + 1])
+    cases = [
+        sphere_faces,
+        sphere_faces[[i for i in range(len(sphere_faces)) if i % 37]],  # separate holes
+        two[[i for i in range(len(two)) if i not in (3, 4, 200)]],  # holes on two shells
+        np.vstack([sphere_faces, sphere_faces[:7]]),  # non-manifold edges
+        rng.integers(0, 60, size=(400, 3)),
+    ]
+    for faces in cases:
+        census = edge_census(faces)
+        assert census.counts == edge_counts(faces)
+        assert census.closed == is_closed_manifold(faces)
+        single = trimesh.grouping.group_rows(
+            np.sort(trimesh.geometry.faces_to_edges(faces), axis=1), require_count=1
+        )
+        graph = nx.Graph(
+            [tuple(e) for e in np.sort(trimesh.geometry.faces_to_edges(faces), axis=1)[single]]
+        )
+        assert census.boundary_loops() == nx.number_connected_components(graph)
+        mesh = trimesh.Trimesh(np.zeros((int(faces.max()) + 1, 3)), faces, process=False)
+        theirs = {tuple(sorted(p)) for p in mesh.face_adjacency.tolist()}
+        ours = {tuple(sorted(p)) for p in census.face_adjacency().tolist()}
+        assert ours == theirs and len(census.face_adjacency()) == len(mesh.face_adjacency)
+    assert edge_census(sphere_faces[5:]).boundary_loops() == 1
+    assert edge_census(np.zeros((0, 3), dtype=np.int64)).closed is False
