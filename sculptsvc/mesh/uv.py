@@ -119,9 +119,13 @@ def rasterize(uv: np.ndarray, faces: np.ndarray, size: int, eps: float = 1e-9) -
     b1 = (dx * e2[face, 1] - dy * e2[face, 0]) * inv[face]
     b2 = (dy * e1[face, 0] - dx * e1[face, 1]) * inv[face]
     b0 = 1.0 - b1 - b2
-    inside = (b0 >= -eps) & (b1 >= -eps) & (b2 >= -eps)
-    bary = np.stack([b0[inside], b1[inside], b2[inside]], axis=1)
-    return Raster(face=face[inside], bary=bary, row=row[inside], col=col[inside])
+    # the texels inside, found once and gathered from each array (a boolean index per
+    # array scans the mask again each time: 7 scans of about a million candidates)
+    inside = np.flatnonzero((b0 >= -eps) & (b1 >= -eps) & (b2 >= -eps))
+    bary = np.empty((len(inside), 3))
+    for k, b in enumerate((b0, b1, b2)):
+        bary[:, k] = b.take(inside)
+    return Raster(face=face.take(inside), bary=bary, row=row.take(inside), col=col.take(inside))
 
 
 def _runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -502,9 +506,13 @@ def unwrap_arrays(request: tuple[np.ndarray, np.ndarray, MeshParams]) -> UVAtlas
 
 
 def warm_up_unwrap() -> None:
-    """A stage helper's start: one small atlas while the command loads its modules (the
-    first xatlas call and the first pass through this module's numpy code pay set-up)."""
-    unwrap(trimesh.creation.icosphere(subdivisions=2), MeshParams(texture_size=64))
+    """A stage helper's start: one atlas of a small sphere while the command loads its
+    modules. The first xatlas call and the first pass through this module's numpy code pay
+    set-up, and so does the first raster at full texture size: it covers as many texels
+    whatever the mesh (the atlas is filled by area), and its arrays, once freed, raise
+    glibc's mmap threshold, so the request's arrays of the same size come from memory
+    already mapped (measured: the bunny's atlas 0.02-0.03 s sooner than after a 64 px one)."""
+    unwrap(trimesh.creation.icosphere(subdivisions=2), MeshParams())
 
 
 def bake_texture(atlas: UVAtlas, color_source: ColorSource, size: int) -> np.ndarray:
