@@ -56,6 +56,20 @@ class MeshParams(BaseModel):
         ge=1,
         description="Disjoint solids allowed after union; more means the order is rejected.",
     )
+    fuse_gap_mm: float = Field(
+        0.5,
+        ge=0,
+        le=5,
+        description="Solids that stay apart after the union but are all joined through gaps "
+        "narrower than this (mm, at the size the mold casts) are one piece: the voxel rebuild "
+        "fuses them. A one-pour mold fills no cavity its sprue does not reach, and mold "
+        "material that thin between two parts tears. 0: never fused.",
+    )
+    fuse_max_parts: int = Field(
+        32,
+        ge=2,
+        description="At most this many solids are measured for fusing (every pair's gap).",
+    )
     remesh_fallback: bool = Field(
         True, description="Rebuild the surface from a voxel field when direct repair fails."
     )

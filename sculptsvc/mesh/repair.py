@@ -9,6 +9,9 @@ Order of work (each step logged in :class:`RepairLog`):
 5. unite the closed shells with manifold3d (lid, spout and body become one solid);
 6. if a shell stays open or the union is not a manifold, rebuild the surface from a voxel
    field (:mod:`sculptsvc.mesh.remesh`): the user prefers a repaired sculpture to a rejection;
+   so too when the union leaves solids that all nearly touch (joined through gaps under
+   ``fuse_gap_mm`` at the cast size: a figure on a base modelled apart, a wing on a body),
+   whose thickened surfaces the rebuild fuses into one;
 7. more than ``max_parts`` solids left, or no enclosed volume: ``UnrepairableMesh``.
 """
 
@@ -21,7 +24,7 @@ import numpy as np
 import pymeshlab
 import trimesh
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from mold.geometry import indices_out_of_range, without_non_finite
 from sculptsvc.errors import UnrepairableMesh
@@ -374,8 +377,19 @@ def _drop_debris(shells: list[_Shell], params: MeshParams, log_: RepairLog) -> l
     return kept
 
 
+class _NearlyTouching(UnrepairableMesh):
+    """Raised by :func:`keep_parts` (asked to measure gaps) for solids that all nearly touch:
+    :func:`repair` fuses them by the voxel rebuild. Any other caller still gets the typed
+    refusal of too many parts, with the same message."""
+
+    def __init__(self, message: str, widest_gap_mm: float, **detail: object) -> None:
+        super().__init__(message, **detail)
+        self.widest_gap_mm = widest_gap_mm
+
+
 def _unite(shells: list[_Shell], params: MeshParams, log_: RepairLog) -> trimesh.Trimesh | None:
-    """Union of closed shells with manifold3d; None when manifold3d refuses one of them."""
+    """Union of closed shells with manifold3d; None when manifold3d refuses one of them.
+    Raises :class:`_NearlyTouching` for solids that stay apart but nearly touch."""
     if len(shells) == 1:
         return shells[0].mesh  # closed and oriented (checked); nothing to unite
     solids = []
@@ -389,10 +403,15 @@ def _unite(shells: list[_Shell], params: MeshParams, log_: RepairLog) -> trimesh
         return None
     if len(solids) > 1:
         log_.add(f"united {len(solids)} shells")
-    return keep_parts(united, params, log_)
+    return keep_parts(united, params, log_, measure_gaps=True)
 
 
-def keep_parts(solid: m3.Manifold, params: MeshParams, log_: RepairLog) -> trimesh.Trimesh:
+def keep_parts(
+    solid: m3.Manifold, params: MeshParams, log_: RepairLog, *, measure_gaps: bool = False
+) -> trimesh.Trimesh:
+    """The solid without debris parts; more than ``max_parts`` parts are refused, as
+    :class:`_NearlyTouching` when ``measure_gaps`` finds them all joined through gaps under
+    ``fuse_gap_mm``."""
     parts = sorted(solid.decompose(), key=lambda p: -p.volume())
     largest = parts[0].volume()
     kept = [p for p in parts if p.volume() > params.debris_volume_ratio * largest]
@@ -400,13 +419,52 @@ def keep_parts(solid: m3.Manifold, params: MeshParams, log_: RepairLog) -> trime
         log_.add(f"dropped {len(parts) - len(kept)} small disjoint part(s)")
     if len(kept) > params.max_parts:
         ratios = ", ".join(f"{p.volume() / largest:.2f}" for p in kept[:5])
-        raise UnrepairableMesh(
+        message = (
             f"mesh is {len(kept)} disjoint solids (volumes relative to the largest: {ratios}); "
-            f"a sculpture must be at most {params.max_parts} piece(s)",
-            parts=len(kept),
+            f"a sculpture must be at most {params.max_parts} piece(s)"
         )
+        widest = _widest_joining_gap_mm(kept, solid, params) if measure_gaps else None
+        if widest is not None:
+            raise _NearlyTouching(message, widest, parts=len(kept))
+        if measure_gaps and params.fuse_gap_mm > 0 and len(kept) <= params.fuse_max_parts:
+            message += f", and they are not all within {params.fuse_gap_mm:g} mm of each other"
+        raise UnrepairableMesh(message, parts=len(kept))
     result = kept[0] if len(kept) == 1 else m3.Manifold.batch_boolean(kept, m3.OpType.Add)
     return from_manifold(result)
+
+
+def _widest_joining_gap_mm(
+    parts: list[m3.Manifold], whole: m3.Manifold, params: MeshParams
+) -> float | None:
+    """The widest gap (mm at the cast size) needed to join every part to the others through
+    gaps under ``fuse_gap_mm`` (the bottleneck of their minimum spanning tree), or None when
+    some part is farther from all the rest, or there are too many parts to measure.
+
+    manifold3d's ``min_gap`` measures each pair, searching no farther than the limit."""
+    if params.fuse_gap_mm <= 0 or len(parts) > params.fuse_max_parts:
+        return None
+    box = np.asarray(whole.bounding_box(), dtype=np.float64)
+    longest = float((box[3:] - box[:3]).max())
+    # mm per model unit: the mold scales the longest side to its size (None: already mm)
+    scale = 1.0 if params.mold_size_mm is None else params.mold_size_mm / max(longest, 1e-300)
+    limit = params.fuse_gap_mm / scale
+    count = len(parts)
+    pairs: list[tuple[int, int, float]] = []
+    for i in range(count):
+        for j in range(i + 1, count):
+            gap = float(parts[i].min_gap(parts[j], limit))
+            if gap < limit:
+                pairs.append((i, j, gap))
+    if len(pairs) < count - 1:
+        return None
+    rows, cols, widths = (np.array(column) for column in zip(*pairs, strict=True))
+    # every weight shifted by the limit: scipy reads a weight of (nearly) zero as no edge,
+    # and a spanning tree has count - 1 edges whatever it is, so the same tree is minimal
+    graph = coo_matrix((widths + limit, (rows, cols)), shape=(count, count))
+    tree = minimum_spanning_tree(graph)
+    if tree.nnz < count - 1:
+        return None
+    return (float(tree.data.max()) - limit) * scale
 
 
 def coarsen(
@@ -500,9 +558,15 @@ def repair(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, 
 
     result: trimesh.Trimesh | None = None
     proven: _Shell | None = None
+    fusing: _NearlyTouching | None = None
     if all(s.closed for s in shells):
         log_.method = "direct"
-        result = _unite(shells, params, log_)
+        try:
+            result = _unite(shells, params, log_)
+        except _NearlyTouching as exc:
+            if not params.remesh_fallback:
+                raise UnrepairableMesh(exc.message, **exc.detail) from exc
+            fusing = exc
         proven = shells[0] if len(shells) == 1 else None
     if result is None:
         open_count = sum(not s.closed for s in shells)
@@ -512,10 +576,13 @@ def repair(mesh: trimesh.Trimesh, params: MeshParams) -> tuple[trimesh.Trimesh, 
                 open_shells=open_count,
             )
         log_.method = "remesh"
-        log_.add(
-            f"rebuilt the surface from a {params.remesh_resolution}-voxel field "
-            f"({open_count} shell(s) stayed open or did not form a manifold)"
+        why = (
+            f"to fuse {fusing.detail['parts']} solids joined through gaps of at most "
+            f"{fusing.widest_gap_mm:.2g} mm at the cast size"
+            if fusing is not None
+            else f"{open_count} shell(s) stayed open or did not form a manifold"
         )
+        log_.add(f"rebuilt the surface from a {params.remesh_resolution}-voxel field ({why})")
         soup = trimesh.util.concatenate([s.mesh for s in shells])
         remeshed = voxel_remesh(soup, params.remesh_resolution, params.remesh_closing_voxels)
         solid = to_manifold(remeshed)

@@ -106,10 +106,34 @@ def test_debris_is_dropped_and_overlapping_shells_united() -> None:
 
 def test_two_comparable_disjoint_solids_are_rejected_with_a_reason() -> None:
     mesh = trimesh.util.concatenate([sphere(10.0), sphere(8.0, center=(40.0, 0, 0))])
-    with pytest.raises(UnrepairableMesh, match="2 disjoint solids"):
+    with pytest.raises(UnrepairableMesh, match="2 disjoint solids") as refused:
         repair(mesh, PARAMS)
+    assert "not all within 0.5 mm of each other" in refused.value.message
     out, _ = repair(mesh, MeshParams(max_parts=2))
     assert len(out.split(only_watertight=False)) == 2
+
+
+def test_solids_that_nearly_touch_are_fused_into_one_piece() -> None:
+    """A chain of three balls, each 0.1 units (0.17 mm at the 80 mm cast) from the
+    next and the outer two far apart, is one piece through the voxel rebuild: the gap that
+    joins them all is the widest edge of their spanning tree, not the widest pair."""
+    a, b, c = sphere(10.0), sphere(8.0, center=(18.1, 0, 0)), sphere(6.0, center=(32.2, 0, 0))
+    out, log = repair(trimesh.util.concatenate([a, b, c]), PARAMS)
+    assert log.method == "remesh" and is_closed_manifold(out.faces)
+    assert len(out.split(only_watertight=False)) == 1
+    fused = next(action for action in log.actions if "to fuse 3 solids" in action)
+    widest = float(fused.split("at most ")[1].split(" mm")[0])
+    # 0.1 units x 80 / 48.2 (the longest side), a little more between the balls' facets
+    assert 0.166 <= widest <= 0.3
+    assert out.volume == pytest.approx(a.volume + b.volume + c.volume, rel=0.05)
+    # the same balls 1 unit apart (1.6 mm at the cast size): separate pieces, refused
+    far = [a, sphere(8.0, center=(19.0, 0, 0)), sphere(6.0, center=(34.0, 0, 0))]
+    with pytest.raises(UnrepairableMesh, match="3 disjoint solids"):
+        repair(trimesh.util.concatenate(far), PARAMS)
+    with pytest.raises(UnrepairableMesh, match="3 disjoint solids"):
+        repair(trimesh.util.concatenate([a, b, c]), MeshParams(fuse_gap_mm=0.0))
+    with pytest.raises(UnrepairableMesh, match="3 disjoint solids"):
+        repair(trimesh.util.concatenate([a, b, c]), MeshParams(remesh_fallback=False))
 
 
 @pytest.mark.parametrize(
