@@ -76,12 +76,20 @@ STAGE_HELPER = HelperSpec(
 )
 
 
-def start_helper(settings: Settings) -> StageHelper:
-    """Start the helper (first thing: it imports and warms up the mold and the preview
-    while this process loads the rest; ``sculptsvc.workers.helper``)."""
+MESH_HELPER = HelperSpec(
+    "mesh",
+    jobs={"uv": HelperJob("sculptsvc.mesh.uv:unwrap_arrays", "sculptsvc.mesh.uv:warm_up_unwrap")},
+)
+"""``sculpt mesh``'s helper: the UV atlas of a multicolor GLB, made on the other core while
+the command checks the mesh and writes the report."""
+
+
+def start_helper(settings: Settings, spec: HelperSpec = STAGE_HELPER) -> StageHelper:
+    """Start the helper (first thing: it imports and warms up its stages while this process
+    loads the rest; ``sculptsvc.workers.helper``)."""
     from sculptsvc.workers.helper import StageHelper
 
-    return StageHelper(STAGE_HELPER, settings.log_level, settings.log_format)
+    return StageHelper(spec, settings.log_level, settings.log_format)
 
 
 def wants_helper(settings: Settings, workers: int) -> bool:

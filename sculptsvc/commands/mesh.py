@@ -45,21 +45,12 @@ class _StderrLoggerFactory:
         return _StderrLogger()
 
 
-UV_JOB = ("sculptsvc.mesh.uv:unwrap_arrays", "sculptsvc.mesh.uv:warm_up_unwrap")
-"""``sculpt mesh``'s stage helper job (run, prepare): the UV atlas of a multicolor GLB, made
-on the other core while this process checks the mesh and writes the report
-(``workers/helper``)."""
-
-
 def _start_uv_helper(settings: Settings) -> StageHelper | None:
-    """The helper, where a core is spare for it (``Settings.stage_helpers``, as a worker's)."""
-    from sculptsvc.jobs import wants_helper
-    from sculptsvc.workers.helper import HelperJob, HelperSpec, StageHelper
+    """The UV helper (``jobs.MESH_HELPER``), where a core is spare for it
+    (``Settings.stage_helpers``, as a worker's)."""
+    from sculptsvc.jobs import MESH_HELPER, start_helper, wants_helper
 
-    if not wants_helper(settings, 1):
-        return None
-    spec = HelperSpec("mesh", jobs={"uv": HelperJob(*UV_JOB)})
-    return StageHelper(spec, settings.log_level, settings.log_format)
+    return start_helper(settings, MESH_HELPER) if wants_helper(settings, 1) else None
 
 
 def _unwrapper(helper: StageHelper | None, params: MeshParams) -> UnwrapElsewhere | None:
