@@ -32,8 +32,25 @@ PACKAGES = {
     "prusa-slicer": ROOT / "PrusaSlicer",
 }
 SUFFIXES = {".obj", ".stl", ".ply", ".off", ".glb", ".gltf", ".3mf"}
-CGAL = Path(__file__).resolve().parents[2] / "build" / "cgal" / "data" / "meshes"
+BUILD = Path(__file__).resolve().parents[2] / "build"
+CGAL = BUILD / "cgal" / "data" / "meshes"
 CGAL_PREFIX = "cgal/"
+# Unpacked by scripts/bootstrap, not installed: Debian cura's printer platforms and the
+# example meshes of pyvista's wheel.
+CURA = BUILD / "cura"
+PYVISTA = BUILD / "pyvista"
+UNPACKED = {CGAL_PREFIX: CGAL, "cura/": CURA, "pyvista/": PYVISTA}
+# cura's 176 platforms take about half an hour through both stages (a sweep by hand); these
+# run in CI: solids a few hundredths of a mm apart, fused (the first five), a 3MF assembly
+# of components, and two refusals (apart after the rebuild; a sheet).
+CURA_IN_CI = {
+    "makeR_pegasus_platform.3mf",
+    "stereotech_start.3mf",
+    "wanhao_200_200_platform.obj",
+    "ideagen3D_sapphire_plus.3mf",
+    "artemis_platform.3mf",
+    "lotmaxx_sc_10_20_platform.3mf",
+}
 # CGAL meshes that take 4-36 s here through the mesh stage and the mold (most through voxel
 # rebuilds: open sheets, polygon soups): left to a sweep by hand, to keep CI short.
 # fold.off, a 12-triangle folded sheet, is among them: it still ends as
@@ -280,6 +297,12 @@ MUST_PASS = {
     "cgal/tripod.off",
     "cgal/turbine.off",
     "cgal/u.off",
+    # cura's platforms: a 3MF assembly of components, then three whose clips and plates lie
+    # a few hundredths of a mm apart (fused; refused as disjoint solids before)
+    "cura/ideagen3D_sapphire_plus.3mf",
+    "cura/makeR_pegasus_platform.3mf",
+    "cura/stereotech_start.3mf",
+    "cura/wanhao_200_200_platform.obj",
     "openscad/regression/stlexport/stl-export-expected.stl",
     "openscad/testdata/manual/issue214/X/cube.stl",
     "openscad/testdata/manual/issue214/cube2.stl",
@@ -297,6 +320,10 @@ MUST_PASS = {
     "openscad/testdata/scad/misc/bad-stl-wing.stl",
     "openscad/testdata/stl/adns2610_dev_circuit_inv.stl",
     "openscad/testdata/stl/toomanyvertices.stl",
+    # wings modelled apart from the body, 0.38 mm at 80 mm: fused
+    "pyvista/airplane.ply",
+    "pyvista/nut.ply",
+    "pyvista/sphere.ply",
 }
 
 # Refusals whose code and reason are part of the contract (message fragments).
@@ -316,6 +343,10 @@ EXPECTED_REFUSALS = {
     "cgal/b9.ply": ("mesh_unreadable", "point cloud"),
     "cgal/blobby_3cc.off": ("mesh_unrepairable", "disjoint solids"),
     "cgal/plane.off": ("mesh_unrepairable", "flat"),
+    # a low-poly ant: legs 1.7-24 mm from the body at 80 mm, not a piece to fuse
+    "pyvista/ant.ply": ("mesh_unrepairable", "not all within 0.5 mm of each other"),
+    # two solids 0.16 mm apart that meet only at a corner: still two after the rebuild
+    "cura/artemis_platform.3mf": ("mesh_unrepairable", "2 disjoint solids"),
 }
 
 
@@ -330,23 +361,32 @@ def _models() -> list[str]:
                 and p.suffix.lower() in SUFFIXES
                 and str(p.relative_to(ROOT)) not in PRUSA_TOO_SLOW
             ]
-    if CGAL.is_dir():
-        found += [
-            CGAL_PREFIX + p.name
-            for p in sorted(CGAL.iterdir())
-            if p.suffix.lower() in SUFFIXES and p.name not in CGAL_TOO_SLOW
-        ]
+    for prefix, folder in UNPACKED.items():
+        if folder.is_dir():
+            found += [
+                prefix + p.name
+                for p in sorted(folder.iterdir())
+                if p.suffix.lower() in SUFFIXES
+                and not (prefix == CGAL_PREFIX and p.name in CGAL_TOO_SLOW)
+                and not (folder == CURA and p.name not in CURA_IN_CI)
+            ]
     return found
 
 
 def _path(name: str) -> Path:
-    if name.startswith(CGAL_PREFIX):
-        return CGAL / name.removeprefix(CGAL_PREFIX)
+    for prefix, folder in UNPACKED.items():
+        if name.startswith(prefix):
+            return folder / name.removeprefix(prefix)
     return ROOT / name
 
 
 def test_the_debian_test_model_packages_are_installed() -> None:
-    folders = {**PACKAGES, "libcgal-demo (build/cgal)": CGAL}
+    folders = {
+        **PACKAGES,
+        "libcgal-demo (build/cgal)": CGAL,
+        "cura (build/cura)": CURA,
+        "pyvista's wheel (build/pyvista)": PYVISTA,
+    }
     missing = [name for name, folder in folders.items() if not folder.is_dir()]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (scripts/bootstrap installs them)")
