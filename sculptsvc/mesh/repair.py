@@ -220,6 +220,8 @@ class EdgeCensus:
 
 
 def edge_census(faces: np.ndarray) -> EdgeCensus:
+    """The :class:`EdgeCensus` of (m, 3) faces: one stable argsort of the directed edges
+    (the face of each sorted edge is its position // 3)."""
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         empty = np.zeros(0, dtype=np.int64)
