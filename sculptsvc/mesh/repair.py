@@ -95,10 +95,10 @@ def check_input(vertices: np.ndarray, faces: np.ndarray, params: MeshParams) -> 
         raise UnrepairableMesh("mesh has non-finite vertex coordinates (NaN or inf)")
     used = np.zeros(len(vertices), dtype=bool)
     used[faces.ravel()] = True  # the same set as np.unique(faces), without its sort
-    extent = np.ptp(vertices[used], axis=0)
-    if float(extent.min()) <= 0:
+    referenced = vertices[used]
+    if float(np.ptp(referenced, axis=0).min()) <= 0:
         raise UnrepairableMesh("mesh is flat: its bounding box has zero thickness")
-    return float(np.linalg.norm(extent))
+    return diagonal(referenced)
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,6 +241,7 @@ def is_closed_manifold(faces: np.ndarray) -> bool:
 
 
 def _loops(edges: np.ndarray) -> int:
+    """Connected components of the graph of (k, 2) vertex-index edges."""
     nodes, local = np.unique(edges, return_inverse=True)
     local = local.reshape(-1, 2)
     graph = coo_matrix((np.ones(len(local)), (local[:, 0], local[:, 1])), shape=(len(nodes),) * 2)
