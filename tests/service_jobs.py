@@ -6,7 +6,8 @@ they report each stage's end (``sculptsvc.workers.progress``). Behaviour per ord
 driven by environment variables so a ``sculpt serve`` subprocess can be steered:
 ``SCULPT_TEST_JOB_SECONDS`` (sleep per job), ``SCULPT_TEST_JOB_LOG`` (append "order_id revision
 pid" per run, to count jobs across processes), ``SCULPT_TEST_JOB_ARTIFACT_BYTES`` (size of
-each artifact; default 2 kB).
+each artifact; default 2 kB), ``SCULPT_TEST_STAGE_SECONDS`` (sleep before each stage's end, so
+stage events go out while the job still runs, as the pipeline's do).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def run_order_job(state: dict, job: OrderJob) -> JobOutput:
     time.sleep(float(os.environ.get("SCULPT_TEST_JOB_SECONDS", "0")))
     if job.order_id.startswith("nosubject"):
         raise NoSubject("the picture has no subject")
+    stage_seconds = float(os.environ.get("SCULPT_TEST_STAGE_SECONDS", "0"))
     for state_ended in STAGE_ENDS:
+        time.sleep(stage_seconds)
         progress.report(state_ended)
         _record_status_visible(job, state_ended)
     return fake_output(job)

@@ -23,9 +23,10 @@ COUNTERS = ("submitted", "completed", "failed", "timeouts", "crashes", "retries"
 @dataclass(eq=False)
 class Job:
     id: int
-    payload: Any
+    payload: Any = field(repr=False)
     """Pickled job (bytes) in process mode; the job object itself in inline mode."""
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] = field(repr=False)
+    """Kept out of the repr, like the payload: once done it holds the (large) result."""
     context: dict[str, Any]
     """The submitter's structlog context (e.g. ``order_id``), bound in the worker's logs too."""
     on_progress: OnProgress | None = None

@@ -74,11 +74,13 @@ class ClosableQueue(Generic[T]):
         return item
 
     def remove(self, item: T) -> bool:
-        """Drop a queued item (its submitter gave up); True when it was still queued."""
-        try:
-            self._items.remove(item)
-        except ValueError:
+        """Drop a queued item (its submitter gave up); True when it was still queued.
+
+        Checked first, not caught: ``deque.remove`` builds its ValueError from ``repr(item)``,
+        and a finished job's repr holds its whole result (megabytes, tens of ms of loop)."""
+        if not any(queued is item for queued in self._items):
             return False
+        self._items.remove(item)
         self._wake(self._putters)
         return True
 

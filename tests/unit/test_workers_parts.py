@@ -27,6 +27,7 @@ from sculptsvc.errors import (
 from sculptsvc.logging import bound_order
 from sculptsvc.settings import Settings
 from sculptsvc.workers import PoolTuning, RemoteTraceback, WorkerPool, describe_exit
+from sculptsvc.workers._job import Job
 from sculptsvc.workers._queue import ClosableQueue
 from sculptsvc.workers._wire import encode_error, rebuild_error
 from sculptsvc.workers.placement import plan_workers, visible_gpus
@@ -150,6 +151,35 @@ async def test_queue_remove_frees_room() -> None:
     assert queue.remove("a") and not queue.remove("a")
     await putter
     assert await queue.get() == "b"
+
+
+class _NoRepr:
+    def __repr__(self) -> str:
+        raise AssertionError("repr() of a queued item was built")
+
+
+async def test_removing_a_job_never_builds_its_repr() -> None:
+    """The pool removes every finished job from its queue (a done-callback on the loop): a
+    finished job's repr holds its whole result, megabytes of artifacts, so building one
+    (``deque.remove``'s error message does) stalled the loop for tens of ms per order."""
+    queue: ClosableQueue[_NoRepr] = ClosableQueue(2)
+    taken, queued = _NoRepr(), _NoRepr()
+    await queue.put(taken)
+    await queue.put(queued)
+    assert await queue.get() is taken
+    assert not queue.remove(taken)  # no longer queued: no error, and no repr built
+    assert queue.remove(queued) and len(queue) == 0
+
+
+def test_a_jobs_repr_leaves_out_its_payload_and_result() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        future.set_result(b"r" * 100_000)
+        job = Job(7, b"p" * 100_000, future, {"order_id": "o-1"})
+        assert len(repr(job)) < 300 and "o-1" in repr(job)
+    finally:
+        loop.close()
 
 
 # --- placement -----------------------------------------------------------------------------------
