@@ -140,6 +140,13 @@ class MeshParams(BaseModel):
     face_tolerance: float = Field(
         0.02, ge=0, lt=0.5, description="Accepted relative deviation from target_faces."
     )
+    thin_wall_budget_factor: float = Field(
+        8.0,
+        ge=1.0,
+        description="When every surface at the budget crosses itself at the mold's check "
+        "(walls thinner than the budget's triangles: a ribbed plate), up to this many times "
+        "target_faces are kept instead of refusing the part; 1 turns this off.",
+    )
     decimator: Literal["fqmr", "pymeshlab"] = Field(
         "fqmr",
         description="fqmr: fast-simplification's quadric collapse (~10x faster); pymeshlab: "

@@ -42,7 +42,14 @@ from sculptsvc.mesh.handoff import (
     retriangulate_as_the_mold_counts,
 )
 from sculptsvc.mesh.params import MeshParams
-from sculptsvc.mesh.refine import fit_face_budget, refine_to, remesh_isotropic, smooth, within
+from sculptsvc.mesh.refine import (
+    decimate,
+    fit_face_budget,
+    refine_to,
+    remesh_isotropic,
+    smooth,
+    within,
+)
 from sculptsvc.mesh.remesh import voxel_remesh
 from sculptsvc.mesh.repair import RepairLog, edge_counts, repair, signed_volume
 from sculptsvc.mesh.report import MeshReport, measure
@@ -391,6 +398,10 @@ def _without_self_intersections(
             return fixed, budget, displacement, 0
         why = f"{still} after the {resolution}-voxel rebuild and a local re-triangulation"
     if fell_apart is not None and not unsmoothed_rebuilds:
+        relieved = _thin_walls_kept(repaired, params)
+        if relieved is not None:
+            repair_log.add(f"{relieved[1]}: {why}")
+            return relieved[0], relieved[1], 0.0, 0
         raise fell_apart
     # Last resort for parts only a few voxels thick (a wing's trailing edge, the walls of
     # a building): the rebuilt surface unsmoothed, where smoothing pressed its sheets
@@ -409,11 +420,55 @@ def _without_self_intersections(
         )
         if fixed is not None:
             return fixed, plain_budget, 0.0, 0
+    relieved = _thin_walls_kept(repaired, params)
+    if relieved is not None:
+        repair_log.add(f"{relieved[1]}: {why}")
+        return relieved[0], relieved[1], 0.0, 0
     raise MeshProcessingFailed(
         f"{check.refusal or f'{check.crossing_faces} triangles'} still fail {where} "
         "after voxel rebuilds and local re-triangulation",
         self_intersecting_faces=check.crossing_faces,
     )
+
+
+def _thin_walls_kept(
+    repaired: trimesh.Trimesh, params: MeshParams
+) -> tuple[trimesh.Trimesh, str] | None:
+    """The repaired surface, unsmoothed, at the fewest triangles (2x, 4x, ... the budget,
+    up to ``thin_wall_budget_factor`` x) that pass the mold's check, or None.
+
+    Last resort for a part whose walls are thinner than the budget's triangles (a printer
+    bed's ribs a voxel thick): every decimation to the budget, smoothed or not, rebuilt or
+    not, presses them through each other, while the repaired surface itself is embedded.
+    More triangles than asked are a smaller fault than no mold; the report says how many.
+    """
+    limit = params.thin_wall_budget_factor * params.target_faces
+    factor = 2.0
+    while factor <= params.thin_wall_budget_factor and factor * params.target_faces < len(
+        repaired.faces
+    ):
+        target = round(factor * params.target_faces)
+        at = params.model_copy(update={"target_faces": target})
+        try:
+            candidate = as_stored(decimate(repaired, target, at))
+        except MeshProcessingFailed:  # the decimation opened the surface: try more triangles
+            factor *= 2.0
+            continue
+        if check_handoff(candidate, params).passed:
+            return candidate, (
+                f"decimated to {target} triangles, {factor:g}x the budget: at the budget the "
+                "walls, thinner than its triangles, pass through each other"
+            )
+        factor *= 2.0
+    if params.thin_wall_budget_factor > 1.0 and len(repaired.faces) <= limit:
+        kept = as_stored(repaired)
+        if check_handoff(kept, params).passed:
+            return kept, (
+                f"kept the repaired surface's {len(kept.faces)} triangles: at the budget, or "
+                f"up to {params.thin_wall_budget_factor:g}x it, the walls (thinner than its "
+                "triangles) pass through each other"
+            )
+    return None
 
 
 def _logged(
