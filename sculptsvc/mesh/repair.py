@@ -341,11 +341,20 @@ def split_shells(
     first = np.full(count, len(labels))
     np.minimum.at(first, labels, np.arange(len(labels)))
     order = np.lexsort((first, -sizes))
+    # Faces grouped by shell (in their order), each shell's vertices taken once: a voxel
+    # rebuild that falls apart leaves ~10^4 specks, and a per-shell mask over all faces
+    # plus trimesh's remove_unreferenced_vertices (which hashes the whole vertex array for
+    # its cache) took 30 s there. The same arrays come out: np.unique's sorted indices are
+    # the referenced vertices in their order, its inverse the faces renumbered.
+    by_shell = np.argsort(labels, kind="stable")
+    ends = np.cumsum(sizes)
     shells = []
     for label in order:
-        part = trimesh.Trimesh(mesh.vertices, mesh.faces[labels == label], process=False)
-        part.remove_unreferenced_vertices()
-        shells.append(part)
+        faces = mesh.faces[by_shell[ends[label] - sizes[label] : ends[label]]]
+        used, renumbered = np.unique(faces, return_inverse=True)
+        shells.append(
+            trimesh.Trimesh(mesh.vertices[used], renumbered.reshape(-1, 3), process=False)
+        )
     return shells
 
 

@@ -384,3 +384,34 @@ def test_edge_census_reads_counts_holes_and_adjacency_off_one_sort() -> None:
         assert ours == theirs and len(census.face_adjacency()) == len(mesh.face_adjacency)
     assert edge_census(sphere_faces[5:]).boundary_loops() == 1
     assert edge_census(np.zeros((0, 3), dtype=np.int64)).closed is False
+
+
+def test_split_shells_gives_each_shell_its_own_vertices_largest_first() -> None:
+    """Shells come out as trimesh's submesh + remove_unreferenced_vertices made them (the
+    same vertex and face arrays), largest first and ties by first face, for a soup of
+    shells of different sizes whose faces are interleaved."""
+    from sculptsvc.mesh.repair import split_shells
+
+    rng = np.random.default_rng(11)
+    parts = [
+        trimesh.creation.icosphere(subdivisions=s, radius=1.0).apply_translation((3.0 * i, 0, 0))
+        for i, s in enumerate([0, 1, 0, 2, 1, 0])
+    ]
+    soup = trimesh.util.concatenate(parts)
+    shuffled = trimesh.Trimesh(
+        soup.vertices, soup.faces[rng.permutation(len(soup.faces))], process=False
+    )
+    shells = split_shells(shuffled)
+    labels = trimesh.graph.connected_component_labels(
+        shuffled.face_adjacency, node_count=len(shuffled.faces)
+    )
+    expected = []
+    for label in np.unique(labels):
+        part = trimesh.Trimesh(shuffled.vertices, shuffled.faces[labels == label], process=False)
+        part.remove_unreferenced_vertices()
+        expected.append((-len(part.faces), int(np.flatnonzero(labels == label)[0]), part))
+    expected.sort(key=lambda e: e[:2])
+    assert [len(s.faces) for s in shells] == [320, 80, 80, 20, 20, 20]
+    for shell, (_, _, want) in zip(shells, expected, strict=True):
+        np.testing.assert_array_equal(shell.faces, want.faces)
+        np.testing.assert_array_equal(shell.vertices, want.vertices)
