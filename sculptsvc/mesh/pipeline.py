@@ -442,6 +442,8 @@ def _thin_walls_kept(
     not, presses them through each other, while the repaired surface itself is embedded.
     More triangles than asked are a smaller fault than no mold; the report says how many.
     """
+    if len(repaired.faces) <= (1.0 + params.face_tolerance) * params.target_faces:
+        return None  # a coarse part: no decimation to blame (it is refined, not relieved)
     limit = params.thin_wall_budget_factor * params.target_faces
     factor = 2.0
     while factor <= params.thin_wall_budget_factor and factor * params.target_faces < len(

@@ -415,9 +415,11 @@ def test_walls_thinner_than_the_budgets_triangles_keep_more_triangles() -> None:
     assert check_handoff(mesh, params).passed and mesh.is_watertight
     assert params.target_faces < len(mesh.faces) <= 8 * params.target_faces
     assert "pass through each other" in how
-    assert (
-        _thin_walls_kept(plate, params.model_copy(update={"thin_wall_budget_factor": 1.0})) is None
-    )
+    switched_off = params.model_copy(update={"thin_wall_budget_factor": 1.0})
+    assert _thin_walls_kept(plate, switched_off) is None
+    # a coarse part (no more triangles than the budget) is refined, never kept as it is
+    coarse = params.model_copy(update={"target_faces": len(plate.faces)})
+    assert _thin_walls_kept(plate, coarse) is None
 
 
 def test_the_budget_gives_way_only_after_every_repair(monkeypatch: pytest.MonkeyPatch) -> None:
