@@ -29,7 +29,6 @@ inside the job's time, so only the part outside the worker is shown.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -37,14 +36,13 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.bench_service import sample_images
+from bench.bench_service import inline_order, run_settings, sample_images
 from bench.bench_store import ARTIFACT_SIZES, BUCKET, start_s3
 from bench.bench_store import SCRIPT as S3_SCRIPT
 from bench.common import print_table
@@ -108,14 +106,7 @@ async def closed_loop(
     try:
         for i in range(params.warm_up_orders + params.orders):
             order_id = f"overhead-{i:04d}"
-            doc = {
-                "order_id": order_id,
-                "image": {
-                    "kind": "inline",
-                    "media_type": "image/png",
-                    "data_base64": base64.b64encode(images[i % len(images)]).decode(),
-                },
-            }
+            doc = inline_order(order_id, images[i % len(images)])
             sent = time.perf_counter()
             await producer.send_and_wait(
                 settings.topic_orders, json.dumps(doc).encode(), key=order_id.encode()
@@ -153,29 +144,12 @@ def run_store(
 ) -> list[dict[str, Any]]:
     """The closed loop on one fresh ``sculpt serve``: stand-in jobs, or with ``pipeline``
     the classic pipeline on real pictures (``bench service``'s)."""
-    run = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap_servers=kafka.bootstrap,
-        group_id=f"overhead-{run}",
-        transactional_id_prefix=f"overhead-{run}",
-        artifact_root=work / f"artifacts-{name}",
-        workers=1,
-        topic_orders=f"overhead.orders.{run}",
-        topic_status=f"overhead.status.{run}",
-        topic_models=f"overhead.models.{run}",
-        topic_molds=f"overhead.molds.{run}",
-        topic_dlq=f"overhead.dlq.{run}",
+    settings = run_settings(
+        kafka,
+        f"overhead-{name}",
+        work / f"artifacts-{name}",
         **({} if pipeline else {"job_module": "tests.service_jobs"}),
-        **store,  # type: ignore[arg-type]
-    )
-    kafka.create_topics(
-        [
-            settings.topic_orders,
-            settings.topic_status,
-            settings.topic_models,
-            settings.topic_molds,
-            settings.topic_dlq,
-        ]
+        **store,
     )
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     service = ServiceProcess(

@@ -37,6 +37,19 @@ def sample_images() -> list[bytes]:
     return small
 
 
+def inline_order(order_id: str, png: bytes, **options: object) -> dict[str, object]:
+    """An OrderPlaced document carrying ``png`` inline."""
+    return {
+        "order_id": order_id,
+        "image": {
+            "kind": "inline",
+            "media_type": "image/png",
+            "data_base64": base64.b64encode(png).decode(),
+        },
+        **options,
+    }
+
+
 async def produce(bootstrap: str, topic: str, count: int) -> dict[str, int]:
     images = sample_images()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=1_048_576)
@@ -45,16 +58,12 @@ async def produce(bootstrap: str, topic: str, count: int) -> dict[str, int]:
     try:
         for i in range(count):
             order_id = f"load-{i:04d}"
-            doc = {
-                "order_id": order_id,
-                "image": {
-                    "kind": "inline",
-                    "media_type": "image/png",
-                    "data_base64": base64.b64encode(images[i % len(images)]).decode(),
-                },
-                "mode": "solid" if i % 3 == 0 else "multicolor",
+            doc = inline_order(
+                order_id,
+                images[i % len(images)],
+                mode="solid" if i % 3 == 0 else "multicolor",
                 **({"color": "#E4572E"} if i % 3 == 0 else {}),
-            }
+            )
             meta = await producer.send_and_wait(
                 topic, json.dumps(doc).encode(), key=order_id.encode()
             )
@@ -95,6 +104,32 @@ async def terminal_statuses(
     return out
 
 
+def run_settings(
+    kafka: KafkaHarness, name: str, artifact_root: Path, *, partitions: int = 1, **extra: object
+) -> Settings:
+    """One service deployment of its own on the test broker (group, transactional ids and
+    topics named ``name`` plus a run id, topics created), one worker per instance."""
+    run = f"{name}-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        kafka_bootstrap_servers=kafka.bootstrap,
+        group_id=run,
+        transactional_id_prefix=run,
+        artifact_root=artifact_root,
+        workers=1,
+        topic_orders=f"{run}.orders",
+        topic_status=f"{run}.status",
+        topic_models=f"{run}.models",
+        topic_molds=f"{run}.molds",
+        topic_dlq=f"{run}.dlq",
+        **extra,  # type: ignore[arg-type]
+    )
+    kafka.create_topics([settings.topic_orders], partitions=partitions)
+    kafka.create_topics(
+        [settings.topic_status, settings.topic_models, settings.topic_molds, settings.topic_dlq]
+    )
+    return settings
+
+
 def main() -> None:
     count = int(os.environ.get("SCULPT_BENCH_ORDERS", "200"))
     standin = os.environ.get("SCULPT_BENCH_STANDIN") == "1"
@@ -103,29 +138,13 @@ def main() -> None:
         kafka = KafkaHarness(work / "kafka")
         kafka.start()
         try:
-            run = uuid.uuid4().hex[:8]
-            settings = Settings(
-                kafka_bootstrap_servers=kafka.bootstrap,
-                group_id=f"load-{run}",
-                transactional_id_prefix=f"load-{run}",
-                artifact_root=work / "artifacts",
-                workers=1,
-                topic_orders=f"load.orders.{run}",
-                topic_status=f"load.status.{run}",
-                topic_models=f"load.models.{run}",
-                topic_molds=f"load.molds.{run}",
-                topic_dlq=f"load.dlq.{run}",
+            settings = run_settings(
+                kafka,
+                "load",
+                work / "artifacts",
+                partitions=PARTITIONS,
                 graceful_timeout_s=60,
                 **({"job_module": "tests.service_jobs"} if standin else {}),
-            )
-            kafka.create_topics([settings.topic_orders], partitions=PARTITIONS)
-            kafka.create_topics(
-                [
-                    settings.topic_status,
-                    settings.topic_models,
-                    settings.topic_molds,
-                    settings.topic_dlq,
-                ]
             )
             env = {"SCULPT_TEST_JOB_SECONDS": "0.5"} if standin else {}
             a = ServiceProcess(settings, work / "a.log", **env).start()
