@@ -331,7 +331,8 @@ def _without_self_intersections(
     The local repairs come next, and for a part above the budget first, then its
     isotropic remesh. Else rebuild the surface from a voxel field (always embedded),
     smooth and fit the budget again, and re-triangulate what the mold still counts there
-    (:func:`~sculptsvc.mesh.handoff.retriangulate_as_the_mold_counts`).
+    (:func:`~sculptsvc.mesh.handoff.retriangulate_as_the_mold_counts`). Last, where every
+    surface at the budget still crosses, the budget gives way (:func:`_thin_walls_kept`).
     Returns the float32-exact mesh, how the budget was met, the smoothing displacement and
     the crossing count of the returned mesh (the report's figure: counted once).
     """
@@ -445,12 +446,13 @@ def _thin_walls_kept(
     if len(repaired.faces) <= (1.0 + params.face_tolerance) * params.target_faces:
         return None  # a coarse part: no decimation to blame (it is refined, not relieved)
     limit = params.thin_wall_budget_factor * params.target_faces
-    factor = 2.0
+    factor, tried = 2.0, 1.0
     while factor <= params.thin_wall_budget_factor and factor * params.target_faces < len(
         repaired.faces
     ):
         target = round(factor * params.target_faces)
         at = params.model_copy(update={"target_faces": target})
+        tried = factor
         try:
             candidate = as_stored(decimate(repaired, target, at))
         except MeshProcessingFailed:  # the decimation opened the surface: try more triangles
@@ -465,10 +467,10 @@ def _thin_walls_kept(
     if params.thin_wall_budget_factor > 1.0 and len(repaired.faces) <= limit:
         kept = as_stored(repaired)
         if check_handoff(kept, params).passed:
+            at_most = "" if tried == 1.0 else f" and at up to {tried:g}x it"
             return kept, (
-                f"kept the repaired surface's {len(kept.faces)} triangles: at the budget, or "
-                f"up to {params.thin_wall_budget_factor:g}x it, the walls (thinner than its "
-                "triangles) pass through each other"
+                f"kept the repaired surface's {len(kept.faces)} triangles: at the budget"
+                f"{at_most}, the walls (thinner than its triangles) pass through each other"
             )
     return None
 
