@@ -398,14 +398,8 @@ def _without_self_intersections(
         if fixed is not None:
             return fixed, budget, displacement, 0
         why = f"{still} after the {resolution}-voxel rebuild and a local re-triangulation"
-    if fell_apart is not None and not unsmoothed_rebuilds:
-        relieved = _thin_walls_kept(repaired, params)
-        if relieved is not None:
-            repair_log.add(f"{relieved[1]}: {why}")
-            return relieved[0], relieved[1], 0.0, 0
-        raise fell_apart
-    # Last resort for parts only a few voxels thick (a wing's trailing edge, the walls of
-    # a building): the rebuilt surface unsmoothed, where smoothing pressed its sheets
+    # Next, for parts only a few voxels thick (a wing's trailing edge, the walls of a
+    # building): the rebuilt surface unsmoothed, where smoothing pressed its sheets
     # together. Its voxel steps stay; the report's deviation says how far it is.
     for resolution, rebuilt in unsmoothed_rebuilds:
         plain, plain_budget = fit_face_budget(rebuilt, params)
@@ -425,6 +419,8 @@ def _without_self_intersections(
     if relieved is not None:
         repair_log.add(f"{relieved[1]}: {why}")
         return relieved[0], relieved[1], 0.0, 0
+    if fell_apart is not None and not unsmoothed_rebuilds:
+        raise fell_apart
     raise MeshProcessingFailed(
         f"{check.refusal or f'{check.crossing_faces} triangles'} still fail {where} "
         "after voxel rebuilds and local re-triangulation",
