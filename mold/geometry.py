@@ -6,6 +6,9 @@ Everything here is a plain function on arrays; nothing touches the disk.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -16,6 +19,11 @@ from mold.errors import PartDegenerate, PartNotManifold, PartSelfIntersecting
 from mold.exact import confirmed_crossings
 
 Affine = np.ndarray  # (4, 4) float64, acts on column vectors
+
+CROSSING_FLAGS_KEPT = 8
+"""How many recent meshes' MeshLab crossing flags are remembered (a few kB each)."""
+_crossing_flags_seen: OrderedDict[bytes, np.ndarray] = OrderedDict()
+_crossing_flags_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -153,18 +161,42 @@ def meshlab_crossing_flags(vertices: np.ndarray, faces: np.ndarray) -> np.ndarra
     worker that had repaired a few meshes (a wing: 7 flags, then 13). Testing the faces in
     their order and in reverse order and keeping the union is the both-ways result in
     either state.
+
+    The mesh stage's repairs ask again about a mesh they already asked about (each
+    float32 nudge in ``separate_crossings`` starts from the same mesh), and on a
+    sliver-heavy CAD plate one answer takes seconds. So the last
+    ``CROSSING_FLAGS_KEPT`` answers are kept, keyed by a hash of the exact arrays.
     """
     import pymeshlab  # heavy import, only needed here
 
     vertices = np.ascontiguousarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces).astype(np.int32)
+    faces = np.ascontiguousarray(np.asarray(faces).astype(np.int32))
+    key = _arrays_key(vertices, faces)
+    with _crossing_flags_lock:
+        known = _crossing_flags_seen.get(key)
+        if known is not None:
+            _crossing_flags_seen.move_to_end(key)
+            return known.copy()
     flagged = np.zeros(len(faces), dtype=bool)
     for order in (slice(None), slice(None, None, -1)):
         ms = pymeshlab.MeshSet()
         ms.add_mesh(pymeshlab.Mesh(vertices, np.ascontiguousarray(faces[order])))
         ms.compute_selection_by_self_intersections_per_face()
         flagged[order] |= np.asarray(ms.current_mesh().face_selection_array(), dtype=bool)
+    with _crossing_flags_lock:
+        _crossing_flags_seen[key] = flagged.copy()
+        while len(_crossing_flags_seen) > CROSSING_FLAGS_KEPT:
+            _crossing_flags_seen.popitem(last=False)
     return flagged
+
+
+def _arrays_key(vertices: np.ndarray, faces: np.ndarray) -> bytes:
+    """A digest of both arrays' shapes and bytes (contiguous float64 and int32)."""
+    digest = hashlib.blake2b(digest_size=20)
+    for array in (vertices, faces):
+        digest.update(repr(array.shape).encode())
+        digest.update(array.data if array.size else b"")
+    return digest.digest()
 
 
 def check_not_self_intersecting(mesh: TriMesh) -> None:

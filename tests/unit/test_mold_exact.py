@@ -166,8 +166,10 @@ _NEAR_COPLANAR_PAIR = """
 import json
 import numpy as np
 import pymeshlab
+import mold.geometry
 from mold.geometry import meshlab_crossing_flags
 
+mold.geometry.CROSSING_FLAGS_KEPT = 0  # ask MeshLab every time, not the remembered answers
 vertices = np.array([
     (0.1659355324649926, 0.6191658511604792, 1.9437617040137142e-05),
     (0.8169605424354319, 0.1350876934777897, 2.3688905018055673e-05),
@@ -204,3 +206,40 @@ def test_meshlab_flags_do_not_depend_on_face_order_or_on_what_the_process_did_be
     ).stdout
     seen = json.loads(out)
     assert all(flags == seen[0] for flags in seen), seen
+
+
+def test_crossing_flags_are_remembered_per_exact_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same arrays again get the same flags without MeshLab; any other arrays (one
+    coordinate one float step away) are tested. The caller may change what it gets back."""
+    from collections import OrderedDict
+
+    import pymeshlab
+
+    import mold.geometry
+    from mold.geometry import meshlab_crossing_flags
+
+    spheres = _interpenetrating_spheres()
+    vertices, faces = np.asarray(spheres.vertices, dtype=np.float64), np.asarray(spheres.faces)
+    tested = []
+    real_mesh_set = pymeshlab.MeshSet
+
+    def counting_mesh_set() -> pymeshlab.MeshSet:
+        tested.append(1)
+        return real_mesh_set()
+
+    monkeypatch.setattr(pymeshlab, "MeshSet", counting_mesh_set)
+    monkeypatch.setattr(mold.geometry, "_crossing_flags_seen", OrderedDict())
+    first = meshlab_crossing_flags(vertices, faces)
+    assert len(tested) == 2 and 0 < first.sum() < len(faces)  # both face orders
+    first[:] = False
+    again = meshlab_crossing_flags(vertices.copy(), faces.astype(np.int32))
+    assert len(tested) == 2 and np.array_equal(again, meshlab_crossing_flags(vertices, faces))
+    assert again.sum() > 0
+    nudged = vertices.copy()
+    nudged[0, 0] = np.nextafter(nudged[0, 0], np.inf)
+    meshlab_crossing_flags(nudged, faces)
+    assert len(tested) == 4
+    monkeypatch.setattr(mold.geometry, "CROSSING_FLAGS_KEPT", 0)
+    meshlab_crossing_flags(vertices + 1.0, faces)
+    meshlab_crossing_flags(vertices + 1.0, faces)
+    assert len(tested) == 8
