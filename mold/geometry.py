@@ -21,7 +21,7 @@ from mold.exact import confirmed_crossings
 Affine = np.ndarray  # (4, 4) float64, acts on column vectors
 
 CROSSING_FLAGS_KEPT = 8
-"""How many recent meshes' MeshLab crossing flags are remembered (a few kB each)."""
+"""How many recent meshes' MeshLab crossing flags are remembered (one byte per face)."""
 _crossing_flags_seen: OrderedDict[bytes, np.ndarray] = OrderedDict()
 _crossing_flags_lock = threading.Lock()
 
