@@ -13,15 +13,17 @@ before it sends it to the moment it sees the order's ``completed`` status. The w
 time per job (``job_s`` in the service's ``job_done`` log line) splits that latency in two:
 
 - **outside the worker**: latency - job_s: consuming the order, the duplicate checks, the
-  ``accepted`` transaction, handing the job to the worker and its result back, the store
+  ``accepted`` status, handing the job to the worker and its result back, the store
   uploads, the ledger, the final transaction, and the client seeing it;
-- **stage statuses**: job_s - the stand-in's sleeps: the four stage-end transactions the job
+- **stage statuses**: job_s - the stand-in's sleeps: the four stage-end statuses the job
   waits for, because a stage's status must be published before the next stage starts (#11).
 
 The overhead is their sum. ``produce_retries`` counts the produce requests the service's
 Kafka client retried (each after 100 ms): a transaction that sent its offset while its records
 were in flight did that to about one order in ten. Run with the local store and with S3
-(s3proxy on loopback, started by ``scripts/s3``). Target: < 50 ms per order (median). A
+(s3proxy on loopback, started by ``scripts/s3``), and once more with the local store the way
+it was before progress statuses left their transactions (``progress_in_transactions``), in
+the same run, to compare. Target: < 50 ms per order (median). A
 second table sends real pictures through the classic pipeline in the same service: there
 the stage statuses are inside the job's time, so only the part outside the worker is shown.
 
@@ -150,16 +152,17 @@ def run_store(
     params: BenchParams,
     *,
     pipeline: bool = False,
-    **store: object,
+    **extra_settings: object,
 ) -> StoreRun:
     """The closed loop on one fresh ``sculpt serve``: stand-in jobs, or with ``pipeline``
-    the classic pipeline on real pictures (``bench service``'s)."""
+    the classic pipeline on real pictures (``bench service``'s). ``extra_settings``: the
+    store, or the path before a change (``progress_in_transactions``)."""
     settings = run_settings(
         kafka,
         f"overhead-{name}",
         work / f"artifacts-{name}",
         **({} if pipeline else {"job_module": "tests.service_jobs"}),
-        **store,
+        **extra_settings,
     )
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     service = ServiceProcess(
@@ -242,7 +245,13 @@ def main(params: BenchParams | None = None) -> None:
         kafka = KafkaHarness(work / "kafka")
         kafka.start()
         try:
-            results = {"local": run_store(kafka, work, "local", params)}
+            results = {
+                # before: each progress status in a transaction of its own
+                "local, statuses in txns (before)": run_store(
+                    kafka, work, "local-txn", params, progress_in_transactions=True
+                ),
+                "local": run_store(kafka, work, "local", params),
+            }
             pipeline = run_store(
                 kafka,
                 work,

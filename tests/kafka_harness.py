@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypedDict, TypeVar
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -222,11 +223,30 @@ class KafkaHarness:
                 and all(p["leader"] >= 0 for p in t["partitions"])
             }
             if ready >= set(names):
+                await self._await_partition_leaders(names, partitions, deadline)
                 return
             if time.monotonic() > deadline:
                 missing = sorted(set(names) - ready)
                 raise KafkaHarnessError(f"topics without a leader after creation: {missing}")
             await asyncio.sleep(0.1)
+
+    async def _await_partition_leaders(
+        self, names: list[str], partitions: int, deadline: float
+    ) -> None:
+        """The metadata names a leader before that broker serves the partition: a first
+        produce can still get NOT_LEADER_OR_FOLLOWER (and a 100 ms client retry). Ask the
+        leader itself for each partition's end offset until it answers."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            wanted = [TopicPartition(n, p) for n in names for p in range(partitions)]
+            await asyncio.wait_for(
+                consumer.end_offsets(wanted), timeout=max(0.1, deadline - time.monotonic())
+            )
+        except TimeoutError as exc:
+            raise KafkaHarnessError(f"partitions of {names} not served in time") from exc
+        finally:
+            await consumer.stop()
 
     def list_topics(self) -> set[str]:
         """Topic names the broker reports (kcat metadata), internal ones included."""

@@ -1,9 +1,10 @@
 """One order message in, its events out: the service's logic, free of Kafka and processes.
 
 Delivery contract (see docs/contracts/README.md):
-- progress statuses are published as they happen, at least once: ``accepted`` before the
-  job, and ``stylized``, ``reconstructed``, ``validated``, ``mold_ready`` when the worker
-  reports that stage's end (the worker waits until the status is published);
+- progress statuses are published as they happen, at least once (``publish_progress``):
+  ``accepted`` before the job, and ``stylized``, ``reconstructed``, ``validated``,
+  ``mold_ready`` when the worker reports that stage's end (the worker waits until the
+  broker has the status);
 - the terminal outcome (ModelReady + MoldReady + ``completed``, or
   ``rejected``/``failed`` + a DeadLetter) is published in ONE Kafka transaction together
   with the input offset, so a ``read_committed`` consumer sees it exactly once;
@@ -116,6 +117,11 @@ class Publisher(Protocol):
         ``commit``, the offset after ``source`` is committed in the same transaction."""
         ...
 
+    async def publish_progress(self, message: Outgoing, *, source: InboundRecord) -> None:
+        """Send one progress status of ``source``'s order, at least once; returns when the
+        broker has it (a read_committed consumer can see it), without committing anything."""
+        ...
+
     async def already_committed(self, record: InboundRecord) -> bool:
         """Whether the group already committed past ``record`` (fencing older owners)."""
         ...
@@ -201,8 +207,8 @@ class OrderProcessor:
         return True
 
     async def _process(self, record: InboundRecord, order: OrderPlaced) -> str:
-        await self.publisher.publish(
-            [self._status(order, OrderState.accepted, attempt=1)], source=record, commit=False
+        await self.publisher.publish_progress(
+            self._status(order, OrderState.accepted, attempt=1), source=record
         )
         log.info("order.accepted", mode=order.mode.value, size_mm=order.size_mm)
         options = options_from_order(order, self.settings)
@@ -212,8 +218,8 @@ class OrderProcessor:
             async def stage_ended(state: OrderState, attempt: int = attempt) -> None:
                 # Called from the pool's task: bind the order again for this log line.
                 with bound_order(order.order_id, revision=order.revision):
-                    await self.publisher.publish(
-                        [self._status(order, state, attempt)], source=record, commit=False
+                    await self.publisher.publish_progress(
+                        self._status(order, state, attempt), source=record
                     )
                     log.info("order.stage_ended", state=state.value, attempt=attempt)
 

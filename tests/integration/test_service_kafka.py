@@ -211,15 +211,27 @@ async def test_pipeline_rejection_is_a_status_and_a_dead_letter(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("in_transactions", [False, True], ids=["idempotent", "transactions"])
 async def test_stage_statuses_are_published_when_each_stage_ends(
-    kafka: KafkaHarness, topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka: KafkaHarness,
+    topics,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    in_transactions: bool,
 ) -> None:
     """The real worker pool (stand-in job, which reports its stages like the pipeline):
-    each stage's status is committed on the broker before the worker starts the next stage,
-    and a read_committed consumer sees every status once, in stage order."""
+    each stage's status is on the broker, visible to a read_committed consumer, before the
+    worker starts the next stage, and such a consumer sees every status once, in stage
+    order, whether progress goes through the idempotent producer or in transactions."""
     seen_log = tmp_path / "seen.log"
     monkeypatch.setenv("SCULPT_TEST_STATUS_CHECK", f"{kafka.bootstrap},{topics.status},{seen_log}")
-    settings = service_settings(kafka, topics, tmp_path, job_module="tests.service_jobs")
+    settings = service_settings(
+        kafka,
+        topics,
+        tmp_path,
+        job_module="tests.service_jobs",
+        progress_in_transactions=in_transactions,
+    )
     async with running_service(settings, None):
         await asyncio.to_thread(
             kafka.kcat_produce, topics.orders, "ord-stages-1", order_json("ord-stages-1")
@@ -246,7 +258,7 @@ async def test_an_outcome_with_its_offset_needs_no_produce_retry(
         for offset in range(orders):
             source = InboundRecord(topics.orders, 0, offset, b"k", b"{}")
             status = Outgoing(topics.status, b"k", b'{"state": "mold_ready"}')
-            await publisher.publish([status], source=source, commit=False)
+            await publisher.publish_progress(status, source=source)
             final = [
                 Outgoing(topic, b"k", f'{{"n": {offset}}}'.encode())
                 for topic in (topics.models, topics.molds, topics.status)

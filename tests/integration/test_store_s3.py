@@ -157,6 +157,9 @@ async def test_large_dead_letter_inputs_go_to_the_s3_store(s3_store: S3Store) ->
         async def publish(self, messages, *, source, commit):  # type: ignore[no-untyped-def]
             self.sent += messages
 
+        async def publish_progress(self, message, *, source):  # type: ignore[no-untyped-def]
+            self.sent.append(message)
+
         async def already_committed(self, record) -> bool:  # type: ignore[no-untyped-def]
             return False
 

@@ -32,6 +32,9 @@ class FakePublisher:
             if m.topic == Settings().topic_status:
                 self.timeline.append(f"published {json.loads(m.value)['state']}")
 
+    async def publish_progress(self, message: Outgoing, *, source: InboundRecord) -> None:
+        await self.publish([message], source=source, commit=False)
+
     async def already_committed(self, record: InboundRecord) -> bool:
         return record.offset in self.committed_before
 
