@@ -1,7 +1,8 @@
 """What travels between the pool and a worker: length-prefixed pickles and encoded errors.
 
-Frame: 8-byte big-endian payload length, then a pickle (protocol 5). The parent reads frames
-with asyncio streams (never blocking its loop); the worker uses plain blocking sockets.
+Frame: 8-byte big-endian payload length, then a pickle (protocol 5). The parent reads and
+writes frames through :class:`Channel` (never blocking its loop); the worker uses plain
+blocking sockets.
 
 Errors cross the process boundary as a :class:`RemoteError` record rather than as the raw
 exception, so that an exception whose class cannot be pickled or imported still arrives
@@ -15,7 +16,9 @@ the exception the caller sees:
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib
+import io
 import pickle
 import socket
 import struct
@@ -132,23 +135,111 @@ def rebuild_error(remote: RemoteError) -> SculptError:
 # --- framing: parent side (asyncio) ----------------------------------------------------------
 
 
-def frame(message: object) -> tuple[bytes, bytes]:
-    """(header, payload) for one message; sent separately to avoid copying big payloads."""
-    payload = pickle.dumps(message, protocol=PICKLE_PROTOCOL)
-    return HEADER.pack(len(payload)), payload
+def frame(message: object) -> tuple[bytes, memoryview]:
+    """(header, payload) of one message, written one after the other (no joined copy).
+
+    Pickled into a ``BytesIO``: the pickler hands large ``bytes`` to it whole, where
+    ``pickle.dumps`` grows its own buffer by copies (a 4.8 MB order result: 0.2 ms against
+    3.7 ms on the 2-core machine)."""
+    out = io.BytesIO()
+    pickle.Pickler(out, protocol=PICKLE_PROTOCOL).dump(message)
+    return HEADER.pack(out.tell()), out.getbuffer()
 
 
-async def read_message(reader: asyncio.StreamReader) -> Any:
-    """Next message; raises ``asyncio.IncompleteReadError`` when the worker has gone."""
-    (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-    return pickle.loads(await reader.readexactly(size))
+class Channel(asyncio.BufferedProtocol):
+    """The parent's end of a worker's socket: whole messages in and out.
 
+    The transport receives each part of a frame straight into the buffer that part ends up
+    in. asyncio's ``StreamReader`` copies every chunk into its own buffer and out again: a
+    4.8 MB order result took 6 ms to read that way and about 1 ms this way (2-core machine).
+    """
 
-async def write_message(writer: asyncio.StreamWriter, message: object) -> None:
-    header, payload = frame(message)
-    writer.write(header)
-    writer.write(payload)
-    await writer.drain()
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._frames: collections.deque[bytearray] = collections.deque()
+        self._arrived: asyncio.Future[None] | None = None
+        self._lost: BaseException | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        # the part of a frame being received (header or payload) and how much of it is in
+        self._target = bytearray(HEADER.size)
+        self._in_header = True
+        self._filled = 0
+
+    @classmethod
+    async def connect(cls, sock: socket.socket) -> Channel:
+        _, channel = await asyncio.get_running_loop().create_unix_connection(cls, sock=sock)
+        return channel
+
+    # -- asyncio.BufferedProtocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._target)[self._filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        while self._filled == len(self._target):
+            self._next_part()
+
+    def _next_part(self) -> None:
+        if self._in_header:
+            (size,) = HEADER.unpack(self._target)
+            self._target, self._in_header = bytearray(size), False
+        else:
+            self._frames.append(self._target)
+            self._wake()
+            self._target, self._in_header = bytearray(HEADER.size), True
+        self._filled = 0
+
+    def eof_received(self) -> bool:
+        return False  # the worker closed its end: close ours
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._lost = exc or asyncio.IncompleteReadError(b"", None)
+        self._writable.set()
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def _wake(self) -> None:
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def read(self) -> Any:
+        """Next message; raises ``asyncio.IncompleteReadError`` when the worker has gone."""
+        while not self._frames:
+            if self._lost is not None:
+                raise self._lost
+            self._arrived = asyncio.get_running_loop().create_future()
+            try:
+                await self._arrived
+            finally:
+                self._arrived = None
+        return pickle.loads(self._frames.popleft())
+
+    async def write(self, message: object) -> None:
+        if self._lost is not None or self._transport is None or self._transport.is_closing():
+            raise ConnectionResetError("the worker's socket is closed")
+        header, payload = frame(message)
+        self._transport.write(header)
+        self._transport.write(payload)
+        await self._writable.wait()
+        if self._lost is not None:
+            raise ConnectionResetError("the worker's socket closed while writing")
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
 
 # --- framing: worker side (blocking) ---------------------------------------------------------

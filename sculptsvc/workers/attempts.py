@@ -27,7 +27,7 @@ from sculptsvc.errors import (
     disposition,
 )
 from sculptsvc.workers._job import Job, discard
-from sculptsvc.workers._wire import read_message, rebuild_error, write_message
+from sculptsvc.workers._wire import rebuild_error
 from sculptsvc.workers.process import Worker, WorkerProcesses, describe_exit, exit_detail
 
 Outcome = Literal["done", "crashed", "killed"]
@@ -111,7 +111,7 @@ class Attempts:
         reply: asyncio.Future[Any] | None = None
         try:
             send = asyncio.ensure_future(
-                write_message(worker.writer, ("job", job.id, job.payload, job.context))
+                worker.channel.write(("job", job.id, job.payload, job.context))
             )
             reply = asyncio.ensure_future(_exchange(send, worker, job))
             done, _ = await asyncio.wait(
@@ -180,7 +180,7 @@ async def _exchange(send: asyncio.Future[None], worker: Worker, job: Job) -> Any
     await send
     while True:
         try:
-            message = await read_message(worker.reader)
+            message = await worker.channel.read()
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             raise
         except Exception as exc:
@@ -191,4 +191,4 @@ async def _exchange(send: asyncio.Future[None], worker: Worker, job: Job) -> Any
             await job.progress(message[2])
         except Exception as exc:
             raise _ProgressFailed(exc) from exc
-        await write_message(worker.writer, ("progress_ack", message[1]))
+        await worker.channel.write(("progress_ack", message[1]))

@@ -24,13 +24,7 @@ from sculptsvc.errors import SculptError, WorkerStartFailed
 from sculptsvc.settings import Settings
 from sculptsvc.workers._child import ChildConfig, worker_main
 from sculptsvc.workers._job import discard, log
-from sculptsvc.workers._wire import (
-    PICKLE_PROTOCOL,
-    RemoteError,
-    read_message,
-    rebuild_error,
-    write_message,
-)
+from sculptsvc.workers._wire import PICKLE_PROTOCOL, Channel, RemoteError, rebuild_error
 
 
 @dataclass(frozen=True)
@@ -90,8 +84,7 @@ class Worker:
     slot: int
     pid: int
     process: BaseProcess
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    channel: Channel
     exited: asyncio.Future[int | None]
     """Resolves with the exit code once the process has ended and been reaped."""
     busy: bool = False
@@ -106,7 +99,7 @@ class Worker:
             self.process.kill()
 
     def close_transport(self) -> None:
-        self.writer.close()
+        self.channel.close()
 
 
 class WorkerProcesses:
@@ -152,7 +145,7 @@ class WorkerProcesses:
             process.start()  # fork+exec and a small pipe write: milliseconds
         finally:
             child_sock.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
+        channel = await Channel.connect(parent_sock)
         exited: asyncio.Future[int | None] = loop.create_future()
 
         def on_exit() -> None:
@@ -164,7 +157,7 @@ class WorkerProcesses:
 
         loop.add_reader(process.sentinel, on_exit)
         assert process.pid is not None  # started above
-        worker = Worker(slot, process.pid, process, reader, writer, exited)
+        worker = Worker(slot, process.pid, process, channel, exited)
         started = time.monotonic()
         try:
             message = await self._await_ready(worker)
@@ -199,7 +192,7 @@ class WorkerProcesses:
         return failed
 
     async def _await_ready(self, worker: Worker) -> tuple[Any, ...]:
-        reply = asyncio.ensure_future(read_message(worker.reader))
+        reply = asyncio.ensure_future(worker.channel.read())
         try:
             done, _ = await asyncio.wait(
                 {reply, worker.exited},
@@ -243,7 +236,7 @@ class WorkerProcesses:
             if not worker.exited.done():
                 with contextlib.suppress(ConnectionError, OSError, TimeoutError):
                     await asyncio.wait_for(
-                        write_message(worker.writer, ("stop",)), self.tuning.stop_grace_s
+                        worker.channel.write(("stop",)), self.tuning.stop_grace_s
                     )
                 worker.close_transport()
                 try:

@@ -7,6 +7,8 @@ import asyncio
 import functools
 import os
 import pickle
+import random
+import socket
 import threading
 import time
 from pathlib import Path
@@ -29,7 +31,14 @@ from sculptsvc.settings import Settings
 from sculptsvc.workers import PoolTuning, RemoteTraceback, WorkerPool, describe_exit
 from sculptsvc.workers._job import Job
 from sculptsvc.workers._queue import ClosableQueue
-from sculptsvc.workers._wire import encode_error, rebuild_error
+from sculptsvc.workers._wire import (
+    Channel,
+    encode_error,
+    frame,
+    rebuild_error,
+    recv_message,
+    send_message,
+)
 from sculptsvc.workers.placement import plan_workers, visible_gpus
 from tests import workers_jobs as jobs
 
@@ -45,6 +54,49 @@ def _raised(exc: BaseException) -> BaseException:
 
 
 # --- error round trip --------------------------------------------------------------------------
+
+
+# --- framing ------------------------------------------------------------------------------------
+
+
+def _message(big: int) -> tuple[Any, ...]:
+    artifacts = {f"a{i}.bin": random.Random(i).randbytes(big + i) for i in range(3)}
+    return ("result", 7, {"artifacts": artifacts, "small": b"x" * 10, "n": 3}, 0.5)
+
+
+def test_a_channel_rebuilds_frames_from_any_split_of_the_stream() -> None:
+    """Frames cut at arbitrary points (and several in one read) come out whole, in order,
+    with ``bytes`` where ``bytes`` went in."""
+    messages = [_message(200_000), ("progress", 1, "stylized"), _message(10)]
+    stream = b"".join(bytes(p) for m in messages for p in frame(m))
+    channel = Channel()
+    rng = random.Random(0)
+    at = 0
+    while at < len(stream):
+        buffer = channel.get_buffer(-1)
+        n = min(len(buffer), rng.randint(1, 50_000), len(stream) - at)
+        buffer[:n] = stream[at : at + n]
+        channel.buffer_updated(n)
+        at += n
+    received = [pickle.loads(payload) for payload in channel._frames]
+    assert received == messages
+    assert all(type(v) is bytes for v in received[0][2]["artifacts"].values())
+
+
+async def test_a_channel_talks_to_a_blocking_socket_and_sees_it_close() -> None:
+    ours, theirs = socket.socketpair()
+    channel = await Channel.connect(ours)
+    message = _message(3 * 1024 * 1024)  # far larger than a socket buffer
+    sender = threading.Thread(target=send_message, args=(theirs, message))
+    sender.start()
+    assert await asyncio.wait_for(channel.read(), 10) == message
+    sender.join()
+    await channel.write(("progress_ack", 7))
+    assert recv_message(theirs) == ("progress_ack", 7)
+    theirs.close()
+    with pytest.raises(asyncio.IncompleteReadError):
+        await asyncio.wait_for(channel.read(), 10)
+    channel.close()
 
 
 @pytest.mark.parametrize(
