@@ -92,6 +92,8 @@ class TransactionalPublisher:
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._admin: AIOKafkaAdminClient | None = None
         self._progress: AIOKafkaProducer | None = None
+        self._coordinator: int | None = None
+        """Node id of the consumer group's coordinator, once looked up."""
         self._progress_lock = asyncio.Lock()
 
     def transactional_id(self, topic: str, partition: int) -> str:
@@ -176,22 +178,41 @@ class TransactionalPublisher:
         """
         partition = (record.topic, record.partition)
         lock = self._locks.setdefault(partition, asyncio.Lock())
+        tp = TopicPartition(*partition)
         try:
             async with lock:
                 await self._producer(*partition)
-            if self._admin is None:
-                admin = AIOKafkaAdminClient(**client_kwargs(self.settings))
-                await admin.start()
-                self._admin = admin
-            tp = TopicPartition(*partition)
-            offsets = await self._admin.list_consumer_group_offsets(
-                self.settings.group_id, partitions=[tp]
-            )
+            committed = await self._committed(tp)
+            if committed is None and self._coordinator is not None:
+                self._coordinator = None  # it may have moved: ask who it is now, once
+                committed = await self._committed(tp)
         except (KafkaError, OSError) as exc:
+            self._coordinator = None
             await self._discard(partition)
             raise PublishFailed(f"cannot read the committed offset: {exc}") from exc
-        committed = offsets.get(tp)
-        return committed is not None and committed.offset > record.offset
+        if committed is None:
+            # The partition was asked for by name, so a healthy coordinator answers for it
+            # (-1: nothing committed yet). No answer is an error aiokafka does not raise (a
+            # top-level NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS): reading it as
+            # "not committed" could run a committed message again. Read the message again.
+            raise PublishFailed(f"the group coordinator did not answer for {tp}")
+        return committed > record.offset
+
+    async def _committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of ``tp`` (-1: none), or None when the coordinator
+        left it out of its answer. The coordinator's id is remembered between calls: looking
+        it up every time cost a round trip per order."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**client_kwargs(self.settings))
+            await admin.start()
+            self._admin = admin
+        if self._coordinator is None:
+            self._coordinator = await self._admin.find_coordinator(self.settings.group_id)
+        offsets = await self._admin.list_consumer_group_offsets(
+            self.settings.group_id, self._coordinator, partitions=[tp]
+        )
+        answer = offsets.get(tp)
+        return None if answer is None else answer.offset
 
     async def _discard(self, source: tuple[str, int]) -> None:
         producer = self._producers.pop(source, None)

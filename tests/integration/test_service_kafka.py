@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sculptsvc.errors import PublishFailed
 from sculptsvc.service.kafka import TransactionalPublisher
 from sculptsvc.service.processor import InboundRecord, Outgoing
 from sculptsvc.settings import Settings
@@ -271,3 +272,39 @@ async def test_an_outcome_with_its_offset_needs_no_produce_retry(
     assert await committed_offset(kafka.bootstrap, settings.group_id, topics.orders) == orders
     assert len(await read_topic(kafka.bootstrap, topics.models, orders)) == orders
     assert len(await read_topic(kafka.bootstrap, topics.status, 2 * orders)) == 2 * orders
+
+
+async def test_the_committed_offset_check_answers_from_the_group_coordinator(
+    kafka: KafkaHarness, topics, tmp_path: Path
+) -> None:
+    """``already_committed``: false before anything is committed (the coordinator answers -1
+    for a partition asked by name), true for every offset before the committed one; a
+    remembered coordinator that is wrong fails closed (PublishFailed: read the message
+    again), and the next check looks the coordinator up again."""
+    settings = service_settings(kafka, topics, tmp_path)
+    publisher = TransactionalPublisher(settings)
+    try:
+        first = InboundRecord(topics.orders, 0, 0, b"k", b"{}")
+        for _ in range(100):  # a fresh broker creates its offsets topic on the first lookup
+            try:
+                assert await publisher.already_committed(first) is False
+                break
+            except PublishFailed:
+                await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the group coordinator never became available")
+        for offset in range(3):
+            source = InboundRecord(topics.orders, 0, offset, b"k", b"{}")
+            await publisher.publish([], source=source, commit=True)
+        checks = [
+            await publisher.already_committed(InboundRecord(topics.orders, 0, o, b"k", b"{}"))
+            for o in range(4)
+        ]
+        assert checks == [True, True, True, False]
+        publisher._coordinator = 4242  # no such broker
+        with pytest.raises(PublishFailed):
+            await publisher.already_committed(first)
+        assert publisher._coordinator is None
+        assert await publisher.already_committed(first) is True
+    finally:
+        await publisher.close()
