@@ -4,8 +4,9 @@ partition (its transactional id fences a zombie instance that lost the partition
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -125,25 +126,71 @@ class TransactionalPublisher:
             try:
                 producer = await self._producer(*partition)
                 async with producer.transaction():
-                    futures = [
-                        await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers))
-                        for m in messages
-                    ]
-                    # Records first, then the offset. The broker checks each transactional
-                    # produce with the transaction coordinator (KIP-890). An AddOffsetsToTxn
-                    # that is still in flight makes that check fail. The broker then answers
-                    # NOT_ENOUGH_REPLICAS, and aiokafka retries after retry_backoff_ms (100 ms).
-                    # That happened to about one order in ten on the test broker.
-                    for future in futures:
-                        await future
-                    if commit:
-                        next_offset = {TopicPartition(*partition): source.offset + 1}
-                        await producer.send_offsets_to_transaction(
-                            next_offset, self.settings.group_id
-                        )
+                    await self._send(producer, messages, source, commit=commit)
             except (ProducerFenced, KafkaError, OSError) as exc:
                 await self._discard(partition)
                 raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _send(
+        self,
+        producer: AIOKafkaProducer,
+        messages: Sequence[Outgoing],
+        source: InboundRecord,
+        *,
+        commit: bool,
+    ) -> None:
+        """The records of an open transaction, then (with ``commit``) the offset after
+        ``source``. Records first: the broker checks each transactional produce with the
+        transaction coordinator (KIP-890); an AddOffsetsToTxn still in flight makes that
+        check fail, the broker answers NOT_ENOUGH_REPLICAS, and aiokafka retries after
+        retry_backoff_ms (100 ms). That happened to about one order in ten on the test
+        broker."""
+        futures = [
+            await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers))
+            for m in messages
+        ]
+        for future in futures:
+            await future
+        if commit:
+            next_offset = {TopicPartition(source.topic, source.partition): source.offset + 1}
+            await producer.send_offsets_to_transaction(next_offset, self.settings.group_id)
+
+    @contextlib.asynccontextmanager
+    async def outcome(
+        self, messages: Sequence[Outgoing], *, source: InboundRecord
+    ) -> AsyncIterator[None]:
+        partition = (source.topic, source.partition)
+        lock = self._locks.setdefault(partition, asyncio.Lock())
+        async with lock:
+            try:
+                producer = await self._producer(*partition)
+                await producer.begin_transaction()
+            except (ProducerFenced, KafkaError, OSError) as exc:
+                await self._discard(partition)
+                raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+            sending = asyncio.ensure_future(self._send(producer, messages, source, commit=True))
+            try:
+                yield  # the caller's uploads and ledger write, while the transaction fills
+                await sending
+                await producer.commit_transaction()
+            except BaseException as exc:
+                if not sending.done():
+                    sending.cancel()
+                elif not sending.cancelled():
+                    sending.exception()  # seen: the error below is what the caller gets
+                await self._abort(producer, partition)
+                if isinstance(exc, ProducerFenced | KafkaError | OSError):
+                    raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+                raise
+
+    async def _abort(self, producer: AIOKafkaProducer, partition: tuple[str, int]) -> None:
+        """Abort an open transaction; a producer that cannot is dropped (its successor's
+        init_transactions aborts what it left open)."""
+        try:
+            await asyncio.shield(producer.abort_transaction())
+        except Exception as exc:
+            log.warning("producer.abort_failed", error=str(exc))
+            await self._discard(partition)
 
     async def publish_progress(self, message: Outgoing, *, source: InboundRecord) -> None:
         if self.settings.progress_in_transactions:

@@ -7,8 +7,10 @@ Delivery contract (see docs/contracts/README.md):
   broker has the status);
 - the terminal outcome (ModelReady + MoldReady + ``completed``, or
   ``rejected``/``failed`` + a DeadLetter) is published in ONE Kafka transaction together
-  with the input offset, so a ``read_committed`` consumer sees it exactly once;
-- before that transaction the outcome is written to the ledger (``sculptsvc/ledger.py``,
+  with the input offset, so a ``read_committed`` consumer sees it exactly once; a
+  completed order's transaction is filled while its artifacts upload (the events name
+  them by sha256) and commits after the uploads and the ledger write;
+- before that transaction commits, the outcome is written to the ledger (``sculptsvc/ledger.py``,
   records in the artifact store every instance shares): a redelivery of the same message
   re-publishes the stored outcome without re-running the job, and the same order revision
   arriving again as a new message publishes nothing;
@@ -22,6 +24,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -115,6 +118,14 @@ class Publisher(Protocol):
     ) -> None:
         """Send messages atomically, through the producer of ``source``'s partition; with
         ``commit``, the offset after ``source`` is committed in the same transaction."""
+        ...
+
+    def outcome(
+        self, messages: Sequence[Outgoing], *, source: InboundRecord
+    ) -> AbstractAsyncContextManager[None]:
+        """A transaction open for the block: ``messages`` and the offset after ``source``
+        are sent while the block runs, and committed when it ends without an error (aborted
+        otherwise); nothing is visible to read_committed consumers before the commit."""
         ...
 
     async def publish_progress(self, message: Outgoing, *, source: InboundRecord) -> None:
@@ -258,9 +269,13 @@ class OrderProcessor:
 
         for stage, seconds in output.stage_seconds.items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        refs = await self._upload(output.artifacts)
+        # The events name the artifacts by content (sha256), so their transaction fills while
+        # the artifacts upload and the ledger is written; it commits after both.
+        refs = await self._refs(output.artifacts)
         messages = self._success_messages(order, output, attempt, refs)
-        await self._commit_outcome(record, order, "completed", messages)
+        async with self.publisher.outcome(messages, source=record):
+            await self._upload(output.artifacts)  # put() returns what ref() said
+            await self._write_ledger(record, order, "completed", messages)
         log.info("order.completed", triangles=output.triangles, attempts=attempt)
         return "completed"
 
@@ -316,15 +331,29 @@ class OrderProcessor:
     async def _commit_outcome(
         self, record: InboundRecord, order: OrderPlaced, outcome: str, messages: list[Outgoing]
     ) -> None:
+        await self._write_ledger(record, order, outcome, messages)
+        await self.publisher.publish(messages, source=record, commit=True)
+
+    async def _write_ledger(
+        self, record: InboundRecord, order: OrderPlaced, outcome: str, messages: list[Outgoing]
+    ) -> None:
+        """Before the outcome's commit: a redelivery then re-publishes it (ledger.py)."""
         entry = LedgerEntry(record.coordinates, outcome, [m.to_json() for m in messages])
         await self._stored(self.ledger.write, order.order_id, order.revision, entry)
-        await self.publisher.publish(messages, source=record, commit=True)
 
     # -- the artifact store (blocking, possibly remote) ---------------------------------
 
     async def _stored(self, call: Callable[..., T], *args: object) -> T:
         """A store call off the event loop, waiting out an outage (never a dead letter)."""
         return await self.store_waiter.call(call, *args)
+
+    async def _refs(self, outputs: dict[str, bytes]) -> dict[str, ArtifactRef]:
+        """What each artifact's upload will return (its sha256 and where it goes)."""
+        names = sorted(outputs)
+        refs = await asyncio.gather(
+            *(asyncio.to_thread(self.store.ref, outputs[n], artifacts.media_type(n)) for n in names)
+        )
+        return dict(zip(names, refs, strict=True))
 
     async def _upload(self, outputs: dict[str, bytes]) -> dict[str, ArtifactRef]:
         """Every artifact of an order, uploaded side by side (the client is thread-safe)."""

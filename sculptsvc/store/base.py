@@ -38,6 +38,11 @@ class StoredObject:
 class ArtifactStore(Protocol):
     def put(self, data: bytes, media_type: str) -> ArtifactRef: ...
 
+    def ref(self, data: bytes, media_type: str) -> ArtifactRef:
+        """What :meth:`put` returns for these bytes, without writing them: an order's events
+        can name its artifacts while they are being uploaded."""
+        ...
+
     def get(self, ref: ArtifactRef | str) -> bytes: ...
 
     def put_record(self, name: str, data: bytes) -> None:

@@ -75,17 +75,24 @@ class LocalArtifactStore:
         if not os.access(self.root / RECORD_DIR, os.W_OK | os.X_OK):
             raise StoreMisconfigured(f"{self.root} is not writable by this process")
 
-    def put(self, data: bytes, media_type: str) -> ArtifactRef:
+    def ref(self, data: bytes, media_type: str) -> ArtifactRef:
         sha = sha256_hex(data)
-        path = self._blob_path(sha)
+        return ArtifactRef(
+            uri=self._blob_path(sha).as_uri(),
+            sha256=sha,
+            size_bytes=len(data),
+            media_type=media_type,
+        )
+
+    def put(self, data: bytes, media_type: str) -> ArtifactRef:
+        ref = self.ref(data, media_type)
+        path = self._blob_path(ref.sha256)
         try:
             if not (path.exists() and path.stat().st_size == len(data)):
                 _atomic_write(path, data)
         except OSError as exc:
-            raise StorageUnavailable(f"cannot write artifact {sha}: {exc}") from exc
-        return ArtifactRef(
-            uri=path.as_uri(), sha256=sha, size_bytes=len(data), media_type=media_type
-        )
+            raise StorageUnavailable(f"cannot write artifact {ref.sha256}: {exc}") from exc
+        return ref
 
     def get(self, ref: ArtifactRef | str) -> bytes:
         uri = ref.uri if isinstance(ref, ArtifactRef) else ref

@@ -117,15 +117,19 @@ class S3ArtifactStore:
 
     # -- blobs --------------------------------------------------------------------------
 
-    def put(self, data: bytes, media_type: str) -> ArtifactRef:
+    def ref(self, data: bytes, media_type: str) -> ArtifactRef:
         sha = sha256_hex(data)
         key = self._key(blob_key(sha))
-        ref = ArtifactRef(
+        return ArtifactRef(
             uri=self.uri(key), sha256=sha, size_bytes=len(data), media_type=media_type
         )
+
+    def put(self, data: bytes, media_type: str) -> ArtifactRef:
+        ref = self.ref(data, media_type)
+        key = self._key(blob_key(ref.sha256))
         if self._size_of(key) == len(data):
             return ref  # same bytes already there: content addressing makes this a no-op
-        self._put(key, data, media_type, metadata={"sha256": sha})
+        self._put(key, data, media_type, metadata={"sha256": ref.sha256})
         return ref
 
     def get(self, ref: ArtifactRef | str) -> bytes:

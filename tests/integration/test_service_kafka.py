@@ -308,3 +308,29 @@ async def test_the_committed_offset_check_answers_from_the_group_coordinator(
         assert await publisher.already_committed(first) is True
     finally:
         await publisher.close()
+
+
+async def test_an_outcome_commits_after_its_block_and_aborts_on_its_error(
+    kafka: KafkaHarness, topics, tmp_path: Path
+) -> None:
+    """``outcome``: the records and the offset go out while the block (uploads, ledger)
+    runs; an error in the block aborts them (a read_committed consumer never sees them, the
+    offset stays), and the next outcome of the same partition commits normally."""
+    settings = service_settings(kafka, topics, tmp_path)
+    publisher = TransactionalPublisher(settings)
+    source = InboundRecord(topics.orders, 0, 0, b"k", b"{}")
+    try:
+        with pytest.raises(RuntimeError, match="upload broke"):
+            async with publisher.outcome(
+                [Outgoing(topics.models, b"k", b'{"n": "aborted"}')], source=source
+            ):
+                await asyncio.sleep(0.05)  # the records are on the broker by now, uncommitted
+                raise RuntimeError("upload broke")
+        async with publisher.outcome(
+            [Outgoing(topics.models, b"k", b'{"n": "committed"}')], source=source
+        ):
+            await asyncio.sleep(0.05)
+    finally:
+        await publisher.close()
+    assert await committed_offset(kafka.bootstrap, settings.group_id, topics.orders) == 1
+    assert [r["n"] for r in await read_topic(kafka.bootstrap, topics.models, 1)] == ["committed"]

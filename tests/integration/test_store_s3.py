@@ -32,7 +32,10 @@ def make_store(s3_store: S3Store, **extra: object) -> S3ArtifactStore:
 def test_blobs_are_content_addressed_and_written_once(s3_store: S3Store) -> None:
     store = make_store(s3_store)
     data = b"glb bytes" * 5000
+    named = store.ref(data, "model/gltf-binary")  # what the events say before the upload
+    assert s3_store.harness.keys(s3_store.bucket) == [], "ref() writes nothing"
     ref = store.put(data, "model/gltf-binary")
+    assert ref == named
     sha = hashlib.sha256(data).hexdigest()
     assert ref.uri == f"s3://{s3_store.bucket}/artifacts/blobs/{sha[:2]}/{sha}"
     assert (ref.sha256, ref.size_bytes) == (sha, len(data))

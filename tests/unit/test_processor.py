@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,11 @@ class FakePublisher:
 
     async def publish_progress(self, message: Outgoing, *, source: InboundRecord) -> None:
         await self.publish([message], source=source, commit=False)
+
+    @contextlib.asynccontextmanager
+    async def outcome(self, messages: Sequence[Outgoing], *, source: InboundRecord):
+        yield  # visible only if the block ends without an error, as a committed transaction
+        await self.publish(messages, source=source, commit=True)
 
     async def already_committed(self, record: InboundRecord) -> bool:
         return record.offset in self.committed_before

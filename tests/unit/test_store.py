@@ -20,9 +20,11 @@ from sculptsvc.store import LocalArtifactStore, open_store
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path)
     data = b"glb bytes" * 1000
+    named = store.ref(data, "model/gltf-binary")  # what the events say before the upload
+    assert not (tmp_path / "blobs").exists() or not any((tmp_path / "blobs").rglob("*"))
     ref1 = store.put(data, "model/gltf-binary")
     ref2 = store.put(data, "model/gltf-binary")
-    assert ref1 == ref2
+    assert ref1 == ref2 == named
     assert ref1.sha256 == hashlib.sha256(data).hexdigest()
     assert ref1.size_bytes == len(data)
     assert store.get(ref1) == data
