@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(
         3, ge=1, description="Attempts per S3 request (botocore standard retries)."
     )
+    outcome_overlap_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a completed order's transaction may stay open while its "
+        "artifacts upload and its ledger record is written. Longer (a slow store), it is "
+        "aborted and the outcome published after them: an open transaction holds back what "
+        "read_committed consumers see on the output topics. 0: never overlap.",
+    )
     store_retry_max_backoff_s: float = Field(
         30.0,
         gt=0,

@@ -171,13 +171,17 @@ class TransactionalPublisher:
             sending = asyncio.ensure_future(self._send(producer, messages, source, commit=True))
             try:
                 yield  # the caller's uploads and ledger write, while the transaction fills
-                await sending
-                await producer.commit_transaction()
-            except BaseException as exc:
+            except BaseException:  # the block's own error, passed on as it is
                 if not sending.done():
                     sending.cancel()
                 elif not sending.cancelled():
-                    sending.exception()  # seen: the error below is what the caller gets
+                    sending.exception()  # seen: the block's error is what the caller gets
+                await self._abort(producer, partition)
+                raise
+            try:
+                await sending
+                await producer.commit_transaction()
+            except BaseException as exc:
                 await self._abort(producer, partition)
                 if isinstance(exc, ProducerFenced | KafkaError | OSError):
                     raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc

@@ -269,15 +269,46 @@ class OrderProcessor:
 
         for stage, seconds in output.stage_seconds.items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        # The events name the artifacts by content (sha256), so their transaction fills while
-        # the artifacts upload and the ledger is written; it commits after both.
         refs = await self._refs(output.artifacts)
         messages = self._success_messages(order, output, attempt, refs)
-        async with self.publisher.outcome(messages, source=record):
-            await self._upload(output.artifacts)  # put() returns what ref() said
-            await self._write_ledger(record, order, "completed", messages)
+        await self._commit_completed(record, order, output.artifacts, messages)
         log.info("order.completed", triangles=output.triangles, attempts=attempt)
         return "completed"
+
+    async def _commit_completed(
+        self,
+        record: InboundRecord,
+        order: OrderPlaced,
+        outputs: dict[str, bytes],
+        messages: list[Outgoing],
+    ) -> None:
+        """The events name the artifacts by content (sha256), so their transaction fills
+        while the artifacts upload and the ledger is written, and commits after both. A
+        store slower than ``outcome_overlap_s`` gets the transaction aborted (an open one
+        holds back what read_committed consumers see) and the outcome published after it."""
+
+        async def store_outcome() -> None:
+            await self._upload(outputs)  # put() returns the refs that ref() gave
+            await self._write_ledger(record, order, "completed", messages)
+
+        overlap_s = self.settings.outcome_overlap_s
+        if overlap_s <= 0:
+            await store_outcome()
+            await self.publisher.publish(messages, source=record, commit=True)
+            return
+        stored = asyncio.ensure_future(store_outcome())
+        try:
+            async with self.publisher.outcome(messages, source=record):
+                await asyncio.wait_for(asyncio.shield(stored), overlap_s)
+            return
+        except TimeoutError:
+            log.info("order.store_slow", overlap_s=overlap_s)
+            await stored
+        except BaseException:
+            if not stored.done():
+                stored.cancel()
+            raise
+        await self.publisher.publish(messages, source=record, commit=True)
 
     async def _finish_unhappy(
         self,

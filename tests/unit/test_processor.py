@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,9 +37,15 @@ class FakePublisher:
     async def publish_progress(self, message: Outgoing, *, source: InboundRecord) -> None:
         await self.publish([message], source=source, commit=False)
 
+    aborted_outcomes = 0
+
     @contextlib.asynccontextmanager
     async def outcome(self, messages: Sequence[Outgoing], *, source: InboundRecord):
-        yield  # visible only if the block ends without an error, as a committed transaction
+        try:
+            yield  # visible only if the block ends without an error: a committed transaction
+        except BaseException:
+            self.aborted_outcomes += 1
+            raise
         await self.publish(messages, source=source, commit=True)
 
     async def already_committed(self, record: InboundRecord) -> bool:
@@ -324,3 +331,33 @@ async def test_every_published_message_validates_against_its_schema_file(setting
                 assert errors == [], (message.topic, [e.message for e in errors])
                 seen[message.topic] = seen.get(message.topic, 0) + 1
     assert set(seen) == set(by_topic)  # every topic was exercised
+
+
+class SlowStore(LocalArtifactStore):
+    """Uploads that take ``seconds`` each (a store slower than the overlap allows)."""
+
+    def __init__(self, root: Path, seconds: float) -> None:
+        super().__init__(root)
+        self.seconds = seconds
+
+    def put(self, data: bytes, media_type: str):
+        time.sleep(self.seconds)
+        return super().put(data, media_type)
+
+
+@pytest.mark.parametrize("overlap_s", [0.05, 0.0])
+async def test_a_slow_store_gets_the_outcome_published_after_it(settings, overlap_s) -> None:
+    """Uploads slower than ``outcome_overlap_s``: the open transaction is aborted (it would
+    hold back what read_committed readers see) and the outcome is published once, after the
+    uploads and the ledger; with 0 no transaction is opened before them at all."""
+    settings = settings.model_copy(update={"outcome_overlap_s": overlap_s})
+    publisher = FakePublisher()
+    store = SlowStore(settings.artifact_root, seconds=0.2)
+    processor = OrderProcessor(settings, publisher, FakeRunner(), store)
+    await processor.handle(record(order_bytes()))
+    assert publisher.aborted_outcomes == (1 if overlap_s else 0)
+    committed = [batch for batch, commit in publisher.batches if commit]
+    assert len(committed) == 1
+    assert [json.loads(m.value).get("state") for m in committed[0]][-1] == "completed"
+    entry = processor.ledger.read("o1", 1)
+    assert entry is not None and entry.outcome == "completed"
