@@ -271,7 +271,7 @@ class OrderProcessor:
             self.metrics.stage_seconds.labels(stage).observe(seconds)
         refs = await self._refs(output.artifacts)
         messages = self._success_messages(order, output, attempt, refs)
-        await self._commit_completed(record, order, output.artifacts, messages)
+        await self._commit_completed(record, order, output.artifacts, refs, messages)
         log.info("order.completed", triangles=output.triangles, attempts=attempt)
         return "completed"
 
@@ -280,6 +280,7 @@ class OrderProcessor:
         record: InboundRecord,
         order: OrderPlaced,
         outputs: dict[str, bytes],
+        refs: dict[str, ArtifactRef],
         messages: list[Outgoing],
     ) -> None:
         """The events name the artifacts by content (sha256), so their transaction fills
@@ -288,7 +289,7 @@ class OrderProcessor:
         holds back what read_committed consumers see) and the outcome published after it."""
 
         async def store_outcome() -> None:
-            await self._upload(outputs)  # put() returns the refs that ref() gave
+            await self._write_artifacts(outputs, refs)
             await self._write_ledger(record, order, "completed", messages)
 
         overlap_s = self.settings.outcome_overlap_s
@@ -386,13 +387,12 @@ class OrderProcessor:
         )
         return dict(zip(names, refs, strict=True))
 
-    async def _upload(self, outputs: dict[str, bytes]) -> dict[str, ArtifactRef]:
-        """Every artifact of an order, uploaded side by side (the client is thread-safe)."""
-        names = sorted(outputs)
-        refs = await asyncio.gather(
-            *(self._stored(self.store.put, outputs[n], artifacts.media_type(n)) for n in names)
-        )
-        return dict(zip(names, refs, strict=True))
+    async def _write_artifacts(
+        self, outputs: dict[str, bytes], refs: dict[str, ArtifactRef]
+    ) -> None:
+        """Every artifact under the ref its events name, uploaded side by side (the client
+        is thread-safe)."""
+        await asyncio.gather(*(self._stored(self.store.write, refs[n], outputs[n]) for n in refs))
 
     # -- event builders ---------------------------------------------------------------
 

@@ -43,6 +43,11 @@ class ArtifactStore(Protocol):
         can name its artifacts while they are being uploaded."""
         ...
 
+    def write(self, ref: ArtifactRef, data: bytes) -> None:
+        """Store ``data`` under ``ref``, which :meth:`ref` made from these very bytes (so
+        they are hashed once); ``put`` is ``ref`` then ``write``."""
+        ...
+
     def get(self, ref: ArtifactRef | str) -> bytes: ...
 
     def put_record(self, name: str, data: bytes) -> None:

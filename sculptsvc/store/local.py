@@ -86,13 +86,16 @@ class LocalArtifactStore:
 
     def put(self, data: bytes, media_type: str) -> ArtifactRef:
         ref = self.ref(data, media_type)
+        self.write(ref, data)
+        return ref
+
+    def write(self, ref: ArtifactRef, data: bytes) -> None:
         path = self._blob_path(ref.sha256)
         try:
             if not (path.exists() and path.stat().st_size == len(data)):
                 _atomic_write(path, data)
         except OSError as exc:
             raise StorageUnavailable(f"cannot write artifact {ref.sha256}: {exc}") from exc
-        return ref
 
     def get(self, ref: ArtifactRef | str) -> bytes:
         uri = ref.uri if isinstance(ref, ArtifactRef) else ref

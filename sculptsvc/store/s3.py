@@ -126,11 +126,14 @@ class S3ArtifactStore:
 
     def put(self, data: bytes, media_type: str) -> ArtifactRef:
         ref = self.ref(data, media_type)
+        self.write(ref, data)
+        return ref
+
+    def write(self, ref: ArtifactRef, data: bytes) -> None:
         key = self._key(blob_key(ref.sha256))
         if self._size_of(key) == len(data):
-            return ref  # same bytes already there: content addressing makes this a no-op
-        self._put(key, data, media_type, metadata={"sha256": ref.sha256})
-        return ref
+            return  # same bytes already there: content addressing makes this a no-op
+        self._put(key, data, ref.media_type, metadata={"sha256": ref.sha256})
 
     def get(self, ref: ArtifactRef | str) -> bytes:
         uri = ref.uri if isinstance(ref, ArtifactRef) else ref
