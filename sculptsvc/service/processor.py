@@ -288,15 +288,16 @@ class OrderProcessor:
         store slower than ``outcome_overlap_s`` gets the transaction aborted (an open one
         holds back what read_committed consumers see) and the outcome published after it."""
 
+        overlap_s = self.settings.outcome_overlap_s
+        if overlap_s <= 0:
+            await self._write_artifacts(outputs, refs)
+            await self._commit_outcome(record, order, "completed", messages)
+            return
+
         async def store_outcome() -> None:
             await self._write_artifacts(outputs, refs)
             await self._write_ledger(record, order, "completed", messages)
 
-        overlap_s = self.settings.outcome_overlap_s
-        if overlap_s <= 0:
-            await store_outcome()
-            await self.publisher.publish(messages, source=record, commit=True)
-            return
         stored = asyncio.ensure_future(store_outcome())
         try:
             async with self.publisher.outcome(messages, source=record):
