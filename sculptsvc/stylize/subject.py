@@ -16,7 +16,9 @@ Used by both stylizers (classic and diffusion). Sources, in order of trust:
    modelled again without it, and the picture seeded again.
 
 Then every part of the subject is kept (letters of a logo, a loose handle or limb), not
-only the largest: parts at least ``min_part_fraction`` of the largest that lie within
+only the largest. In a photo, a thin strand that joins the subject to something the frame
+cuts (the rim of a plate touching a letter) is cut first, so that thing stays background.
+Parts at least ``min_part_fraction`` of the largest that lie within
 ``max_part_gap`` of the subject grow it, nearest first; specks and far-away clutter do not.
 The parts are joined by thin bridges along their shortest gaps (a minimum spanning tree),
 because a sculpture is cast in one piece. Small holes are filled, the outline smoothed.
@@ -134,6 +136,9 @@ class SubjectParams:
     photo set's disagreements measured 7-11x for such colours, at most 3.8x otherwise."""
     min_part_fraction: float = 0.01
     """Parts smaller than this share of the largest part are specks, not parts."""
+    strand_px: float = 2.0
+    """Photo path: a strand at most about twice this wide that joins the subject to
+    something cut by the picture's frame is cut there (see :func:`cut_frame_strands`)."""
     max_part_gap: float = 0.75
     """A part joins the subject when its gap to it is at most this x the smaller of the
     two sizes (letters and words are spaced by less than a letter's size)."""
@@ -214,7 +219,7 @@ def find_subject(
         reference, source = p.analysis_size, "photo"
     if box is not None:
         raw = raw & _resize_mask(box, _scaled_shape(h, w, scale))[picture]
-    parts = kept_parts(raw, p, reference_size=reference)
+    parts = kept_parts(raw, p, reference_size=reference, photo=source == "photo")
     mask = join_parts(parts, p)
     _check_plausible(mask, p, photo=source == "photo" and box is None)
     if source == "photo" and box is None:  # with a shop's box, the box is the evidence
@@ -555,16 +560,48 @@ def clean_mask(mask: np.ndarray, params: SubjectParams, *, reference_size: int) 
     return join_parts(kept_parts(mask, params, reference_size=reference_size), params)
 
 
-def kept_parts(mask: np.ndarray, params: SubjectParams, *, reference_size: int) -> np.ndarray:
-    """:func:`clean_mask` before its parts are joined."""
+def kept_parts(
+    mask: np.ndarray, params: SubjectParams, *, reference_size: int, photo: bool = False
+) -> np.ndarray:
+    """:func:`clean_mask` before its parts are joined. ``photo``: the mask was found in a
+    photo's colours, so a thin strand joining it to the frame may be background
+    (:func:`cut_frame_strands`)."""
     if not mask.any():
         return mask
     px = max(mask.shape) / reference_size
+    if photo:
+        mask = cut_frame_strands(mask, params, radius_px=max(1, round(params.strand_px * px)))
     mask = _smooth_outline(mask, params.outline_sigma_px * px)
     mask = subject_parts(mask, params)
     mask = _fill_small_holes(mask, params.fill_hole_fraction)
     mask = _smooth_outline(mask, params.outline_sigma_px * px)
     return subject_parts(mask, params)
+
+
+def cut_frame_strands(mask: np.ndarray, params: SubjectParams, *, radius_px: int) -> np.ndarray:
+    """``mask`` without the background things joined to the subject by a thin strand (the
+    rim of a plate cut by the picture's edge touching a letter): the mask is opened by
+    ``radius_px``, its parts are chosen by :func:`subject_parts` (which leaves out parts
+    cut by the frame when the subject is not), and, when the subject is not cut by the
+    frame, a strand the opening removed is kept only where it touches neither the frame
+    nor a part left out. Strands within the subject (a thin leg, an antenna) stay."""
+    size = 2 * radius_px + 1
+    opened = ndimage.binary_opening(mask, structure=np.ones((size, size), bool))
+    if not opened.any():
+        return mask
+    kept = subject_parts(opened, params)
+    left_out = opened & ~kept
+    frame = np.zeros(mask.shape, dtype=bool)
+    frame[0] = frame[-1] = True
+    frame[:, 0] = frame[:, -1] = True
+    if (kept & frame).any():
+        return mask & ~left_out  # the subject is cut by the frame: so may its strands be
+    strands, count = ndimage.label(mask & ~opened, structure=np.ones((3, 3)))
+    if count == 0:
+        return mask & ~left_out
+    touching = ndimage.binary_dilation(left_out, structure=np.ones((3, 3))) | frame
+    dropped = np.unique(strands[touching & (strands > 0)])
+    return mask & ~left_out & ~np.isin(strands, dropped[dropped > 0])
 
 
 def subject_parts(mask: np.ndarray, params: SubjectParams) -> np.ndarray:

@@ -89,6 +89,27 @@ def test_separated_letters_are_all_kept_and_joined_into_one_piece() -> None:
     assert ndimage.label(out.mask)[1] == 1
 
 
+def test_a_thin_rim_from_the_frame_touching_a_letter_is_not_part_of_the_subject() -> None:
+    """The rim of a plate cut by the picture's edge, drawn through the first letter: the
+    strand joins the letters to something the frame cuts, which is background."""
+    letters = letters_mask()
+    h, w = letters.shape
+    canvas = np.zeros((h, w), np.uint8)
+    # a circle centred off the picture to the upper left, its arc crossing the 'S'
+    cv2.circle(canvas, (-60, -40), 200, 255, 4, cv2.LINE_AA)
+    rim = (canvas >= 128) & ~letters
+    assert rim[0].any() and (ndimage.binary_dilation(rim, iterations=2) & letters).any()
+    backdrop = np.full((h, w, 3), 200.0) + np.random.default_rng(0).normal(0, 2, (h, w, 3))
+    picture = paint(paint(backdrop, rim, (90, 60, 40)), letters, (200, 30, 40))
+    found = subject_mask(picture)
+    far_rim = rim & ~ndimage.binary_dilation(letters, iterations=12)
+    assert (found & far_rim).sum() < 0.05 * far_rim.sum()  # the rim stays background
+    labels, count = ndimage.label(letters)
+    for i in range(1, count + 1):
+        assert (found & (labels == i)).sum() > 0.9 * (labels == i).sum()
+    assert iou(found, letters) > 0.85
+
+
 def test_a_box_hint_picks_the_subject_among_two() -> None:
     h, w = 240, 360
     y, x = np.mgrid[0:h, 0:w]
