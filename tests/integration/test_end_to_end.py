@@ -8,13 +8,14 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import trimesh
-from typer.testing import CliRunner
 
-from sculptsvc.cli import app
 from sculptsvc.store import LocalArtifactStore
 from tests.integration.test_replay_kafka import cli_env
 from tests.integration.test_service_kafka import service_settings
@@ -73,14 +74,22 @@ async def test_picture_in_mold_out_and_reproducible(
         assert mesh.is_watertight and mesh.bounds[0][2] == pytest.approx(0.0, abs=1e-3)
     assert mold["cavity_volume_ml"] > 1.0
 
+    # as QA runs it: its own process (in a thread of this one, the native libraries that
+    # first load in that thread corrupt the heap when the process exits)
     result = await asyncio.to_thread(
-        CliRunner().invoke,
-        app,
-        ["reproduce", "e2e-duck", "--json"],
-        env={**cli_env(settings), "SCULPT_ARTIFACT_ROOT": str(tmp_path / "reproduce")},
+        subprocess.run,
+        [str(Path(sys.executable).with_name("sculpt")), "reproduce", "e2e-duck", "--json"],
+        env={
+            **os.environ,
+            **cli_env(settings),
+            "SCULPT_ARTIFACT_ROOT": str(tmp_path / "reproduce"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{") :])
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["identical"] is True
     assert {row["artifact"] for row in report["artifacts"]} == {
         "model.glb",
