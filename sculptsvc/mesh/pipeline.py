@@ -333,6 +333,10 @@ def _without_self_intersections(
     smooth and fit the budget again, and re-triangulate what the mold still counts there
     (:func:`~sculptsvc.mesh.handoff.retriangulate_as_the_mold_counts`). Last, where every
     surface at the budget still crosses, the budget gives way (:func:`_thin_walls_kept`).
+    A surface that crosses in more than ``crossing_repair_max_faces`` faces passes
+    through itself (the plates of an assembly): the local repairs are skipped for it, and
+    the unsmoothed refinement when the repaired surface is such a tangle, since neither
+    clears one (the rebuild is where those end, after seconds of checks).
     Returns the float32-exact mesh, how the budget was met, the smoothing displacement and
     the crossing count of the returned mesh (the report's figure: counted once).
     """
@@ -354,16 +358,17 @@ def _without_self_intersections(
         if remeshed is not None:
             repair_log.add(remeshed_note)
             return remeshed, "remeshed (isotropic)", 0.0, 0
-        unsmoothed = _refined_unsmoothed(repaired, params)
+        unsmoothed = None if _tangled(repaired, params) else _refined_unsmoothed(repaired, params)
         if unsmoothed is not None:
             repair_log.add(
                 f"{found} ({where}): the repaired surface refined by longest-edge bisection "
                 "instead, unsmoothed (smoothing bent long flat triangles out of their plane)"
             )
             return unsmoothed, "subdivided (longest-edge bisection)", 0.0, 0
-    fixed = _logged(repair_crossings(mesh, params), repair_log, f"{found} ({where})")
-    if fixed is not None:
-        return fixed, budget, displacement, 0
+    if check.crossing_faces <= params.crossing_repair_max_faces:
+        fixed = _logged(repair_crossings(mesh, params), repair_log, f"{found} ({where})")
+        if fixed is not None:
+            return fixed, budget, displacement, 0
     remeshed = None if coarse else _remeshed_isotropic(repaired, params)
     if remeshed is not None:
         repair_log.add(remeshed_note)
@@ -373,7 +378,11 @@ def _without_self_intersections(
             f"{found} ({where}) and the remesh fallback is off",
             self_intersecting_faces=check.crossing_faces,
         )
-    why = f"{found} ({where}); local re-triangulation did not clear it"
+    why = f"{found} ({where}); " + (
+        "local re-triangulation did not clear it"
+        if check.crossing_faces <= params.crossing_repair_max_faces
+        else f"more than {params.crossing_repair_max_faces}: the surface passes through itself"
+    )
     unsmoothed_rebuilds: list[tuple[int, trimesh.Trimesh]] = []
     fell_apart: UnrepairableMesh | None = None
     for resolution in _rebuild_resolutions(params):
@@ -425,6 +434,15 @@ def _without_self_intersections(
         f"{check.refusal or f'{check.crossing_faces} triangles'} still fail {where} "
         "after voxel rebuilds and local re-triangulation",
         self_intersecting_faces=check.crossing_faces,
+    )
+
+
+def _tangled(repaired: trimesh.Trimesh, params: MeshParams) -> bool:
+    """The repaired surface itself crosses in more faces than a local repair clears
+    (``crossing_repair_max_faces``): refining it without smoothing keeps every crossing.
+    The check is the cached one when :func:`_remeshed_isotropic` just asked it."""
+    return check_handoff(as_stored(repaired), params).crossing_faces > (
+        params.crossing_repair_max_faces
     )
 
 

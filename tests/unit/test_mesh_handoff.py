@@ -303,6 +303,39 @@ def _sphere_with_only_rebuilds(monkeypatch: pytest.MonkeyPatch, check: Any) -> A
     return process_mesh(sphere, MeshParams(target_faces=2_000)).report
 
 
+@pytest.mark.parametrize(("crossing", "tried"), [(1001, []), (1000, ["refined", "local"])])
+def test_a_surface_that_passes_through_itself_goes_to_the_rebuild_at_once(
+    monkeypatch: pytest.MonkeyPatch, crossing: int, tried: list[str]
+) -> None:
+    """cura's fabxpro platform (plates of an assembly through each other) crossed in 11,060
+    faces; the local repairs, which never cleared more than 102 on the public models,
+    spent 34 s in checks before its voxel rebuild. Above ``crossing_repair_max_faces``
+    neither they nor the unsmoothed refinement of a coarse part are tried."""
+    import sculptsvc.mesh.pipeline as pipeline
+    from sculptsvc.mesh.handoff import HandoffCheck
+
+    calls: list[str] = []
+    rebuilt: list[str] = []
+    real_rebuilt = pipeline._rebuilt
+
+    def recording(repaired, repair_log, params, why):  # type: ignore[no-untyped-def]
+        rebuilt.append(why)
+        return real_rebuilt(repaired, repair_log, params, why)
+
+    def stand_in(mesh: trimesh.Trimesh, params: MeshParams) -> HandoffCheck:
+        return HandoffCheck(0 if rebuilt else crossing)
+
+    monkeypatch.setattr(pipeline, "_rebuilt", recording)
+    monkeypatch.setattr(pipeline, "check_handoff", stand_in)
+    monkeypatch.setattr(pipeline, "repair_crossings", lambda m, p: calls.append("local"))
+    monkeypatch.setattr(pipeline, "_refined_unsmoothed", lambda r, p: calls.append("refined"))
+    coarse = trimesh.creation.icosphere(subdivisions=2, radius=10.0)  # 320 < 2,000 faces
+    report = process_mesh(coarse, MeshParams(target_faces=2_000)).report
+    assert calls == tried
+    assert report.repair_method == "remesh" and report.watertight
+    assert ("passes through itself" in rebuilt[0]) is (not tried)
+
+
 def test_a_rebuild_that_still_crosses_is_rebuilt_finer(monkeypatch: pytest.MonkeyPatch) -> None:
     """trimesh's plate_holes.STL, a CAD plate only ~7 voxels thick in the 160-voxel field,
     still crossed after that rebuild and its local re-triangulation, and the order failed;
