@@ -585,15 +585,23 @@ def cut_frame_strands(mask: np.ndarray, params: SubjectParams, *, radius_px: int
     cut by the frame when the subject is not), and, when the subject is not cut by the
     frame, a strand the opening removed is kept only where it touches neither the frame
     nor a part left out. Strands within the subject (a thin leg, an antenna) stay."""
+    frame = np.zeros(mask.shape, dtype=bool)
+    frame[0] = frame[-1] = True
+    frame[:, 0] = frame[:, -1] = True
+    if not (mask & frame).any():
+        return mask  # nothing is cut by the frame
     size = 2 * radius_px + 1
-    opened = ndimage.binary_opening(mask, structure=np.ones((size, size), bool))
+    opened = cv2.morphologyEx(  # outside the picture is background, as in scipy's opening
+        mask.astype(np.uint8),
+        cv2.MORPH_OPEN,
+        np.ones((size, size), np.uint8),
+        borderType=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    ).astype(bool)
     if not opened.any():
         return mask
     kept = subject_parts(opened, params)
     left_out = opened & ~kept
-    frame = np.zeros(mask.shape, dtype=bool)
-    frame[0] = frame[-1] = True
-    frame[:, 0] = frame[:, -1] = True
     if (kept & frame).any():
         return mask & ~left_out  # the subject is cut by the frame: so may its strands be
     strands, count = ndimage.label(mask & ~opened, structure=np.ones((3, 3)))
