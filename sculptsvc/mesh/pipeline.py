@@ -35,6 +35,7 @@ from sculptsvc.mesh.colors import (
 )
 from sculptsvc.mesh.gltf import METRES_PER_MM, PbrMaterial, build_glb, unit_normals
 from sculptsvc.mesh.handoff import (
+    HandoffCheck,
     as_stored,
     check_handoff,
     mold_size,
@@ -358,14 +359,17 @@ def _without_self_intersections(
         if remeshed is not None:
             repair_log.add(remeshed_note)
             return remeshed, "remeshed (isotropic)", 0.0, 0
-        unsmoothed = None if _tangled(repaired, params) else _refined_unsmoothed(repaired, params)
+        repaired_check = check_handoff(as_stored(repaired), params)  # cached: just asked
+        unsmoothed = (
+            None if _tangled(repaired_check, params) else _refined_unsmoothed(repaired, params)
+        )
         if unsmoothed is not None:
             repair_log.add(
                 f"{found} ({where}): the repaired surface refined by longest-edge bisection "
                 "instead, unsmoothed (smoothing bent long flat triangles out of their plane)"
             )
             return unsmoothed, "subdivided (longest-edge bisection)", 0.0, 0
-    if check.crossing_faces <= params.crossing_repair_max_faces:
+    if not _tangled(check, params):
         fixed = _logged(repair_crossings(mesh, params), repair_log, f"{found} ({where})")
         if fixed is not None:
             return fixed, budget, displacement, 0
@@ -380,7 +384,7 @@ def _without_self_intersections(
         )
     why = f"{found} ({where}); " + (
         "local re-triangulation did not clear it"
-        if check.crossing_faces <= params.crossing_repair_max_faces
+        if not _tangled(check, params)
         else f"more than {params.crossing_repair_max_faces}: the surface passes through itself"
     )
     unsmoothed_rebuilds: list[tuple[int, trimesh.Trimesh]] = []
@@ -437,13 +441,11 @@ def _without_self_intersections(
     )
 
 
-def _tangled(repaired: trimesh.Trimesh, params: MeshParams) -> bool:
-    """The repaired surface itself crosses in more faces than a local repair clears
-    (``crossing_repair_max_faces``): refining it without smoothing keeps every crossing.
-    The check is the cached one when :func:`_remeshed_isotropic` just asked it."""
-    return check_handoff(as_stored(repaired), params).crossing_faces > (
-        params.crossing_repair_max_faces
-    )
+def _tangled(check: HandoffCheck, params: MeshParams) -> bool:
+    """The surface checked crosses in more faces than a local repair clears
+    (``crossing_repair_max_faces``): it passes through itself, and neither the local
+    repairs nor refining it without smoothing (which keeps every crossing) clear that."""
+    return check.crossing_faces > params.crossing_repair_max_faces
 
 
 def _thin_walls_kept(
