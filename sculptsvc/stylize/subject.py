@@ -13,7 +13,9 @@ Used by both stylizers (classic and diffusion). Sources, in order of trust:
    border) are cut off first: they are neither that frame nor background to model. When
    the colour model and GrabCut disagree, a frame colour that GrabCut found mostly inside
    the subject is the subject's own where it touches the frame: the background is
-   modelled again without it, and the picture seeded again.
+   modelled again without it, and the picture seeded again. A smooth surface the
+   subject covers in part, and that does not reach the frame, is completed (the lower
+   half of a mast in a frame colour, the inside wall of a cup).
 
 Then every part of the subject is kept (letters of a logo, a loose handle or limb), not
 only the largest. In a photo, a thin strand that joins the subject to something the frame
@@ -168,6 +170,14 @@ class SubjectParams:
     edge_contrast: float = 10.0
     """Lab distance (about 4 just-noticeable differences) between those two colours under
     which a stretch of the outline lies on no edge of the picture."""
+    surface_step: float = 4.0
+    """Photo path: neighbouring pixels whose Lab colours differ by less than this (under 2
+    just-noticeable differences) lie on one smooth surface (see
+    :func:`complete_surfaces`). It must stay well under a subject's edge spread over its
+    anti-aliased pixels: at 8 the photo set's mast joined the sky through them."""
+    surface_min_share: float = 0.1
+    """... and a smooth surface is the subject's when at least this share of it was found
+    as subject; less is the outline's spill onto a neighbouring surface."""
     max_weak_outline: float = 0.25
     """A photo's subject whose outline runs on no edge for more than this share of its
     length is not an object: it is a patch of smooth background cut out where a colour
@@ -399,7 +409,46 @@ def _photo_subject(
             reason="the colour model and GrabCut disagree about the subject",
             agreement=round(agreement, 4),
         )
-    return seeded.found
+    return complete_surfaces(lab, seeded.found, params)
+
+
+def complete_surfaces(lab: np.ndarray, found: np.ndarray, params: SubjectParams) -> np.ndarray:
+    """``found`` with the rest of every smooth surface it covers in part, where that
+    surface does not reach the picture's frame.
+
+    The colour model judges each pixel by its colour alone: the lower half of a grey mast
+    whose grey a tower on the frame also has reads as background, although no edge
+    separates it from the upper half found as subject; the white inside wall of a cup
+    reads as a hole. A surface (pixels joined by steps under ``surface_step``, so
+    bounded by edges all round) that is at least ``surface_min_share`` subject and does
+    not touch the frame is one thing with the subject. A surface reaching the frame is
+    left as it was: the background is such a surface, and so is a blurred outline."""
+    if not found.any():
+        return found
+    h, w = found.shape
+    across, down = np.diff(lab, axis=1), np.diff(lab, axis=0)
+    across = np.einsum("ijk,ijk->ij", across, across)  # squared steps, (h, w - 1)
+    down = np.einsum("ijk,ijk->ij", down, down)  # (h - 1, w)
+    step = np.zeros((h, w), dtype=np.float32)  # a pixel's largest step to a neighbour
+    step[:, :-1] = across
+    np.maximum(step[:, 1:], across, out=step[:, 1:])
+    np.maximum(step[:-1], down, out=step[:-1])
+    np.maximum(step[1:], down, out=step[1:])
+    surfaces, count = ndimage.label(step < params.surface_step**2)
+    if count == 0:
+        return found
+    size = np.bincount(surfaces.ravel(), minlength=count + 1)
+    covered = np.bincount(surfaces[found], minlength=count + 1)
+    frame = np.concatenate([surfaces[0], surfaces[-1], surfaces[:, 0], surfaces[:, -1]])
+    completes = (covered >= params.surface_min_share * size) & (covered < size)
+    completes[frame] = False
+    completes[0] = False  # the edge pixels between surfaces
+    added = completes[surfaces] & ~found
+    if not added.any():
+        return found
+    # the edge pixels along what was added go to whichever side they are more like
+    grown = found | added | (ndimage.binary_dilation(added) & (surfaces == 0))
+    return refine_outline(lab, grown, params.outline_band_px)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,40 @@ def test_a_thin_rim_from_the_frame_touching_a_letter_is_not_part_of_the_subject(
     assert iou(found, letters) > 0.85
 
 
+def night_mast_beside_a_lattice_tower(h: int = 360, w: int = 240) -> tuple[np.ndarray, np.ndarray]:
+    """A free-standing mast at dusk, shaded from a light lamp down to a dark grey base,
+    and a lattice tower on the right edge in that same dark grey: by colour alone, the
+    mast's lower half is the tower's, so background."""
+    y, x = np.mgrid[0:h, 0:w]
+    t = (y / (h - 1))[..., None]
+    sky = (1 - t) * np.array([20.0, 30.0, 70.0]) + t * np.array([30.0, 45.0, 95.0])
+    sky += np.random.default_rng(3).normal(0, 1.0, sky.shape)
+    mast = (np.abs(x - 100) < 5) & (y > 60) & (y < 320)
+    lamp = ((x - 100) / 22.0) ** 2 + ((y - 50) / 14.0) ** 2 < 1
+    base = (np.abs(x - 100) < 16) & (y >= 305) & (y < 320)
+    mask = mast | lamp | base
+    u = x - (w - 50)
+    lattice = (u >= 0) & ((u % 16 < 3) | (y % 16 < 3) | (np.abs((u + y) % 32 - 16) < 2))
+    dark, light = np.array([55.0, 55.0, 63.0]), np.array([90.0, 90.0, 98.0])
+    picture = sky.copy()
+    picture[lattice] = dark
+    s = np.clip((y - 36) / (320 - 36), 0, 1)[..., None]
+    picture[mask] = ((1 - s) * light + s * dark)[mask]
+    return np.clip(picture, 0, 255).astype(np.uint8), mask
+
+
+def test_a_mast_whose_lower_half_has_a_frame_colour_is_found_whole() -> None:
+    """The colour model calls the lower half background (the tower's grey); no edge
+    separates it from the upper half, and it does not reach the frame, so it is the
+    subject's (``complete_surfaces``). Without that step: IoU 0.34."""
+    picture, mask = night_mast_beside_a_lattice_tower()
+    found = subject_mask(picture)
+    lower = mask & (np.arange(mask.shape[0]) > 200)[:, None]
+    assert (found & lower).sum() > 0.9 * lower.sum()
+    assert iou(found, mask) > 0.9
+    assert not found[:, -60:].any()  # the tower and the sky around it stay background
+
+
 def test_a_box_hint_picks_the_subject_among_two() -> None:
     h, w = 240, 360
     y, x = np.mgrid[0:h, 0:w]
