@@ -131,11 +131,14 @@ class SubjectParams:
     """A 'subject' covering more of the picture's frame than this is background."""
     min_agreement: float = 0.6
     """Least share of the final subject that the colour model also calls foreground."""
-    subject_colour_ratio: float = 4.0
+    subject_colour_ratio: float = 3.0
     """A frame colour explaining this many times more of GrabCut's subject than of the
     frame is the subject's own (where it, or a second one, touches the frame), not
-    background: when the two disagree, the background is modelled again without it. The
-    photo set's disagreements measured 7-11x for such colours, at most 3.8x otherwise."""
+    background: when the two disagree, the background is modelled again without it.
+    Measured where they disagree (the photo set, scikit-image's and other public photos):
+    5.3-10.6x for the colours of subjects cut by the frame, 3.9x for an arm on a blue
+    screen (a colour on 13 % of the frame can reach at most 1 / 0.13 = 7.7x), at most
+    2.5x otherwise (the cameraman photo, still refused)."""
     min_part_fraction: float = 0.01
     """Parts smaller than this share of the largest part are specks, not parts."""
     strand_px: float = 2.0

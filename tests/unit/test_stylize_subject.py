@@ -392,6 +392,27 @@ def test_a_frame_colour_found_mostly_inside_the_subject_is_the_subjects_own() ->
     assert seeded.agreement == 0.0
 
 
+def test_the_colour_of_an_arm_crossing_a_seventh_of_the_frame_is_the_subjects_own() -> None:
+    """A colour on a share ``f`` of the frame can explain at most ``1 / f`` x more of the
+    subject: an arm on a blue screen, crossing 14 % of the frame, whose skin is half of
+    GrabCut's subject (3.7x; pygame's ``fist.png``: 3.9x) is the subject's."""
+    from sculptsvc.stylize.subject import _Seeded
+
+    h, w = 100, 100
+    frame = np.zeros((h, w), bool)
+    frame[:4] = frame[-4:] = True
+    frame[:, :4] = frame[:, -4:] = True
+    found = np.zeros((h, w), bool)
+    found[10:96, 30:80] = True  # the arm reaches down to the frame band
+    nearest = np.full((h, w), 1)  # the blue screen
+    nearest[50:96, 30:80] = 2  # the lower half of the arm reads as the frame's skin
+    nearest[96:, 0:55] = 2  # where the arm crosses the bottom edge
+    seeded = _Seeded(found, ~found, np.ones((h, w), bool), nearest, frame, colours=2)
+    skin_frame_share = 220 / frame.sum()  # 55 columns x 4 rows: 14 %
+    assert 3.0 < (46 / 86) / skin_frame_share < 4.0  # 46 of the arm's 86 rows: 3.7x
+    assert seeded.subject_colours(SubjectParams().subject_colour_ratio).tolist() == [False, True]
+
+
 def test_a_subject_whose_colour_touches_the_frame_is_found_not_refused(corpus: Path) -> None:
     """The photo set's bunny-ihc-frame: the corpus bunny cut by the left edge of a stained
     micrograph. Its yellow on the frame became one of the background's colours, the colour
