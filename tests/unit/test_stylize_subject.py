@@ -144,6 +144,48 @@ def test_a_mast_whose_lower_half_has_a_frame_colour_is_found_whole() -> None:
     assert not found[:, -60:].any()  # the tower and the sky around it stay background
 
 
+def test_red_letters_on_grass_are_found_where_grabcut_takes_the_grass_between_them() -> None:
+    """On scikit-image's grass, GrabCut takes grass between the letters and disagrees with
+    the colour model; the colour model's own subject is clean (its parts hold most of it,
+    their outline lies on edges), so it is taken instead of refusing the order."""
+    import skimage.data
+
+    grass = skimage.data.grass()  # 512 x 512
+    word = cv2.resize(
+        letters_mask().astype(np.uint8) * 255, (300, 107), interpolation=cv2.INTER_AREA
+    )
+    letters = np.zeros(grass.shape, bool)
+    letters[202:309, 106:406] = word >= 128
+    picture = paint(np.dstack([grass] * 3).astype(float), letters, (200, 40, 50))
+    found = subject_mask(picture)  # refused before: the two disagreed
+    labels, count = ndimage.label(letters)
+    assert count == 6
+    for i in range(1, count + 1):  # every letter (the thin L: 88 %)
+        assert (found & (labels == i)).sum() > 0.8 * (labels == i).sum()
+    assert iou(found, letters) > 0.8
+
+
+def test_the_colour_models_subject_is_taken_only_when_clean() -> None:
+    """Specks scattered over the picture, or a patch cut out of a smooth gradient, are no
+    subject of their own: the disagreement stays a refusal."""
+    from sculptsvc.stylize.subject import colour_model_subject
+
+    p = SubjectParams()
+    h, w = 300, 400
+    rng = np.random.default_rng(0)
+    flat = to_lab(np.full((h, w, 3), 128, np.uint8))
+    specks = rng.random((h, w)) < 0.01
+    assert colour_model_subject(flat, specks, p) is None
+    ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+    patch = np.zeros((h, w), bool)
+    patch[100:200, 150:250] = True  # no edge in the picture runs along it
+    assert colour_model_subject(to_lab(ramp.astype(np.uint8)), patch, p) is None
+    square = np.full((h, w, 3), 128, np.uint8)
+    square[patch] = (200, 40, 50)
+    found = colour_model_subject(to_lab(square), patch, p)
+    assert found is not None and iou(found, patch) > 0.95
+
+
 def test_a_box_hint_picks_the_subject_among_two() -> None:
     h, w = 240, 360
     y, x = np.mgrid[0:h, 0:w]
