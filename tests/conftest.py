@@ -41,3 +41,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if in_ci and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where everything must be installed: {report.longrepr}"
+
+
+_finished: list[pytest.Session] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _finished.append(session)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the test process without native teardown, as the one-shot commands end
+    (``sculptsvc/commands/_exit.py``). After every test has passed and the summary is
+    written, manifold3d's pool threads are still freeing memory while the interpreter and
+    the libraries' static destructors tear down; in some test orders glibc then aborts
+    ("malloc_consolidate(): unaligned fastbin chunk detected", in a manifold3d thread) and
+    the run reads as failed. Nothing is left to write: pytest has reported, and the
+    results, junit files and caches are on disk."""
+    if not _finished:
+        return
+    from sculptsvc.commands._exit import exit_now
+
+    exit_now(int(_finished[-1].exitstatus))
