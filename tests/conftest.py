@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped in CI, where everything must be installed: {report.longrepr}"
 
 
-_finished: list[pytest.Session] = []
+_SESSION = pytest.StashKey[pytest.Session]()
+# statuses of a run that went to the end and reported (any other, an internal or usage
+# error, ends as pytest ends it, with its message)
+_REPORTED = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    _finished.append(session)
+    """Keep the session for :func:`pytest_unconfigure`, which reads its final status."""
+    session.config.stash[_SESSION] = session
 
 
 @pytest.hookimpl(trylast=True)
@@ -57,10 +62,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     written, manifold3d's pool threads are still freeing memory while the interpreter and
     the libraries' static destructors tear down; in some test orders glibc then aborts
     ("malloc_consolidate(): unaligned fastbin chunk detected", in a manifold3d thread) and
-    the run reads as failed. Nothing is left to write: pytest has reported, and the
-    results, junit files and caches are on disk."""
-    if not _finished:
+    the run reads as failed. Only a ``pytest`` process whose run reported normally ends
+    here: an error on its way out, ``--debug``, or ``pytest.main()`` called by another
+    program end as pytest ends them."""
+    session = config.stash.get(_SESSION, None)
+    if session is None or sys.exc_info()[1] is not None or config.option.debug:
+        return
+    if "pytest" not in Path(sys.argv[0]).parts[-2:] and Path(sys.argv[0]).name != "pytest":
+        return  # pytest.main() inside another program: it goes on after this
+    status = session.exitstatus
+    if status not in _REPORTED:
         return
     from sculptsvc.commands._exit import exit_now
 
-    exit_now(int(_finished[-1].exitstatus))
+    exit_now(int(status))

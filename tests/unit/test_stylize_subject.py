@@ -173,17 +173,49 @@ def test_the_colour_models_subject_is_taken_only_when_clean() -> None:
     p = SubjectParams()
     h, w = 300, 400
     rng = np.random.default_rng(0)
-    flat = to_lab(np.full((h, w, 3), 128, np.uint8))
-    specks = rng.random((h, w)) < 0.01
-    assert colour_model_subject(flat, specks, p) is None
-    ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+    square = np.full((h, w, 3), 128, np.uint8)
     patch = np.zeros((h, w), bool)
-    patch[100:200, 150:250] = True  # no edge in the picture runs along it
+    patch[100:200, 150:250] = True
+    # a clean red square, and more red in 5-pixel specks far from it than in the square
+    specks = np.zeros((h, w), bool)
+    for y, x in rng.integers(0, [h - 5, w - 5], size=(700, 2)):
+        if not patch[max(0, y - 40) : y + 45, max(0, x - 40) : x + 45].any():
+            specks[y : y + 5, x : x + 5] = True
+    assert specks.sum() > patch.sum()
+    square[patch | specks] = (200, 40, 50)
+    assert colour_model_subject(to_lab(square), patch | specks, p) is None
+    ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+    # no edge in the picture runs along the patch
     assert colour_model_subject(to_lab(ramp.astype(np.uint8)), patch, p) is None
     square = np.full((h, w, 3), 128, np.uint8)
     square[patch] = (200, 40, 50)
     found = colour_model_subject(to_lab(square), patch, p)
     assert found is not None and iou(found, patch) > 0.95
+
+
+def test_a_large_surface_joined_to_the_subject_by_a_soft_transition_is_not_completed() -> None:
+    """A cake whose colour fades over 40 pixels into the white plate under it: cake and
+    plate form one smooth surface that does not reach the frame, but the plate is many
+    times the cake and is no part of it (``surface_max_growth``)."""
+    from sculptsvc.stylize.subject import complete_surfaces
+
+    h, w = 300, 400
+    y, x = np.mgrid[0:h, 0:w]
+    r = np.hypot(y - 150, x - 200)
+    rgb = np.empty((h, w, 3))
+    rgb[:] = (60, 90, 40)  # a dark green cloth around the plate
+    rgb += np.random.default_rng(1).normal(0, 6, rgb.shape)  # textured: no surface
+    cake, white = np.array([120.0, 70.0, 40.0]), np.array([245.0, 245.0, 240.0])
+    t = np.clip((r - 40) / 40, 0, 1)[..., None]  # cake up to r = 40, plate from r = 80
+    plate = r < 110
+    rgb[plate] = ((1 - t) * cake + t * white)[plate]
+    lab = to_lab(np.clip(rgb, 0, 255).astype(np.uint8))
+    found = r < 43  # 15 % of the surface: above surface_min_share
+    assert found.sum() > SubjectParams().surface_min_share * plate.sum()
+    grown = complete_surfaces(lab, found, SubjectParams())
+    assert (grown & ~found).sum() < 0.1 * found.sum()
+    # the same surface completes when the subject is the larger part of it (a mast)
+    assert (complete_surfaces(lab, r < 80, SubjectParams()) & plate).sum() > 0.95 * plate.sum()
 
 
 def test_a_box_hint_picks_the_subject_among_two() -> None:
