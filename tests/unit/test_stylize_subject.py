@@ -218,6 +218,22 @@ def test_a_large_surface_joined_to_the_subject_by_a_soft_transition_is_not_compl
     assert (complete_surfaces(lab, r < 80, SubjectParams()) & plate).sum() > 0.95 * plate.sum()
 
 
+def test_a_portrait_keeps_the_head_and_the_body() -> None:
+    """scikit-image's astronaut (a NASA portrait, public domain): her skin is as pale as
+    the wall, so by colour the subject was the orange suit without the head. A frontal
+    face touching the subject makes it a person, and GrabCut is seeded with the head and
+    the body below it."""
+    import skimage.data
+
+    picture = skimage.data.astronaut()  # 512 x 512
+    found = subject_mask(picture)
+    assert found[90:140, 195:250].mean() > 0.95  # the face (none of it before)
+    assert found[20:60, 170:280].mean() > 0.6  # the hair above it
+    assert found[380:480, 60:160].mean() > 0.95  # the suit
+    assert found[100:300, 0:40].mean() < 0.05  # the flag on the left stays background
+    assert found[100:200, 300:340].mean() < 0.05  # and the wall beside her head
+
+
 def test_a_box_hint_picks_the_subject_among_two() -> None:
     h, w = 240, 360
     y, x = np.mgrid[0:h, 0:w]
