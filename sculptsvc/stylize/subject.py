@@ -535,20 +535,7 @@ def _person_grabcut(
     gc = np.where(found | person.body, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     gc[frame & ~person.body] = cv2.GC_BGD
     gc[person.face] = cv2.GC_FGD
-    bgd_model = np.zeros((1, 65), np.float64)
-    fgd_model = np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(params.rng_seed)
-    cv2.grabCut(
-        np.ascontiguousarray(rgb[..., ::-1]),
-        gc,
-        None,
-        bgd_model,
-        fgd_model,
-        params.grabcut_iterations,
-        cv2.GC_INIT_WITH_MASK,
-    )
-    person_found = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
-    return refine_outline(lab, person_found, params.outline_band_px)
+    return refine_outline(lab, _grabcut(rgb, gc, params), params.outline_band_px)
 
 
 def colour_model_subject(
@@ -672,22 +659,27 @@ def _seeded_grabcut(
         )
     gc = np.where(looks_background, cv2.GC_PR_BGD, cv2.GC_PR_FGD).astype(np.uint8)
     gc[certain_background] = cv2.GC_BGD
+    found = refine_outline(lab, _grabcut(rgb, gc, params), params.outline_band_px)
+    nearest = np.argmin(distances, axis=0)
+    return _Seeded(found, probable_fg, looks_background, nearest, frame, len(colours))
+
+
+def _grabcut(rgb: np.ndarray, seeds: np.ndarray, params: SubjectParams) -> np.ndarray:
+    """OpenCV's GrabCut from ``seeds`` (GC_* labels, changed in place): (h, w) bool
+    subject. Seeded with ``rng_seed``: its GMM initialisation draws from OpenCV's RNG."""
     bgd_model = np.zeros((1, 65), np.float64)
     fgd_model = np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(params.rng_seed)  # GrabCut's GMM initialisation draws from it
+    cv2.setRNGSeed(params.rng_seed)
     cv2.grabCut(
         np.ascontiguousarray(rgb[..., ::-1]),
-        gc,
+        seeds,
         None,
         bgd_model,
         fgd_model,
         params.grabcut_iterations,
         cv2.GC_INIT_WITH_MASK,
     )
-    found = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
-    found = refine_outline(lab, found, params.outline_band_px)
-    nearest = np.argmin(distances, axis=0)
-    return _Seeded(found, probable_fg, looks_background, nearest, frame, len(colours))
+    return (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
 
 
 def refine_outline(lab: np.ndarray, mask: np.ndarray, band_px: int) -> np.ndarray:
