@@ -457,8 +457,10 @@ def _photo_subject(
 
 @dataclass(frozen=True)
 class _Person:
-    """Seeds from a face: ``face`` (its centre, certainly subject) and ``body`` (the head
-    with its hair, and the torso below it down to the picture's edge: probably subject)."""
+    """Seeds from a face: ``face`` (its centre and the neck under the chin, certainly
+    subject: the neck joins head and body even where a dark collar reads as background)
+    and ``body`` (the head with its hair, and the torso below it down to the picture's
+    edge: probably subject)."""
 
     face: np.ndarray
     body: np.ndarray
@@ -506,9 +508,11 @@ def person_seeds(rgb: np.ndarray, found: np.ndarray, params: SubjectParams) -> _
             continue
         core = np.zeros((h, w), dtype=bool)
         core[centre] = True
+        middle = x + fw // 2
+        core[y + fh : y + fh + fh // 2, middle - fw // 4 : middle + fw // 4] = True  # neck
         body = np.zeros((h, w), dtype=bool)  # in face sizes: the hair half a face high,
         body[max(0, y - fh // 2) : y + fh, max(0, x - fw // 4) : x + fw + fw // 4] = True
-        middle = x + fw // 2  # the shoulders three faces wide
+        # the shoulders three faces wide
         body[y + fh :, max(0, middle - 3 * fw // 2) : middle + 3 * fw // 2] = True
         best, best_size = _Person(face=core, body=body), fh * fw
     return best
