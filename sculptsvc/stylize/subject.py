@@ -535,11 +535,17 @@ def _person_grabcut(
     params: SubjectParams,
 ) -> np.ndarray:
     """GrabCut again, seeded with the subject found and the person's head and body as
-    probable subject (the body may run off the picture's edge), the face as subject."""
+    probable subject (the body may run off the picture's edge), the face as subject.
+    The subject is the person: pieces that touch neither head nor body (a model rocket
+    beside her head) are left out, whatever they hold (a guitar, a cup) stays with the
+    hand that holds it."""
     gc = np.where(found | person.body, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     gc[frame & ~person.body] = cv2.GC_BGD
     gc[person.face] = cv2.GC_FGD
-    return refine_outline(lab, _grabcut(rgb, gc, params), params.outline_band_px)
+    pieces, _count = ndimage.label(_grabcut(rgb, gc, params))
+    touching = np.unique(pieces[person.body | person.face])
+    person_found = np.isin(pieces, touching[touching > 0])
+    return refine_outline(lab, person_found, params.outline_band_px)
 
 
 def colour_model_subject(

@@ -232,6 +232,9 @@ def test_a_portrait_keeps_the_head_and_the_body() -> None:
     assert found[380:480, 60:160].mean() > 0.95  # the suit
     assert found[100:300, 0:40].mean() < 0.05  # the flag on the left stays background
     assert found[100:200, 300:340].mean() < 0.05  # and the wall beside her head
+    assert found[0:200, 380:450].mean() < 0.05  # the model rocket: not part of the person
+    assert found[180:230, 220:260].mean() > 0.9  # the neck joins head and suit
+    assert ndimage.label(found)[1] == 1
 
 
 def test_a_box_hint_picks_the_subject_among_two() -> None:
