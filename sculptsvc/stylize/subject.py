@@ -54,6 +54,7 @@ from sculptsvc.errors import InvalidImage, NoSubject
 _MIN_MATTING_CONTRAST = 6.0  # Lab units: below, subject and background are too alike to
 # place the outline by colour, and GrabCut's cut stays
 _MASK_LEVEL = 128  # a hint mask's alpha (or grey) at or above this is subject
+_CASCADE_WINDOW = 24  # pixels: the face cascade's window, the smallest face it can find
 CUSTOMER_ADVICE = (
     "Please send a photo in which the subject stands out clearly from a plainer "
     "background, or mark the subject when you order."
@@ -209,7 +210,9 @@ class SubjectParams:
     measured 0.67-1.0 on the portraits, 0.33 on the one false face of the photo set (in
     a coffee cup's crema);"""
     face_neighbours: int = 4
-    """... and the cascade found it in at least this many overlapping windows."""
+    """... and the cascade found it in at least this many overlapping windows (searched
+    at every pixel, at sizes ``face_scale_step`` apart)."""
+    face_scale_step: float = 1.2
     skin_cr: tuple[int, int] = (133, 173)
     skin_cb: tuple[int, int] = (77, 127)
     """Skin colours: Cr and Cb ranges of OpenCV's YCrCb (Chai and Ngan's box, which holds
@@ -481,7 +484,7 @@ def person_seeds(rgb: np.ndarray, found: np.ndarray, params: SubjectParams) -> _
     from skimage.feature import Cascade
 
     h, w = found.shape
-    smallest = max(24, round(params.face_min_size * min(h, w)))
+    smallest = max(_CASCADE_WINDOW, round(params.face_min_size * min(h, w)))
     if smallest > min(h, w):
         return None
     if _skin(rgb, params).sum() < params.face_min_skin * (smallest // 2) ** 2:
@@ -490,7 +493,7 @@ def person_seeds(rgb: np.ndarray, found: np.ndarray, params: SubjectParams) -> _
     detector = Cascade(lbp_frontal_face_cascade_filename())
     faces = detector.detect_multi_scale(
         img=grey,
-        scale_factor=1.2,
+        scale_factor=params.face_scale_step,
         step_ratio=1,
         min_size=(smallest, smallest),
         max_size=(min(h, w), min(h, w)),
