@@ -403,9 +403,13 @@ def weak_outline_share(lab: np.ndarray, mask: np.ndarray, p: SubjectParams) -> f
     return float((contrast < p.edge_contrast).mean())
 
 
+def _along_frame(values: np.ndarray) -> np.ndarray:
+    """The values of an (h, w) array on the picture's frame, each frame pixel once."""
+    return np.concatenate([values[0], values[-1], values[1:-1, 0], values[1:-1, -1]])
+
+
 def _frame_contact(mask: np.ndarray) -> float:
-    frame = np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
-    return float(frame.mean())
+    return float(_along_frame(mask).mean())
 
 
 # --- the photo path -------------------------------------------------------------------------
@@ -602,7 +606,7 @@ def complete_surfaces(lab: np.ndarray, found: np.ndarray, params: SubjectParams)
         return found
     size = np.bincount(surfaces.ravel(), minlength=count + 1)
     covered = np.bincount(surfaces[found], minlength=count + 1)
-    frame = np.concatenate([surfaces[0], surfaces[-1], surfaces[:, 0], surfaces[:, -1]])
+    frame = _along_frame(surfaces)
     completes = (covered >= params.surface_min_share * size) & (covered < size)
     completes &= size - covered <= params.surface_max_growth * int(found.sum())
     completes[frame] = False
@@ -845,9 +849,7 @@ def subject_parts(mask: np.ndarray, params: SubjectParams) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     largest = int(np.argmax(sizes))
-    frame_labels = set(
-        np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    )
+    frame_labels = set(np.unique(_along_frame(labels)))
     candidates = {int(i) for i in np.flatnonzero(sizes >= params.min_part_fraction * sizes.max())}
     candidates.discard(largest)
     if largest not in frame_labels:
