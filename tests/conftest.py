@@ -68,7 +68,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION, None)
     if session is None or sys.exc_info()[1] is not None or config.option.debug:
         return
-    if "pytest" not in Path(sys.argv[0]).parts[-2:] and Path(sys.argv[0]).name != "pytest":
+    if "pytest" not in Path(sys.argv[0]).parts[-2:]:  # .../bin/pytest, .../pytest/__main__.py
         return  # pytest.main() inside another program: it goes on after this
     status = session.exitstatus
     if status not in _REPORTED:
