@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -64,6 +65,20 @@ def to_inbound(message: KafkaMessage) -> InboundRecord:
     )
 
 
+class _PublisherRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the publisher which partitions this instance was given (see
+    :meth:`TransactionalPublisher.partitions_assigned`)."""
+
+    def __init__(self, publisher: TransactionalPublisher) -> None:
+        self.publisher = publisher
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass  # an order still running on a revoked partition is fenced by the new owner
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.publisher.partitions_assigned(assigned)
+
+
 def create_app(
     settings: Settings | None = None, *, runner: JobRunner | None = None
 ) -> AsgiFastStream:
@@ -90,6 +105,7 @@ def create_app(
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "max_poll_interval_ms": effective_max_poll_interval_ms(settings),
         "decoder": _raw_body,
+        "listener": _PublisherRebalanceListener(publisher),
         "title": settings.topic_orders,
         "description": "OrderPlaced v1 from the e-commerce system (schemas/OrderPlaced.v1.json)",
     }

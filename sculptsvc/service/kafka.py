@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -96,9 +96,28 @@ class TransactionalPublisher:
         self._coordinator: int | None = None
         """Node id of the consumer group's coordinator, once looked up."""
         self._progress_lock = asyncio.Lock()
+        self._committed_here: dict[tuple[str, int], int] = {}
+        """The next offset this process committed, per partition, since it was assigned."""
+        self._fence_before_reading: set[tuple[str, int]] = set()
+        """Partitions assigned since their producer was initialised: fence again first."""
 
     def transactional_id(self, topic: str, partition: int) -> str:
         return f"{self.settings.transactional_id_prefix}.{topic}.{partition}"
+
+    def partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        """Called by the consumer at each rebalance. A partition may have been away and
+        back (A, then B, then A): B may still be committing a message that A reads again,
+        and A's cached producer, fenced by B, no longer fences B. The next read of the
+        committed offset therefore starts a fresh producer, whose init_transactions fences
+        B and waits for its open transaction to settle."""
+        for tp in assigned:
+            key = (tp.topic, tp.partition)
+            self._fence_before_reading.add(key)
+            self._committed_here.pop(key, None)
+
+    def _remember_commit(self, source: InboundRecord) -> None:
+        key = (source.topic, source.partition)
+        self._committed_here[key] = max(self._committed_here.get(key, 0), source.offset + 1)
 
     async def _producer(self, topic: str, partition: int) -> AIOKafkaProducer:
         key = (topic, partition)
@@ -130,6 +149,8 @@ class TransactionalPublisher:
             except (ProducerFenced, KafkaError, OSError) as exc:
                 await self._discard(partition)
                 raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+            if commit:
+                self._remember_commit(source)
 
     async def _send(
         self,
@@ -186,6 +207,7 @@ class TransactionalPublisher:
                 if isinstance(exc, ProducerFenced | KafkaError | OSError):
                     raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
                 raise
+            self._remember_commit(source)
 
     async def _abort(self, producer: AIOKafkaProducer, partition: tuple[str, int]) -> None:
         """Abort an open transaction; a producer that cannot is dropped (its successor's
@@ -226,12 +248,23 @@ class TransactionalPublisher:
         is still committing the same message. Initialising this partition's transactional
         producer first fences that owner and settles its open transaction, so the offset
         read afterwards is final: a message it committed is skipped, not run twice.
+
+        A message this process committed itself since the partition was assigned is known
+        here. The broker cannot be asked about it: its transaction returns once the commit
+        is decided, before the offset is written to the group (the consumer read one such
+        message again when a rebalance kept its partition here, 6 ms after the commit, and
+        the broker still gave the old offset).
         """
         partition = (record.topic, record.partition)
         lock = self._locks.setdefault(partition, asyncio.Lock())
         tp = TopicPartition(*partition)
         try:
             async with lock:
+                if record.offset < self._committed_here.get(partition, 0):
+                    return True
+                if partition in self._fence_before_reading:
+                    self._fence_before_reading.discard(partition)
+                    await self._discard(partition)
                 await self._producer(*partition)
             committed = await self._committed(tp)
             if committed is None and self._coordinator is not None:

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiokafka import TopicPartition
 
 from sculptsvc.errors import PublishFailed
 from sculptsvc.service.kafka import TransactionalPublisher
@@ -296,6 +297,9 @@ async def test_the_committed_offset_check_answers_from_the_group_coordinator(
         for offset in range(3):
             source = InboundRecord(topics.orders, 0, offset, b"k", b"{}")
             await publisher.publish([], source=source, commit=True)
+        # the partition's next owner knows nothing of these commits: the broker answers
+        await publisher.close()
+        publisher = TransactionalPublisher(settings)
         checks = [
             await publisher.already_committed(InboundRecord(topics.orders, 0, o, b"k", b"{}"))
             for o in range(4)
@@ -308,6 +312,77 @@ async def test_the_committed_offset_check_answers_from_the_group_coordinator(
         assert await publisher.already_committed(first) is True
     finally:
         await publisher.close()
+
+
+async def test_a_message_read_again_after_its_own_commit_is_known_committed(
+    kafka: KafkaHarness, topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebalance that keeps a partition here rewinds the consumer to the committed
+    offset while an order is still running; the order commits, and the consumer hands the
+    same message over again a few ms later. The group coordinator may still answer with the
+    old offset then (its commit is decided, not yet written to the group): that answer
+    (stubbed here, -1) must not make the message run again. After the partition is
+    assigned anew, the check fences with a fresh producer and asks the broker."""
+    settings = service_settings(kafka, topics, tmp_path)
+    publisher = TransactionalPublisher(settings)
+    tp = TopicPartition(topics.orders, 0)
+    source = InboundRecord(topics.orders, 0, 0, b"k", b"{}")
+    try:
+        async with publisher.outcome([Outgoing(topics.models, b"k", b"{}")], source=source):
+            pass
+        real_committed = publisher._committed
+
+        async def stale(_: TopicPartition) -> int:
+            return -1
+
+        monkeypatch.setattr(publisher, "_committed", stale)
+        assert await publisher.already_committed(source) is True
+        assert await publisher.already_committed(InboundRecord(*tp, 1, b"k", b"{}")) is False
+
+        before = publisher._producers[(tp.topic, tp.partition)]
+        publisher.partitions_assigned({tp})
+        assert await publisher.already_committed(source) is False  # only the broker now
+        assert publisher._producers[(tp.topic, tp.partition)] is not before  # fenced again
+        monkeypatch.setattr(publisher, "_committed", real_committed)
+        assert await publisher.already_committed(source) is True
+    finally:
+        await publisher.close()
+
+
+async def test_a_partition_back_from_another_instance_fences_that_instance_first(
+    kafka: KafkaHarness, topics, tmp_path: Path
+) -> None:
+    """A owns the partition, B takes it (fencing A's producer), then A gets it back while
+    B's outcome for a message is still open. A's check of that message must fence B and
+    settle its transaction: B's commit then fails and the message is A's alone. Checked
+    with A's cached, already fenced producer, B's commit went through after A's check had
+    read "not committed", and both ran the order."""
+    settings = service_settings(kafka, topics, tmp_path)
+    a, b = TransactionalPublisher(settings), TransactionalPublisher(settings)
+    tp = TopicPartition(topics.orders, 0)
+    message = InboundRecord(topics.orders, 0, 0, b"k", b"{}")
+    try:
+        for _ in range(100):  # a fresh broker creates its offsets topic on the first lookup
+            try:
+                assert await a.already_committed(message) is False
+                break
+            except PublishFailed:
+                await asyncio.sleep(0.2)
+        b.partitions_assigned({tp})
+        assert await b.already_committed(message) is False  # B's producer fences A's
+        with pytest.raises(PublishFailed):
+            async with b.outcome([Outgoing(topics.models, b"k", b'{"by": "b"}')], source=message):
+                a.partitions_assigned({tp})  # the partition goes back to A meanwhile
+                assert await a.already_committed(message) is False
+        async with a.outcome([Outgoing(topics.models, b"k", b'{"by": "a"}')], source=message):
+            pass
+    finally:
+        await a.close()
+        await b.close()
+    assert await committed_offset(kafka.bootstrap, settings.group_id, topics.orders) == 1
+    assert [r["by"] for r in await read_topic(kafka.bootstrap, topics.models, 2, timeout=3)] == [
+        "a"
+    ]
 
 
 async def test_an_outcome_commits_after_its_block_and_aborts_on_its_error(
