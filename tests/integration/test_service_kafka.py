@@ -275,6 +275,17 @@ async def test_an_outcome_with_its_offset_needs_no_produce_retry(
     assert len(await read_topic(kafka.bootstrap, topics.status, 2 * orders)) == 2 * orders
 
 
+async def first_check(publisher: TransactionalPublisher, record: InboundRecord) -> bool:
+    """``already_committed`` once the group coordinator answers: a fresh broker creates its
+    offsets topic on the first lookup, and refuses until then."""
+    for _ in range(100):
+        try:
+            return await publisher.already_committed(record)
+        except PublishFailed:
+            await asyncio.sleep(0.2)
+    pytest.fail("the group coordinator never became available")
+
+
 async def test_the_committed_offset_check_answers_from_the_group_coordinator(
     kafka: KafkaHarness, topics, tmp_path: Path
 ) -> None:
@@ -286,14 +297,7 @@ async def test_the_committed_offset_check_answers_from_the_group_coordinator(
     publisher = TransactionalPublisher(settings)
     try:
         first = InboundRecord(topics.orders, 0, 0, b"k", b"{}")
-        for _ in range(100):  # a fresh broker creates its offsets topic on the first lookup
-            try:
-                assert await publisher.already_committed(first) is False
-                break
-            except PublishFailed:
-                await asyncio.sleep(0.2)
-        else:
-            pytest.fail("the group coordinator never became available")
+        assert await first_check(publisher, first) is False
         for offset in range(3):
             source = InboundRecord(topics.orders, 0, offset, b"k", b"{}")
             await publisher.publish([], source=source, commit=True)
@@ -362,12 +366,7 @@ async def test_a_partition_back_from_another_instance_fences_that_instance_first
     tp = TopicPartition(topics.orders, 0)
     message = InboundRecord(topics.orders, 0, 0, b"k", b"{}")
     try:
-        for _ in range(100):  # a fresh broker creates its offsets topic on the first lookup
-            try:
-                assert await a.already_committed(message) is False
-                break
-            except PublishFailed:
-                await asyncio.sleep(0.2)
+        assert await first_check(a, message) is False
         b.partitions_assigned({tp})
         assert await b.already_committed(message) is False  # B's producer fences A's
         with pytest.raises(PublishFailed):
