@@ -16,7 +16,10 @@ Used by both stylizers (classic and diffusion). Sources, in order of trust:
    modelled again without it, and the picture seeded again. If they still disagree,
    the colour model's own subject is taken when it is clean by itself (its parts hold
    most of it and their outline lies on edges: red letters on grass, whose gaps GrabCut
-   fills). Where the two agree and a frontal face with a skin-coloured centre touches
+   fills). Where they agree, the colour model's clean subject still replaces GrabCut's
+   when its outline lies on edges more and what it leaves out is texture (grass or wood
+   grain GrabCut took beside the subject, not a low-contrast part of it). Where the two
+   agree and a frontal face with a skin-coloured centre touches
    the subject, the subject is a person: GrabCut is seeded again with their head and
    the body below it (a dark jacket filling the bottom edge, a face as pale as the
    wall). Then a smooth surface the subject covers in part, and that does not reach the
