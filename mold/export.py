@@ -13,12 +13,14 @@ import struct
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lib3mf
 import numpy as np
 
 from mold.geometry import component_count, weld_rows
+
+if TYPE_CHECKING:
+    import lib3mf
 
 STL_HEADER_SIZE = 80
 STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
@@ -127,7 +129,10 @@ def stl_edge_report(data: bytes) -> EdgeReport:
 
 @lru_cache(maxsize=1)
 def _wrapper() -> lib3mf.Wrapper:
-    """One lib3mf wrapper per process (loading the shared library is not free)."""
+    """One lib3mf wrapper per process (loading the shared library is not free). Imported
+    here: the mesh stage imports this module for its STL checks, and needs no 3MF."""
+    import lib3mf
+
     return lib3mf.get_wrapper()
 
 
@@ -164,6 +169,8 @@ def _write_buffer(writer: lib3mf.Writer) -> bytes:
 
 def three_mf_bytes(objects: list[MeshObject], decimals: int) -> bytes:
     """A 3MF package (unit: millimetre) holding every object as one build item."""
+    import lib3mf
+
     wrapper = _wrapper()
     model = wrapper.CreateModel()
     model.SetUnit(lib3mf.ModelUnit.MilliMeter)
