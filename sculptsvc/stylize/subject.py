@@ -578,8 +578,9 @@ def _person_grabcut(
 
 def _cleaner_outline(lab: np.ndarray, seeded: _Seeded, params: SubjectParams) -> np.ndarray:
     """GrabCut's subject, or the colour model's clean subject where its outline lies on
-    the picture's edges clearly more (``outline_preference_margin``) and what it leaves
-    out of GrabCut's is texture (``outline_preference_max_smooth_drop``)."""
+    the picture's edges clearly more (``outline_preference_margin``), it adds no second
+    thing (``outline_preference_max_added``) and what it leaves out of GrabCut's is
+    texture (``outline_preference_max_smooth_drop``)."""
     clean = colour_model_subject(lab, seeded.probable_fg, params)
     if clean is None:
         return seeded.found
